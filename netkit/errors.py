@@ -1,0 +1,74 @@
+"""The one exception hierarchy of netkit.
+
+Who was wrong decides the class: the operator (ConfigError), our own code
+(LocalProtocolError), the peer (RemoteProtocolError), or the network
+(TransportError and the timeouts, split by the phase that ran out).
+"""
+
+from __future__ import annotations
+
+
+class NetkitError(Exception):
+    """Base of every error netkit raises on purpose."""
+
+
+class ConfigError(NetkitError):
+    """A configuration is invalid; `problems` lists every one, each a full sentence."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ProtocolError(NetkitError):
+    """A protocol rule was broken."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We tried to do something the protocol does not allow (a bug on our side)."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer sent something the protocol does not allow.
+
+    `reply_hint` is the protocol's own answer where it has one (an HTTP status,
+    a DNS rcode, an SMTP code), so a server can answer before closing.
+    """
+
+    def __init__(self, message: str, *, reply_hint: int | None = None) -> None:
+        super().__init__(message)
+        self.reply_hint = reply_hint
+
+
+class TransportError(NetkitError):
+    """A socket-level failure (refused, reset, unreachable)."""
+
+
+class ConnectError(TransportError):
+    """No connection could be made; `attempts` says what each address did."""
+
+    def __init__(self, message: str, attempts: list[tuple[str, str]] | None = None) -> None:
+        self.attempts = attempts or []
+        if self.attempts:
+            message += ": " + "; ".join(f"{addr}: {why}" for addr, why in self.attempts)
+        super().__init__(message)
+
+
+class TLSError(TransportError):
+    """A TLS handshake or record failed; the message says why in plain words."""
+
+
+class NetkitTimeout(NetkitError, TimeoutError):
+    """Base of the timeouts, one per phase."""
+
+
+class ConnectTimeout(NetkitTimeout, ConnectError):
+    """Connecting (TCP and TLS handshake) took longer than allowed."""
+
+
+class ReadTimeout(NetkitTimeout):
+    """The peer sent nothing for longer than allowed."""
+
+
+class ResolveTimeout(NetkitTimeout):
+    """Name resolution did not finish in time."""

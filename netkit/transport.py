@@ -1,0 +1,692 @@
+"""Listeners and connectors: the one module that opens sockets.
+
+Theory of operation. The hot path is asyncio's Protocol interface (with uvloop
+by default): a `Connection` is the asyncio protocol of one TCP socket, and
+acts as the transport of the server's `Handler`, which has the same shape as
+an asyncio protocol one layer up. Between the two, a connection adds what
+every server needs and asyncio lacks:
+
+    socket -> [bytes counters, idle/total timers] -> [PROXY header] -> [TLS] -> Handler
+
+On a plain connection the middle stages cost one branch per read. TLS runs
+over memory BIOs (`proto.tls.TLSEngine`) rather than the loop's own ssl
+support, because only then can a PROXY header precede the ClientHello, a
+handshake failure be logged with its reason, and close_notify be a half-close.
+Structure (task groups, timeouts, signals) is anyio's; see cli.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import anyio
+
+from .config import Address, Duration, Size, field
+from .errors import ConnectError, ConnectTimeout, RemoteProtocolError, TLSError
+from .proto import proxy
+from .proto.tls import TLSEngine, TLSInfo
+
+log = logging.getLogger("netkit.transport")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Per-listener resource limits; every server embeds one in its config."""
+
+    max_connections: int = field(1024, min=1)
+    """Connections handled at once; more are accepted, counted as refused and closed."""
+    idle_timeout: Duration = field(Duration(300), min=0.001)
+    """Seconds without a byte either way before a connection is closed (nginx: 60-75 s)."""
+    total_timeout: Duration = field(Duration(0))
+    """Seconds a connection may last at all; 0 means no limit."""
+    handshake_timeout: Duration = field(Duration(10), min=0.001)
+    """Seconds for the PROXY header and TLS handshake together (stunnel: 60 s; haproxy: 5 s)."""
+    write_buffer: Size = field(Size(256 * 1024), min=1024)
+    """Bytes queued for a slow peer before the other side stops being read (backpressure)."""
+
+
+@dataclass(slots=True)
+class Counters:
+    """What a server has done; tests and logs read these."""
+
+    accepted: int = 0
+    active: int = 0
+    refused: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    tls_failures: int = 0
+    proxy_errors: int = 0
+    timeouts: int = 0
+    datagrams_in: int = 0
+    datagrams_out: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Handler:
+    """A server's per-connection logic: asyncio.Protocol's shape, over a `Connection`."""
+
+    conn: Connection
+
+    def connection_made(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> None:
+        """The peer will send nothing more; writing may continue. Default: close."""
+        self.conn.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        pass
+
+    def pause_writing(self) -> None:
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    def timed_out(self, phase: str) -> None:
+        """`phase` is "idle" or "total"; default: close."""
+        self.conn.close()
+
+    def shutdown_requested(self) -> None:
+        """The server is draining: finish the current exchange, take no new one."""
+
+
+# states of a Connection
+_PROXY, _HANDSHAKE, _OPEN, _CLOSED = range(4)
+
+
+class Connection(asyncio.Protocol):
+    """One TCP connection, accepted or made; see the module docstring."""
+
+    def __init__(self, handler: Handler, *, limits: Limits, counters: Counters,
+                 label: str, accept_proxy: bool = False,
+                 tls: ssl.SSLContext | None = None, server_side: bool = True,
+                 server_hostname: str | None = None, proxy_header: bytes = b"",
+                 owner: StreamServer | None = None) -> None:
+        self.handler = handler
+        self.limits = limits
+        self.counters = counters
+        self.label = label
+        self.owner = owner
+        self.server_side = server_side
+        self.peer: tuple[str, int] = ("", 0)
+        self.local: tuple[str, int] = ("", 0)
+        self.proxy_info: proxy.ProxyHeader | None = None
+        self.tls_info: TLSInfo | None = None
+        self._tls_context = tls
+        self._server_hostname = server_hostname
+        self._proxy_header_out = proxy_header
+        self._tls: TLSEngine | None = None
+        self._state = _PROXY if accept_proxy else (_HANDSHAKE if tls else _OPEN)
+        self._buffer = b""
+        self._reading_paused = False
+        self._eof = False
+        self._handler_open = False
+        self.loop = asyncio.get_running_loop()
+        self._last = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._total_timer: asyncio.TimerHandle | None = None
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.closed: asyncio.Future[None] = self.loop.create_future()
+        self.transport: asyncio.Transport | None = None
+
+    # --- asyncio side -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = _addr(transport.get_extra_info("peername"))
+        self.local = _addr(transport.get_extra_info("sockname"))
+        counters = self.counters
+        if self.server_side:
+            counters.accepted += 1
+            if counters.active >= self.limits.max_connections:
+                counters.refused += 1
+                self._state = _CLOSED
+                _refusal_log(self.label, self.peer, self.limits.max_connections)
+                transport.close()
+                return
+        counters.active += 1
+        if self.owner is not None:
+            self.owner.connections.add(self)
+        transport.set_write_buffer_limits(self.limits.write_buffer, self.limits.write_buffer // 4)
+        self._last = self.loop.time()
+        self._arm_idle(self.limits.handshake_timeout if self._state != _OPEN
+                       else self.limits.idle_timeout)
+        if self.limits.total_timeout:
+            self._total_timer = self.loop.call_later(self.limits.total_timeout,
+                                                     self._timeout, "total")
+        if self._proxy_header_out:
+            self._send_raw(self._proxy_header_out)
+        if self._state == _HANDSHAKE:
+            self._start_tls()
+        elif self._state == _OPEN:
+            self._open()
+
+    def data_received(self, data: bytes) -> None:
+        self.counters.bytes_in += len(data)
+        self._last = self.loop.time()
+        if self._state == _OPEN and self._tls is None:
+            self.handler.data_received(data)  # the fast path: plain TCP
+            return
+        self._slow_data(data)
+
+    def eof_received(self) -> bool:
+        if self._tls is not None:
+            self._tls.receive_eof()
+            if self._state == _HANDSHAKE:
+                self._handshake_step()
+            elif self._state == _OPEN:
+                self._pump()
+            return True
+        if self._state == _OPEN:
+            self._deliver_eof()
+        else:
+            self.abort()
+        return True  # keep the write side open: half-close is the handler's choice
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        state, self._state = self._state, _CLOSED
+        self._cancel_timers()
+        if self.owner is not None:
+            self.owner.connections.discard(self)
+        if state != _CLOSED:  # a refused connection was never counted as active
+            self.counters.active -= 1
+        if not self.ready.done():
+            why = "refused: server at its connection limit" if state == _CLOSED else str(exc)
+            self._fail_ready(ConnectError(f"{self.label}: connection closed before it was "
+                                          "ready", [(_fmt(self.peer), why)]))
+        if self._handler_open:
+            self._handler_open = False
+            self.handler.connection_lost(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._state == _OPEN:
+            self.handler.pause_writing()
+
+    def resume_writing(self) -> None:
+        if self._state == _OPEN:
+            self.handler.resume_writing()
+
+    # --- handler side (this object is the handler's transport) --------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._state != _OPEN or self.transport is None or self.transport.is_closing():
+            return
+        self._last = self.loop.time()
+        if self._tls is not None:
+            try:
+                self._tls.write(data)
+            except TLSError as exc:
+                log.warning("%s: %s: %s", self.label, _fmt(self.peer), exc)
+                self.abort()
+                return
+            data = self._tls.outgoing()
+        self.counters.bytes_out += len(data)
+        self.transport.write(data)
+
+    def write_eof(self) -> None:
+        """Half-close: the peer reads EOF (TLS: close_notify, then TCP FIN)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._tls is not None:
+            self._tls.close_notify()
+            self._send_raw(self._tls.outgoing())
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def close(self) -> None:
+        """Close after queued data is sent (TLS: close_notify first)."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        if self._tls is not None and self._tls.handshake_done:
+            self._tls.close_notify()
+            self._send_raw(self._tls.outgoing())
+        self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            if not self.transport.is_closing():
+                self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+            if self._tls is not None and self._state == _OPEN:
+                self._pump()  # plaintext may be waiting in the BIO
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport else 0
+
+    def is_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    @property
+    def socket_peer(self) -> tuple[str, int]:
+        """The TCP peer itself (the proxy, when a PROXY header named someone else)."""
+        return _addr(self.transport.get_extra_info("peername")) if self.transport else ("", 0)
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _slow_data(self, data: bytes) -> None:
+        if self._state == _PROXY:
+            self._buffer += data
+            try:
+                result = proxy.decode(self._buffer)
+            except RemoteProtocolError as exc:
+                self.counters.proxy_errors += 1
+                log.warning("%s: %s: bad PROXY header: %s", self.label, _fmt(self.peer), exc)
+                self.abort()
+                return
+            if result is None:
+                return
+            self.proxy_info, used = result
+            if self.proxy_info.source is not None:
+                self.peer = self.proxy_info.source
+            data, self._buffer = self._buffer[used:], b""
+            if self._tls_context is not None:
+                self._state = _HANDSHAKE
+                self._start_tls()
+            else:
+                self._open()
+            if not data or self._state == _CLOSED:
+                return
+            if self._state == _OPEN and self._tls is None:
+                self.handler.data_received(data)
+                return
+        if self._tls is None:
+            return
+        self._tls.receive(data)
+        if self._state == _HANDSHAKE:
+            self._handshake_step()
+        elif self._state == _OPEN:
+            self._pump()
+
+    def _start_tls(self) -> None:
+        assert self._tls_context is not None
+        self._tls = TLSEngine(self._tls_context, server_side=self.server_side,
+                              server_hostname=self._server_hostname)
+        if not self.server_side:
+            self._handshake_step()  # sends the ClientHello
+
+    def _handshake_step(self) -> None:
+        tls = self._tls
+        assert tls is not None
+        try:
+            done = tls.do_handshake()
+        except TLSError as exc:
+            self.counters.tls_failures += 1
+            self._send_raw(tls.outgoing())  # the alert tells the peer why
+            who = "client" if self.server_side else "server"
+            log.warning("%s: TLS handshake with %s %s failed: %s", self.label, who,
+                        _fmt(self.peer), exc)
+            self._fail_ready(exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._send_raw(tls.outgoing())
+        if done:
+            obj = tls.ssl_object
+            self.tls_info = tls.info(getattr(obj, "sni", None))
+            self._open()
+            if self._state == _OPEN:
+                self._pump()
+
+    def _open(self) -> None:
+        self._state = _OPEN
+        self._arm_idle(self.limits.idle_timeout)
+        self._handler_open = True
+        try:
+            self.handler.connection_made(self)
+        except Exception:
+            log.exception("%s: handler failed on connection from %s", self.label,
+                          _fmt(self.peer))
+            self.abort()
+            return
+        if not self.ready.done():
+            self.ready.set_result(None)
+
+    def _pump(self) -> None:
+        tls = self._tls
+        assert tls is not None
+        while not self._reading_paused and self._state == _OPEN:
+            try:
+                chunk = tls.read()
+            except TLSError as exc:
+                log.warning("%s: %s: %s", self.label, _fmt(self.peer), exc)
+                self.abort()
+                return
+            if chunk is None:
+                break
+            if not chunk:
+                self._deliver_eof()
+                break
+            self.handler.data_received(chunk)
+        out = tls.outgoing()  # post-handshake messages (TLS 1.3 tickets, key updates)
+        if out:
+            self._send_raw(out)
+
+    def _deliver_eof(self) -> None:
+        if not self._eof:
+            self._eof = True
+            self.handler.eof_received()
+
+    def _send_raw(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.counters.bytes_out += len(data)
+            self.transport.write(data)
+
+    def _arm_idle(self, seconds: float) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_limit = seconds
+        self._idle_timer = self.loop.call_later(seconds, self._check_idle)
+
+    def _check_idle(self) -> None:
+        # one timer, re-armed only when it fires: no timer churn per read or write
+        idle_for = self.loop.time() - self._last
+        if idle_for >= self._idle_limit:
+            self._timeout("idle" if self._state == _OPEN else "handshake")
+        else:
+            self._idle_timer = self.loop.call_later(self._idle_limit - idle_for,
+                                                    self._check_idle)
+
+    def _timeout(self, phase: str) -> None:
+        if self._state == _CLOSED:
+            return
+        self.counters.timeouts += 1
+        log.info("%s: %s: %s timeout", self.label, _fmt(self.peer), phase)
+        if self._state == _OPEN:
+            self.handler.timed_out(phase)
+        else:
+            self._fail_ready(ConnectTimeout(f"{self.label}: {phase} timeout"))
+            self.abort()
+
+    def _fail_ready(self, exc: Exception) -> None:
+        # only a connecting client awaits `ready`; an unawaited exception would warn at GC
+        if not self.ready.done():
+            if self.server_side:
+                self.ready.cancel()
+            else:
+                self.ready.set_exception(exc)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._idle_timer, self._total_timer):
+            if timer is not None:
+                timer.cancel()
+
+
+_last_refusal_log = 0.0
+
+
+def _refusal_log(label: str, peer: tuple[str, int], limit: int) -> None:
+    # at most one line a second: a flood of refusals must not become a flood of logs
+    global _last_refusal_log
+    now = time.monotonic()
+    if now - _last_refusal_log >= 1.0:
+        _last_refusal_log = now
+        log.warning("%s: refused %s: at the limit of %d connections", label, _fmt(peer), limit)
+
+
+def _addr(raw: Any) -> tuple[str, int]:
+    if isinstance(raw, tuple) and len(raw) >= 2:
+        return str(raw[0]), int(raw[1])
+    return ("", 0)
+
+
+def _fmt(addr: tuple[str, int]) -> str:
+    return str(Address(addr[0], addr[1])) if addr[0] else "?"
+
+
+# --- listening ---------------------------------------------------------------------------
+
+def bind_socket(kind: str, address: Address, *, reuse_port: bool = False) -> socket.socket:
+    """A bound (not yet listening) TCP or UDP socket for `address`."""
+    infos = socket.getaddrinfo(address.host, address.port, type=(
+        socket.SOCK_STREAM if kind == "tcp" else socket.SOCK_DGRAM), flags=socket.AI_PASSIVE)
+    family, socktype, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, socktype, proto)
+    try:
+        if kind == "tcp":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+SocketPresets = dict[tuple[str, str], socket.socket]
+"""Sockets a worker inherited from its supervisor, by (kind, configured address)."""
+
+
+class StreamServer:
+    """Accepts TCP (optionally PROXY, optionally TLS) on any number of addresses."""
+
+    def __init__(self, label: str, handler_factory: Callable[[], Handler], *,
+                 limits: Limits, tls: Callable[[], ssl.SSLContext | None] | None = None,
+                 accept_proxy: bool = False, counters: Counters | None = None) -> None:
+        self.label = label
+        self.handler_factory = handler_factory
+        self.limits = limits
+        self.tls = tls
+        self.accept_proxy = accept_proxy
+        self.counters = counters or Counters()
+        self.connections: set[Connection] = set()
+        self.addresses: list[Address] = []
+        self._servers: list[asyncio.Server] = []
+
+    def _protocol(self) -> Connection:
+        return Connection(self.handler_factory(), limits=self.limits, counters=self.counters,
+                          label=self.label, accept_proxy=self.accept_proxy,
+                          tls=self.tls() if self.tls else None, owner=self)
+
+    async def listen(self, addresses: Iterable[Address], *,
+                     presets: SocketPresets | None = None, backlog: int = 1024) -> list[Address]:
+        """Bind and start accepting; returns (and logs) the bound addresses."""
+        loop = asyncio.get_running_loop()
+        for address in addresses:
+            sock = (presets or {}).pop(("tcp", str(address)), None)
+            if sock is None:
+                sock = bind_socket("tcp", address)
+            server = await loop.create_server(self._protocol, sock=sock, backlog=backlog)
+            self._servers.append(server)
+            bound = _addr(sock.getsockname())
+            self.addresses.append(Address(*bound))
+            log.info("%s: listening on %s (tcp%s%s)", self.label, self.addresses[-1],
+                     ", tls" if self.tls else "", ", proxy protocol" if self.accept_proxy else "")
+        return self.addresses
+
+    def stop_accepting(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            if conn._state == _OPEN:
+                conn.handler.shutdown_requested()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, let connections finish for up to `timeout` s, then abort the rest."""
+        self.stop_accepting()
+        with anyio.move_on_after(timeout):
+            while self.connections:
+                await asyncio.wait([c.closed for c in list(self.connections)])
+        if self.connections:
+            log.info("%s: drain deadline reached, aborting %d connections", self.label,
+                     len(self.connections))
+            for conn in list(self.connections):
+                conn.abort()
+            await anyio.sleep(0)
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.abort()
+
+
+class DatagramHandler:
+    """A UDP server's logic: one call per datagram; answer with `endpoint.send`."""
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int],
+                          endpoint: DatagramEndpoint) -> None:
+        pass
+
+
+class DatagramEndpoint(asyncio.DatagramProtocol):
+    """One bound UDP socket: counts, hands datagrams to the handler, sends answers."""
+
+    def __init__(self, handler: DatagramHandler, counters: Counters, label: str) -> None:
+        self.handler = handler
+        self.counters = counters
+        self.label = label
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        counters = self.counters
+        counters.datagrams_in += 1
+        counters.bytes_in += len(data)
+        try:
+            self.handler.datagram_received(data, addr, self)
+        except Exception:
+            # one bad datagram never takes the listener down
+            log.exception("%s: handler failed on a datagram from %s", self.label, _fmt(addr))
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("%s: %s", self.label, exc)  # ICMP errors for earlier sends: nothing to do
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.counters.datagrams_out += 1
+            self.counters.bytes_out += len(data)
+            self.transport.sendto(data, addr)
+
+
+class DatagramServer:
+    """Receives UDP on any number of addresses."""
+
+    def __init__(self, label: str, handler: DatagramHandler, *,
+                 counters: Counters | None = None) -> None:
+        self.label = label
+        self.handler = handler
+        self.counters = counters or Counters()
+        self.addresses: list[Address] = []
+        self.endpoints: list[DatagramEndpoint] = []
+
+    async def listen(self, addresses: Iterable[Address], *,
+                     presets: SocketPresets | None = None) -> list[Address]:
+        loop = asyncio.get_running_loop()
+        for address in addresses:
+            sock = (presets or {}).pop(("udp", str(address)), None)
+            if sock is None:
+                sock = bind_socket("udp", address)
+            _, endpoint = await loop.create_datagram_endpoint(
+                lambda: DatagramEndpoint(self.handler, self.counters, self.label), sock=sock)
+            self.endpoints.append(endpoint)
+            self.addresses.append(Address(*_addr(sock.getsockname())))
+            log.info("%s: listening on %s (udp)", self.label, self.addresses[-1])
+        return self.addresses
+
+    def close(self) -> None:
+        for endpoint in self.endpoints:
+            if endpoint.transport is not None:
+                endpoint.transport.close()
+
+
+# --- connecting --------------------------------------------------------------------------
+
+async def open_connection(address: Address, handler: Handler, *, timeout: float = 10.0,
+                          tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
+                          proxy_header: bytes = b"", limits: Limits | None = None,
+                          counters: Counters | None = None, label: str = "client") -> Connection:
+    """Connect (trying each address in turn), send `proxy_header`, do TLS; return when ready.
+
+    Raises ConnectError (with what each address did) or ConnectTimeout, and TLSError
+    with the reason when the handshake fails.
+    """
+    loop = asyncio.get_running_loop()
+    limits = limits or Limits()
+    counters = counters or Counters()
+    try:
+        ipaddress.ip_address(address.host)
+        targets = [(address.host, address.port)]  # numeric: no resolver round trip
+    except ValueError:
+        try:
+            infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ConnectError(f"cannot resolve {address.host}: {exc}") from exc
+        targets = [(info[4][0], info[4][1]) for info in infos]
+    attempts: list[tuple[str, str]] = []
+    hostname = server_hostname or (address.host if tls is not None else None)
+    try:
+        with anyio.fail_after(timeout):
+            for host, port in targets:
+                conn = Connection(handler, limits=limits, counters=counters, label=label,
+                                  tls=tls, server_side=False, server_hostname=hostname,
+                                  proxy_header=proxy_header)
+                try:
+                    await loop.create_connection(lambda c=conn: c, host, port)
+                except OSError as exc:
+                    attempts.append((_fmt((host, port)), exc.strerror or str(exc)))
+                    continue
+                try:
+                    await conn.ready
+                except BaseException:
+                    conn.abort()
+                    raise
+                return conn
+    except TimeoutError:
+        raise ConnectTimeout(f"connecting to {address} took more than {timeout} s",
+                             attempts) from None
+    raise ConnectError(f"cannot connect to {address}", attempts)
+
+
+async def connect_stream(address: Address, *, tls: bool | ssl.SSLContext = False,
+                         server_hostname: str | None = None,
+                         timeout: float = 10.0) -> anyio.abc.ByteStream:
+    """An anyio byte stream (happy eyeballs; TLS verified by default) for clients that
+    prefer structured code to protocol callbacks, where speed is not the point."""
+    context = tls if isinstance(tls, ssl.SSLContext) else (
+        ssl.create_default_context() if tls else None)
+    try:
+        with anyio.fail_after(timeout):
+            return await anyio.connect_tcp(address.host, address.port, ssl_context=context,
+                                           tls=context is not None,
+                                           tls_hostname=server_hostname or address.host)
+    except TimeoutError:
+        raise ConnectTimeout(f"connecting to {address} took more than {timeout} s") from None
+    except ssl.SSLError as exc:
+        from .proto.tls import describe_handshake_error
+        raise TLSError(describe_handshake_error(exc)) from exc
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
