@@ -192,7 +192,7 @@ class _Loader:
                 return raw
             return self.problem(key, f"expected one of {', '.join(map(repr, choices))}, "
                                      f"got {_show(raw)}")
-        if dataclasses.is_dataclass(tp):
+        if dataclasses.is_dataclass(tp) and tp is not Address:
             return self.table(tp, raw, key)
         if tp is bool:
             if isinstance(raw, bool):

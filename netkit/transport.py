@@ -135,6 +135,8 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._eof = False
         self._handler_open = False
+        self.bytes_in = 0  # wire bytes, this connection (the counters sum all of them)
+        self.bytes_out = 0
         self.loop = asyncio.get_running_loop()
         self._last = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -146,8 +148,7 @@ class Connection(asyncio.Protocol):
     # --- asyncio side -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
         self.peer = _addr(transport.get_extra_info("peername"))
         self.local = _addr(transport.get_extra_info("sockname"))
         counters = self.counters
@@ -177,7 +178,9 @@ class Connection(asyncio.Protocol):
             self._open()
 
     def data_received(self, data: bytes) -> None:
-        self.counters.bytes_in += len(data)
+        n = len(data)
+        self.counters.bytes_in += n
+        self.bytes_in += n
         self._last = self.loop.time()
         if self._state == _OPEN and self._tls is None:
             self.handler.data_received(data)  # the fast path: plain TCP
@@ -237,7 +240,9 @@ class Connection(asyncio.Protocol):
                 self.abort()
                 return
             data = self._tls.outgoing()
-        self.counters.bytes_out += len(data)
+        n = len(data)
+        self.counters.bytes_out += n
+        self.bytes_out += n
         self.transport.write(data)
 
     def write_eof(self) -> None:
@@ -396,6 +401,7 @@ class Connection(asyncio.Protocol):
     def _send_raw(self, data: bytes) -> None:
         if data and self.transport is not None and not self.transport.is_closing():
             self.counters.bytes_out += len(data)
+            self.bytes_out += len(data)
             self.transport.write(data)
 
     def _arm_idle(self, seconds: float) -> None:
@@ -569,8 +575,7 @@ class DatagramEndpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         counters = self.counters

@@ -1,0 +1,5 @@
+import sys
+
+from .cli import netkit_main
+
+sys.exit(netkit_main())

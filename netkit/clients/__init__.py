@@ -1,0 +1,1 @@
+"""One module per client: a library API plus ``python -m netkit.clients.NAME``."""

@@ -1,0 +1,1 @@
+"""One module per server, each runnable as ``python -m netkit.servers.NAME``."""

@@ -1,0 +1,382 @@
+"""The TLS wrapper: stunnel/ghostunnel in netkit's shape.
+
+    python -m netkit.servers.tls --config conf/tls.toml
+
+Each ``[[tls.tunnel]]`` is one listener. ``mode = "server"`` accepts TLS and
+forwards the plaintext to ``forward``; ``mode = "client"`` accepts plaintext and
+connects to ``forward`` with TLS, verifying its certificate. With no config
+at all, one server tunnel listens on 127.0.0.1:8443 and forwards to
+127.0.0.1:8080 with a development certificate made on first use.
+
+Live changes: SIGHUP re-reads the file, and certificate files are polled
+every ``watch_interval``; new connections use the new certificates, routes
+and rules, running ones keep what they started with. A bad new certificate
+or config is logged and the old one kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+
+from .. import certs
+from ..cli import run_server
+from ..config import Address, Duration, field
+from ..errors import ConfigError, NetkitError
+from ..proto import proxy
+from ..splice import Splice
+from ..tlsconf import (
+    MODERN_CIPHERS,
+    FileWatch,
+    SNISelector,
+    client_context,
+    name_matches,
+    server_context,
+)
+from ..transport import Counters, Limits, SocketPresets, StreamServer, open_connection
+
+log = logging.getLogger("netkit.tls")
+
+SECTION = "tls"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Route:
+    """An SNI route: clients asking for `server_name` get this certificate and backend."""
+
+    server_name: str
+    """Exact name, or ``*.example.com`` for one more label."""
+    cert: Path | None = None
+    """PEM certificate chain for this name (default: the tunnel's)."""
+    key: Path | None = None
+    """PEM private key for `cert`."""
+    forward: Address | None = None
+    """Backend for this name (default: the tunnel's)."""
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tunnel:
+    """One listener and where its connections go."""
+
+    name: str = ""
+    """Label in logs (default: the tunnel's index)."""
+    mode: Literal["server", "client"] = "server"
+    """server: TLS in, plaintext out. client: plaintext in, TLS out."""
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 8443),)
+    """Addresses to accept on; port 0 picks a free port (logged)."""
+    forward: Address = Address("127.0.0.1", 8080)
+    """Where connections are relayed to."""
+    cert: Path | None = None
+    """server: our certificate chain (PEM); unset with no routes: a dev certificate.
+    client: the client certificate we present to the backend (optional)."""
+    key: Path | None = None
+    """Private key for `cert`."""
+    route: tuple[Route, ...] = ()
+    """server: certificates and backends chosen by SNI."""
+    client_ca: Path | None = None
+    """server: require client certificates signed by this CA bundle (mTLS)."""
+    allow_cn: tuple[str, ...] = ()
+    """server, mTLS: allowed client subject common names."""
+    allow_dns: tuple[str, ...] = ()
+    """server, mTLS: allowed DNS names in the client certificate (``*.x`` allowed)."""
+    allow_uri: tuple[str, ...] = ()
+    """server, mTLS: allowed URIs in the client certificate (e.g. SPIFFE IDs)."""
+    alpn: tuple[str, ...] = ()
+    """ALPN protocols offered (client) or accepted (server), in preference order."""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    """Lowest TLS version allowed."""
+    ciphers: str = MODERN_CIPHERS
+    """TLS 1.2 cipher suites (OpenSSL syntax); TLS 1.3 uses OpenSSL's defaults."""
+    ca: Path | None = None
+    """client: CA bundle to verify the backend with (default: the system store)."""
+    server_name: str = ""
+    """client: SNI and the name checked in the backend certificate (default: forward host)."""
+    accept_proxy: bool = False
+    """Expect a PROXY v1/v2 header from the client before anything else."""
+    send_proxy: Literal["off", "v1", "v2"] = "off"
+    """Send a PROXY header to the backend naming the real client."""
+    connect_timeout: Duration = field(Duration(10), min=0.001)
+    """Seconds to connect (and handshake, in client mode) to the backend."""
+    limits: Limits = Limits()
+    """Connection limits and timeouts for this listener."""
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("cert and key go together")
+        if (self.allow_cn or self.allow_dns or self.allow_uri) and self.client_ca is None:
+            raise ValueError("allow_cn/allow_dns/allow_uri need client_ca")
+        if self.mode == "client" and (self.route or self.client_ca):
+            raise ValueError("route and client_ca are for mode = \"server\"")
+        if not self.listen:
+            raise ValueError("listen needs at least one address")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The ``[tls]`` section."""
+
+    tunnel: tuple[Tunnel, ...] = (Tunnel(),)
+    """The tunnels, as ``[[tls.tunnel]]`` tables."""
+    watch_interval: Duration = Duration(2)
+    """Seconds between checks of the certificate files for changes; 0 turns it off."""
+    shutdown_timeout: Duration = Duration(30)
+    """On SIGTERM, seconds to let open connections finish before cutting them."""
+    dev_cert_dir: Path | None = None
+    """Where the development CA and certificate go (default ~/.local/share/netkit/dev-ca)."""
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tunnel if t.name]
+        if len(names) != len(set(names)):
+            raise ValueError("tunnel names must be unique")
+
+
+def client_allowed(cert: dict[str, Any] | None, tunnel: Tunnel) -> bool:
+    """ghostunnel's rule: with no allow_* lists, any certificate the CA signed; else any match."""
+    if not (tunnel.allow_cn or tunnel.allow_dns or tunnel.allow_uri):
+        return True
+    if not cert:
+        return False
+    cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    sans = cert.get("subjectAltName", ())
+    return (any(cn in tunnel.allow_cn for cn in cns)
+            or any(k == "DNS" and any(name_matches(p, v) for p in tunnel.allow_dns)
+                   for k, v in sans)
+            or any(k == "URI" and v in tunnel.allow_uri for k, v in sans))
+
+
+def describe_cert(cert: dict[str, Any] | None) -> str:
+    if not cert:
+        return "(none)"
+    cns = [v for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"]
+    sans = [f"{k}:{v}" for k, v in cert.get("subjectAltName", ())]
+    return f"CN={','.join(cns) or '-'} SAN={','.join(sans) or '-'}"
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """Everything a tunnel builds from its config, swapped in at once."""
+
+    tunnel: Tunnel
+    server_ctx: ssl.SSLContext | None
+    selector: SNISelector | None
+    client_ctx: ssl.SSLContext | None
+    watch: FileWatch
+
+
+class TunnelRuntime:
+    """One tunnel: its listener, its current contexts, and the relays it runs."""
+
+    def __init__(self, tunnel: Tunnel, index: int, dev_dir: Path | None) -> None:
+        self.label = f"tls[{tunnel.name or index}]"
+        self.dev_dir = dev_dir
+        self.current = self.prepare(tunnel)
+        self.backend_counters = Counters()
+        self.denied = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.server = StreamServer(
+            self.label, self._new_relay, limits=tunnel.limits,
+            tls=(lambda: self.current.server_ctx) if tunnel.mode == "server" else None,
+            accept_proxy=tunnel.accept_proxy)
+
+    @property
+    def tunnel(self) -> Tunnel:
+        return self.current.tunnel
+
+    def prepare(self, tunnel: Tunnel) -> _Prepared:
+        """Load every file the tunnel names; raises ConfigError and changes nothing."""
+        what = self.label
+        files = [tunnel.cert, tunnel.key, tunnel.client_ca, tunnel.ca]
+        if tunnel.mode == "client":
+            ctx = client_context(ca=tunnel.ca, cert=tunnel.cert, key=tunnel.key,
+                                 alpn=tunnel.alpn, min_version=tunnel.min_version,
+                                 ciphers=tunnel.ciphers, what=what)
+            return _Prepared(tunnel, None, None, ctx, FileWatch(files))
+        if tunnel.cert is None and not any(r.cert for r in tunnel.route):
+            tunnel = self._with_dev_cert(tunnel)
+            files += [tunnel.cert, tunnel.key]
+
+        def make(cert: Path | None, key: Path | None) -> ssl.SSLContext:
+            return server_context(cert, key, client_ca=tunnel.client_ca, alpn=tunnel.alpn,
+                                  min_version=tunnel.min_version, ciphers=tunnel.ciphers,
+                                  what=what)
+
+        default = make(tunnel.cert, tunnel.key)
+        routes = []
+        for route in tunnel.route:
+            routes.append((route.server_name,
+                           make(route.cert, route.key) if route.cert else default))
+            files += [route.cert, route.key]
+        selector = SNISelector(default, routes, has_default_cert=tunnel.cert is not None)
+        return _Prepared(tunnel, default, selector, None, FileWatch(files))
+
+    def _with_dev_cert(self, tunnel: Tunnel) -> Tunnel:
+        directory = self.dev_dir or certs.default_dir()
+        cert, key = directory / "localhost.pem", directory / "localhost-key.pem"
+        if not (cert.exists() and key.exists()):
+            cert, key = certs.issue(directory, ["localhost", "127.0.0.1", "::1"])
+        log.warning("%s: no cert configured: using the development certificate %s "
+                    "(trust its CA with: curl --cacert %s https://localhost:PORT/)",
+                    self.label, cert, directory / certs.CA_CERT)
+        return replace(tunnel, cert=cert, key=key)
+
+    def commit(self, prepared: _Prepared) -> None:
+        if prepared.tunnel.listen != self.tunnel.listen:
+            log.warning("%s: listen addresses changed in the config; restart to apply",
+                        self.label)
+        self.current = prepared
+        self.server.limits = prepared.tunnel.limits
+        self.server.accept_proxy = prepared.tunnel.accept_proxy
+
+    def reload_files_if_changed(self) -> None:
+        if not self.current.watch.changed():
+            return
+        try:
+            prepared = self.prepare(self.tunnel)
+        except ConfigError as exc:
+            log.error("%s: certificate files changed but cannot be loaded, keeping the old "
+                      "ones: %s", self.label, "; ".join(exc.problems))
+            return
+        self.current = prepared
+        log.info("%s: certificate files changed: reloaded for new connections", self.label)
+
+    # --- per connection ---
+
+    def _new_relay(self) -> Any:
+        splice = Splice(on_inbound=self._inbound_ready, on_done=self._relay_done)
+        return splice.inbound
+
+    def _inbound_ready(self, splice: Splice) -> None:
+        conn = splice.inbound.conn
+        conn.pause_reading()  # nothing is read until the backend is there
+        current = self.current
+        tunnel = current.tunnel
+        forward = tunnel.forward
+        info = conn.tls_info
+        if info is not None:
+            if tunnel.client_ca is not None and not client_allowed(info.peer_cert, tunnel):
+                self.denied += 1
+                log.warning("%s: %s: client certificate %s is not allowed by allow_cn/"
+                            "allow_dns/allow_uri", self.label, _fmt(conn.peer),
+                            describe_cert(info.peer_cert))
+                conn.close()
+                return
+            for route in tunnel.route:
+                if route.forward and info.server_name and name_matches(route.server_name,
+                                                                       info.server_name):
+                    forward = route.forward
+                    break
+        splice.forward = forward
+        task = asyncio.get_running_loop().create_task(
+            self._connect_backend(splice, forward, current))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _connect_backend(self, splice: Splice, forward: Address,
+                               current: _Prepared) -> None:
+        tunnel = current.tunnel
+        inbound = splice.inbound.conn
+        header = b""
+        if tunnel.send_proxy != "off":
+            encode = proxy.encode_v2 if tunnel.send_proxy == "v2" else proxy.encode_v1
+            header = encode(inbound.peer, inbound.local)
+        try:
+            await open_connection(forward, splice.outbound, timeout=tunnel.connect_timeout,
+                                  tls=current.client_ctx,
+                                  server_hostname=tunnel.server_name or None,
+                                  proxy_header=header, limits=tunnel.limits,
+                                  counters=self.backend_counters,
+                                  label=f"{self.label} backend")
+        except NetkitError as exc:
+            log.warning("%s: %s: backend %s: %s", self.label, _fmt(inbound.peer), forward, exc)
+            splice.finish()
+            return
+        if splice.done:  # the client left while we were connecting
+            splice.outbound.conn.close()
+            return
+        splice.attach()
+
+    def _relay_done(self, splice: Splice) -> None:
+        inbound = getattr(splice.inbound, "conn", None)
+        if inbound is None or not log.isEnabledFor(logging.INFO):
+            return
+        info = inbound.tls_info
+        tls = f" {info.version}" + (f" sni={info.server_name}" if info.server_name else "") \
+            if info else ""
+        log.info("%s: %s -> %s closed after %.3f s:%s %d bytes in, %d bytes out%s",
+                 self.label, _fmt(inbound.peer), getattr(splice, "forward", "?"),
+                 splice.elapsed(), tls, inbound.bytes_in, inbound.bytes_out,
+                 f" ({splice.error})" if splice.error else "")
+
+
+def _fmt(addr: tuple[str, int]) -> str:
+    return str(Address(*addr)) if addr[0] else "?"
+
+
+class TLSWrapper:
+    """The service `cli` drives: all tunnels, the certificate watcher, reload and drain."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.tunnels = [TunnelRuntime(t, i, config.dev_cert_dir)
+                        for i, t in enumerate(config.tunnel)]
+
+    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        for rt in self.tunnels:
+            await rt.server.listen(rt.tunnel.listen, presets=presets)
+        if self.config.watch_interval > 0:
+            tg.start_soon(self._watch)
+
+    async def _watch(self) -> None:
+        while True:
+            await anyio.sleep(self.config.watch_interval)
+            for rt in self.tunnels:
+                rt.reload_files_if_changed()
+
+    def reload(self, config: Config) -> None:
+        if len(config.tunnel) != len(self.tunnels):
+            raise ConfigError([f"{SECTION}: tunnels were added or removed; restart to apply"])
+        prepared = [rt.prepare(t) for rt, t in zip(self.tunnels, config.tunnel, strict=True)]
+        for rt, p in zip(self.tunnels, prepared, strict=True):
+            rt.commit(p)
+        self.config = replace(config, watch_interval=self.config.watch_interval)
+
+    async def drain(self, timeout: float) -> None:
+        async with anyio.create_task_group() as tg:
+            for rt in self.tunnels:
+                tg.start_soon(rt.server.drain, timeout)
+
+
+def create(config: Config) -> TLSWrapper:
+    return TLSWrapper(config)
+
+
+def listen_specs(config: Config) -> list[tuple[str, Address]]:
+    return [("tcp", a) for t in config.tunnel for a in t.listen]
+
+
+def override_listen(doc: dict[str, Any], addresses: list[str]) -> None:
+    tunnels = doc.setdefault(SECTION, {}).setdefault("tunnel", [{}])
+    if len(tunnels) != 1:
+        raise ConfigError([f"--listen: the config has {len(tunnels)} tunnels; set each one's "
+                           "addresses with --set tls.tunnel.N.listen=[...]"])
+    tunnels[0]["listen"] = addresses
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_server(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
