@@ -31,21 +31,27 @@ def _harden(ctx: ssl.SSLContext, min_version: str, ciphers: str, alpn: Iterable[
         ctx.set_alpn_protocols(alpn)
 
 
+def _require(what: str, **paths: Path | None) -> None:
+    # OpenSSL's own error for a missing file names no file; ours names file and key
+    missing = [f"{what}: {name}: {path}: file not found" for name, path in paths.items()
+               if path is not None and not path.is_file()]
+    if missing:
+        raise ConfigError(missing)
+
+
 def _load_chain(ctx: ssl.SSLContext, cert: Path, key: Path | None, what: str) -> None:
+    _require(what, cert=cert, key=key)
     try:
         ctx.load_cert_chain(cert, key)
-    except FileNotFoundError as exc:
-        raise ConfigError([f"{what}: {exc.filename}: file not found"]) from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError([f"{what}: cannot load certificate {cert} with key {key}: "
                            f"{getattr(exc, 'reason', None) or exc}"]) from None
 
 
 def _load_ca(ctx: ssl.SSLContext, ca: Path, what: str) -> None:
+    _require(what, ca=ca)
     try:
         ctx.load_verify_locations(cafile=ca)
-    except FileNotFoundError:
-        raise ConfigError([f"{what}: {ca}: file not found"]) from None
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError([f"{what}: cannot load CA bundle {ca}: "
                            f"{getattr(exc, 'reason', None) or exc}"]) from None
