@@ -6,6 +6,7 @@ stopped by its PID at the end of the test.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import queue
@@ -209,10 +210,8 @@ class Backend:
                         first = False
                     if not data:
                         if mode == "echo":
-                            try:
+                            with contextlib.suppress(OSError):
                                 sock.sendall(b"[eof]")
-                            except OSError:
-                                pass
                         return
                     backend.received += len(data)
                     if mode == "http" and b"\r\n\r\n" in data:
