@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Debian packages of the real peers the tests and benchmarks run against.
+# Daemons must not start on install (they would take ports the tests want):
+# policy-rc.d says "no" to every service start while we install.
+set -euo pipefail
+PACKAGES=(openssl ca-certificates curl stunnel4 wrk procps iproute2 python3-venv)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "peers: all installed"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+cleanup() { $SUDO rm -f /usr/sbin/policy-rc.d; }
+trap cleanup EXIT
+printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+$SUDO chmod 755 /usr/sbin/policy-rc.d
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
