@@ -210,7 +210,7 @@ async def test_backpressure_pauses_the_handler():
     class Flood(Handler):
         def connection_made(self, conn: Connection) -> None:
             super().connection_made(conn)
-            conn.write(b"z" * (4 << 20))  # far over the 64 KiB write buffer
+            conn.write(b"z" * (64 << 20))  # more than the kernel buffers and our 64 KiB
 
         def pause_writing(self) -> None:
             paused.set()

@@ -17,8 +17,8 @@ from typing import Any
 
 from ..errors import TLSError
 
-#: One read from the SSLObject returns at most one record (16 KiB); ask for more
-#: so a future OpenSSL that merges records is not held back.
+#: Plaintext gathered per `read()`: up to 16 records decrypted straight into one
+#: buffer, handed on as one bytes object (one write downstream instead of 16).
 _READ_SIZE = 256 * 1024
 
 
@@ -46,6 +46,7 @@ class TLSEngine:
         self.handshake_done = False
         self.first_bytes = b""
         self.sent_close = False
+        self._buf = memoryview(bytearray(_READ_SIZE))
 
     @property
     def ssl_object(self) -> ssl.SSLObject:
@@ -73,19 +74,28 @@ class TLSEngine:
         return True
 
     def read(self) -> bytes | None:
-        """Plaintext available now: bytes, b"" at the end of the stream, None for "need more"."""
-        try:
-            return self._obj.read(_READ_SIZE)
-        except ssl.SSLWantReadError:
-            return None
-        except ssl.SSLZeroReturnError:
-            return b""
-        except ssl.SSLEOFError:
-            # TCP EOF without close_notify; callers treat it as EOF (truncation is the
-            # application's business, and HTTP/relays have their own framing)
-            return b""
-        except ssl.SSLError as exc:
-            raise TLSError(f"TLS record error: {exc.reason or exc}") from exc
+        """Plaintext available now: bytes, b"" at the end of the stream, None for "need more".
+
+        Decrypts every whole record in the BIO (up to 256 KiB) into one buffer; an end
+        of stream right after some data is reported by the next call.
+        """
+        buf, obj = self._buf, self._obj
+        n = 0
+        while n < _READ_SIZE:
+            try:
+                k = obj.read(_READ_SIZE - n, buf[n:])
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                # close_notify, or TCP EOF without it: callers treat both as EOF (truncation
+                # is the application's business; HTTP and relays have their own framing)
+                k = 0
+            except ssl.SSLError as exc:
+                raise TLSError(f"TLS record error: {exc.reason or exc}") from exc
+            if k == 0:
+                return bytes(buf[:n]) if n else b""
+            n += k
+        return bytes(buf[:n]) if n else None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Encrypt plaintext; fetch the ciphertext with `outgoing()`."""
