@@ -34,6 +34,7 @@ from . import log as log_mod
 from .config import Address
 from .errors import ConfigError
 from .transport import SocketPresets
+from .tuning import keep_freed_memory
 
 log = logging.getLogger("netkit")
 
@@ -123,6 +124,7 @@ def run_server(module: ModuleType, argv: list[str] | None = None) -> int:
 
 def _serve(module: ModuleType, args: argparse.Namespace, config: Any,
            presets: SocketPresets) -> int:
+    keep_freed_memory()
     try:
         return anyio.run(_lifecycle, module, args, config, presets, backend="asyncio",
                          backend_options={"use_uvloop": args.loop == "uvloop"})
