@@ -126,7 +126,7 @@ class Connection(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
         self.local: tuple[str, int] = ("", 0)
         self.proxy_info: proxy.ProxyHeader | None = None
-        self.tls_info: TLSInfo | None = None
+        self._tls_info: TLSInfo | None = None
         self._tls_context = tls
         self._server_hostname = server_hostname
         self._proxy_header_out = proxy_header
@@ -140,10 +140,13 @@ class Connection(asyncio.Protocol):
         self.bytes_out = 0
         self.loop = asyncio.get_running_loop()
         self._last = 0.0
+        self._started = 0.0
+        self._idle_limit = float("inf")
         self._idle_timer: asyncio.TimerHandle | None = None
         self._total_timer: asyncio.TimerHandle | None = None
-        self.ready: asyncio.Future[None] = self.loop.create_future()
-        self.closed: asyncio.Future[None] = self.loop.create_future()
+        # only a connecting client waits for `ready`; an accepted connection needs no future
+        self.ready: asyncio.Future[None] | None = (
+            None if server_side else self.loop.create_future())
         self.transport: asyncio.Transport | None = None
 
     # --- asyncio side -------------------------------------------------------------------
@@ -165,7 +168,7 @@ class Connection(asyncio.Protocol):
         if self.owner is not None:
             self.owner.connections.add(self)
         transport.set_write_buffer_limits(self.limits.write_buffer, self.limits.write_buffer // 4)
-        self._last = self.loop.time()
+        self._last = self._started = self.loop.time()
         self._arm_idle(self.limits.handshake_timeout if self._state != _OPEN
                        else self.limits.idle_timeout)
         if self.limits.total_timeout:
@@ -209,15 +212,13 @@ class Connection(asyncio.Protocol):
             self.owner.connections.discard(self)
         if state != _CLOSED:  # a refused connection was never counted as active
             self.counters.active -= 1
-        if not self.ready.done():
+        if self.ready is not None and not self.ready.done():
             why = "refused: server at its connection limit" if state == _CLOSED else str(exc)
             self._fail_ready(ConnectError(f"{self.label}: connection closed before it was "
                                           "ready", [(_fmt(self.peer), why)]))
         if self._handler_open:
             self._handler_open = False
             self.handler.connection_lost(exc)
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     def pause_writing(self) -> None:
         if self._state == _OPEN:
@@ -290,6 +291,13 @@ class Connection(asyncio.Protocol):
         return self.transport is None or self.transport.is_closing()
 
     @property
+    def tls_info(self) -> TLSInfo | None:
+        """What the TLS handshake settled (None before it, and on plain connections)."""
+        if self._tls_info is None and self._tls is not None and self._tls.handshake_done:
+            self._tls_info = self._tls.info(getattr(self._tls.ssl_object, "sni", None))
+        return self._tls_info
+
+    @property
     def socket_peer(self) -> tuple[str, int]:
         """The TCP peer itself (the proxy, when a PROXY header named someone else)."""
         return _addr(self.transport.get_extra_info("peername")) if self.transport else ("", 0)
@@ -354,15 +362,16 @@ class Connection(asyncio.Protocol):
             return
         self._send_raw(tls.outgoing())
         if done:
-            obj = tls.ssl_object
-            self.tls_info = tls.info(getattr(obj, "sni", None))
             self._open()
             if self._state == _OPEN:
                 self._pump()
 
     def _open(self) -> None:
         self._state = _OPEN
-        self._arm_idle(self.limits.idle_timeout)
+        if self.limits.idle_timeout < self._idle_limit:
+            self._arm_idle(self.limits.idle_timeout)
+        else:
+            self._idle_limit = self.limits.idle_timeout  # the running timer re-arms itself
         self._handler_open = True
         try:
             self.handler.connection_made(self)
@@ -371,7 +380,7 @@ class Connection(asyncio.Protocol):
                           _fmt(self.peer))
             self.abort()
             return
-        if not self.ready.done():
+        if self.ready is not None and not self.ready.done():
             self.ready.set_result(None)
 
     def _pump(self) -> None:
@@ -412,8 +421,10 @@ class Connection(asyncio.Protocol):
         self._idle_timer = self.loop.call_later(seconds, self._check_idle)
 
     def _check_idle(self) -> None:
-        # one timer, re-armed only when it fires: no timer churn per read or write
-        idle_for = self.loop.time() - self._last
+        # one timer, re-armed only when it fires: no timer churn per read or write.
+        # Before the handshake is done the limit counts from the connection's start,
+        # so a client trickling one byte at a time cannot hold a slot forever.
+        idle_for = self.loop.time() - (self._last if self._state == _OPEN else self._started)
         if idle_for >= self._idle_limit:
             self._timeout("idle" if self._state == _OPEN else "handshake")
         else:
@@ -432,12 +443,8 @@ class Connection(asyncio.Protocol):
             self.abort()
 
     def _fail_ready(self, exc: Exception) -> None:
-        # only a connecting client awaits `ready`; an unawaited exception would warn at GC
-        if not self.ready.done():
-            if self.server_side:
-                self.ready.cancel()
-            else:
-                self.ready.set_exception(exc)
+        if self.ready is not None and not self.ready.done():
+            self.ready.set_exception(exc)
 
     def _cancel_timers(self) -> None:
         for timer in (self._idle_timer, self._total_timer):
@@ -543,7 +550,7 @@ class StreamServer:
         self.stop_accepting()
         with anyio.move_on_after(timeout):
             while self.connections:
-                await asyncio.wait([c.closed for c in list(self.connections)])
+                await anyio.sleep(0.05)
         if self.connections:
             log.info("%s: drain deadline reached, aborting %d connections", self.label,
                      len(self.connections))

@@ -263,7 +263,8 @@ class TunnelRuntime:
         current = self.current
         tunnel = current.tunnel
         forward = tunnel.forward
-        info = conn.tls_info
+        # the handshake's details are looked at only when a rule needs them
+        info = conn.tls_info if (tunnel.client_ca or tunnel.route) else None
         if info is not None:
             if tunnel.client_ca is not None and not client_allowed(info.peer_cert, tunnel):
                 self.denied += 1
