@@ -530,3 +530,20 @@ def _worker_pids(proc: ServerProcess, n: int) -> list[str]:
             return pids[:n]
         time.sleep(0.05)
     raise AssertionError(proc.log)
+
+
+def test_plain_asyncio_loop_alpn_and_json_logs(spawn, tmp_path, pki, backend):
+    body = server_tunnel(pki, backend, 'alpn = ["h2", "http/1.1"]')
+    proc, (port,) = start_wrapper(spawn, tmp_path, body,
+                                  extra=["--loop", "asyncio", "--log-format", "json"])
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        assert s.selected_alpn_protocol() == "http/1.1"
+        s.sendall(b"json")
+        assert recv_until(s, b"json") == b"json"
+    import json
+    entries = [json.loads(line) for line in proc.lines if line.startswith("{")]
+    assert any("listening on 127.0.0.1:" in e["msg"] and e["level"] == "info"
+               and e["logger"] == "netkit.transport" for e in entries), proc.log

@@ -259,3 +259,17 @@ def test_handshake_failure_does_not_leak_a_traceback(pki, caplog):
     assert "TLS handshake with client" in caplog.text
     assert "Traceback" not in caplog.text
     assert ssl.OPENSSL_VERSION
+
+
+def test_workers_bind_one_reuseport_group_per_address():
+    from netkit.workers import bind_all
+
+    sets = bind_all(3, [("udp", Address("127.0.0.1", 0)), ("tcp", Address("127.0.0.1", 0))])
+    try:
+        for kind in ("udp", "tcp"):
+            ports = {s[(kind, "127.0.0.1:0")].getsockname()[1] for s in sets}
+            assert len(ports) == 1 and 0 not in ports
+    finally:
+        for s in sets:
+            for sock in s.values():
+                sock.close()

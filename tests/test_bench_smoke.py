@@ -1,0 +1,38 @@
+"""The benchmarks run end to end on a tiny load, so they cannot rot unnoticed.
+
+Speed is never asserted here (that is bench/'s job, by hand, on a quiet machine);
+only that each benchmark runs both servers and prints its result lines.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from .conftest import ROOT, need
+
+LINE = re.compile(r"^(\S+) ours/peer = (\d+\.\d\d) \(ours [\d,.]+ \S+, peer [\d,.]+ \S+\)$")
+
+
+def run(*argv: str) -> dict[str, float]:
+    r = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=180,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    found = {m.group(1): float(m.group(2)) for m in map(LINE.match, r.stdout.splitlines()) if m}
+    assert found and all(v > 0 for v in found.values()), r.stdout
+    return found
+
+
+def test_tls_bench_runs():
+    need("stunnel4")
+    need("openssl")
+    names = run("bench/tls.py", "--mib", "8", "--seconds", "1", "--rounds", "1")
+    assert set(names) == {f"tls-{n}{s}" for n in ("bulk-up", "bulk-down", "handshakes")
+                          for s in ("", "-per-cpu")}
+
+
+def test_transport_bench_runs():
+    need("wrk")
+    assert set(run("bench/transport.py", "--seconds", "1", "--rounds", "1")) == {
+        "transport-rr", "transport-rr-per-cpu"}
