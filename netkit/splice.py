@@ -25,7 +25,7 @@ class SpliceSide(Handler):
         self.other: SpliceSide | None = None
         self.pending: list[bytes] = []  # bytes read before the other end was connected
         self.eof = False
-        self.paused_other = False
+        self.writing_paused = False  # our transport is over its high-water mark
 
     def connection_made(self, conn: Connection) -> None:
         self.conn = conn
@@ -47,10 +47,12 @@ class SpliceSide(Handler):
 
     def pause_writing(self) -> None:
         # our peer is slow: stop reading the side that feeds it
+        self.writing_paused = True
         if self.other is not None:
             self.other.conn.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.other is not None:
             self.other.conn.resume_reading()
 
@@ -90,7 +92,8 @@ class Splice:
                 dst.conn.write_eof()
         if a.eof and b.eof:
             self.finish()
-        a.conn.resume_reading()
+        elif not b.writing_paused:  # the flush above may have filled the outbound side
+            a.conn.resume_reading()
 
     def finish(self, exc: BaseException | None = None) -> None:
         if self.done:

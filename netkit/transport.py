@@ -134,6 +134,7 @@ class Connection(asyncio.Protocol):
         self._state = _PROXY if accept_proxy else (_HANDSHAKE if tls else _OPEN)
         self._buffer = b""
         self._reading_paused = False
+        self._held: list[bytes] = []  # plaintext read while paused, delivered on resume
         self._eof = False
         self._handler_open = False
         self.bytes_in = 0  # wire bytes, this connection (the counters sum all of them)
@@ -186,7 +187,7 @@ class Connection(asyncio.Protocol):
         self.counters.bytes_in += n
         self.bytes_in += n
         self._last = self.loop.time()
-        if self._state == _OPEN and self._tls is None:
+        if self._state == _OPEN and self._tls is None and not self._reading_paused:
             self.handler.data_received(data)  # the fast path: plain TCP
             return
         self._slow_data(data)
@@ -281,8 +282,14 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
             if not self.transport.is_closing():
                 self.transport.resume_reading()
-            if self._tls is not None and self._state == _OPEN:
+            if self._state != _OPEN:
+                return
+            if self._tls is not None:
                 self._pump()  # plaintext may be waiting in the BIO
+            elif self._held:
+                held, self._held = self._held, []
+                for data in held:
+                    self._deliver_plain(data)
 
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() if self.transport else 0
@@ -327,16 +334,27 @@ class Connection(asyncio.Protocol):
                 self._open()
             if not data or self._state == _CLOSED:
                 return
-            if self._state == _OPEN and self._tls is None:
-                self.handler.data_received(data)
-                return
         if self._tls is None:
+            if self._state == _OPEN:
+                self._deliver_plain(data)
             return
         self._tls.receive(data)
         if self._state == _HANDSHAKE:
             self._handshake_step()
         elif self._state == _OPEN:
             self._pump()
+
+    def _deliver_plain(self, data: bytes) -> None:
+        # A paused handler is never handed data. Bytes can still arrive: uvloop starts
+        # reading after connection_made returns, even when the handler paused in it, and
+        # a PROXY header's read may carry the first bytes after it. Hold them (one read,
+        # since reading is paused again at once) until the handler resumes.
+        if self._reading_paused:
+            self._held.append(data)
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.pause_reading()
+        else:
+            self.handler.data_received(data)
 
     def _start_tls(self) -> None:
         assert self._tls_context is not None

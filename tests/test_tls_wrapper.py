@@ -326,11 +326,12 @@ def test_slow_backend_does_not_make_memory_grow(spawn, tmp_path, pki, backend):
             except BlockingIOError:
                 time.sleep(0.01)
         rss_after = [_rss(p.proc.pid) for p in (a, b)]
-        # kernel socket buffers on loopback hold a few MiB per hop; without backpressure
-        # the whole 200 MiB would have been taken in and held in memory
-        assert sent < 48 << 20, sent
+        # Kernel buffers on loopback may hold tcp_rmem's maximum (32 MiB here) per socket,
+        # so the client's count is only bounded loosely: it must block before 200 MiB.
+        # What we hold is bounded tightly: the wrappers' memory stays flat.
+        assert sent < 200 << 20, (sent, rss_before, rss_after)
         for before, after in zip(rss_before, rss_after, strict=True):
-            assert after - before < 32 << 20
+            assert after - before < 24 << 20, (sent, rss_before, rss_after)
         backend.paused.clear()
 
 

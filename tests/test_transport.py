@@ -273,3 +273,25 @@ def test_workers_bind_one_reuseport_group_per_address():
         for s in sets:
             for sock in s.values():
                 sock.close()
+
+
+async def test_a_handler_paused_in_connection_made_gets_no_data_until_it_resumes():
+    handlers: list[Collect] = []
+
+    class PausedAtStart(Collect):
+        def connection_made(self, conn: Connection) -> None:
+            super().connection_made(conn)
+            conn.pause_reading()  # uvloop starts reading after this returns regardless
+            handlers.append(self)
+
+    server = StreamServer("t", PausedAtStart, limits=Limits())
+    (addr,) = await server.listen([LOOP])
+    async with await anyio.connect_tcp("127.0.0.1", addr.port) as s:
+        await s.send(b"early bytes")
+        await anyio.sleep(0.2)
+        assert handlers[0].data == b""
+        handlers[0].conn.resume_reading()
+        with anyio.fail_after(5):
+            while handlers[0].data != b"early bytes":
+                await anyio.sleep(0.01)
+    server.close()
