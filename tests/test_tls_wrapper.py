@@ -489,6 +489,8 @@ def test_sigterm_drains_then_exits_zero(spawn, tmp_path, pki, backend):
     assert recv_until(s, b"during") == b"during"
     s.close()
     assert proc.proc.wait(10) == 0
+    proc.wait_for(r"tls\[web\]: served 1 connections \(0 refused, 0 TLS failures, 0 denied by "
+                  r"rules, 0 timeouts\), \d+ bytes in, \d+ bytes out")
 
 
 def test_check_config_names_a_missing_certificate(tmp_path, pki, backend):

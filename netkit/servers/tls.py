@@ -357,6 +357,11 @@ class TLSWrapper:
         async with anyio.create_task_group() as tg:
             for rt in self.tunnels:
                 tg.start_soon(rt.server.drain, timeout)
+        for rt in self.tunnels:
+            c = rt.server.counters
+            log.info("%s: served %d connections (%d refused, %d TLS failures, %d denied by "
+                     "rules, %d timeouts), %d bytes in, %d bytes out", rt.label, c.accepted,
+                     c.refused, c.tls_failures, rt.denied, c.timeouts, c.bytes_in, c.bytes_out)
 
 
 def create(config: Config) -> TLSWrapper:
