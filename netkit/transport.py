@@ -454,7 +454,9 @@ class Connection(asyncio.Protocol):
         if self._state == _CLOSED:
             return
         self.counters.timeouts += 1
-        log.info("%s: %s: %s timeout", self.label, _fmt(self.peer), phase)
+        # an idle peer is routine; one that never finishes its handshake is worth a warning
+        log.log(logging.INFO if self._state == _OPEN else logging.WARNING,
+                "%s: %s: %s timeout", self.label, _fmt(self.peer), phase)
         if self._state == _OPEN:
             self.handler.timed_out(phase)
         else:

@@ -295,3 +295,18 @@ async def test_a_handler_paused_in_connection_made_gets_no_data_until_it_resumes
             while handlers[0].data != b"early bytes":
                 await anyio.sleep(0.01)
     server.close()
+
+
+async def test_total_timeout_ends_even_a_busy_connection():
+    server = StreamServer("t", Echo, limits=Limits(total_timeout=Duration(0.3)))
+    (addr,) = await server.listen([LOOP])
+    async with await anyio.connect_tcp("127.0.0.1", addr.port) as s:
+        t0 = anyio.current_time()
+        with anyio.fail_after(5), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            while True:  # never idle, yet the lifetime limit ends it
+                await s.send(b"busy")
+                await s.receive()
+                await anyio.sleep(0.02)
+        assert 0.25 < anyio.current_time() - t0 < 3
+    assert server.counters.timeouts == 1
+    server.close()
