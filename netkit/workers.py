@@ -38,9 +38,11 @@ _MIN_LIFETIME = 1.0
 def bind_all(n: int, specs: list[tuple[str, Address]]) -> list[SocketPresets]:
     """N socket sets, one per worker, all in one SO_REUSEPORT group per address."""
     sets: list[SocketPresets] = [{} for _ in range(n)]
+    chosen: dict[str, int] = {}  # port 0 resolves once per address: UDP and TCP share it
     for kind, address in specs:
-        first = bind_socket(kind, address, reuse_port=True)
-        port = first.getsockname()[1]
+        target = Address(address.host, chosen.get(str(address), address.port))
+        first = bind_socket(kind, target, reuse_port=True)
+        port = chosen.setdefault(str(address), first.getsockname()[1])
         sets[0][(kind, str(address))] = first
         for i in range(1, n):
             sets[i][(kind, str(address))] = bind_socket(

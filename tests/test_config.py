@@ -154,7 +154,6 @@ def test_every_example_config_loads_and_checks(path, tmp_path):
                            timeout=60, cwd=ROOT,
                            env=dict(os.environ, XDG_DATA_HOME=str(tmp_path)))
         assert r.returncode == 0, r.stderr
-    assert config.load(tls.Config, "tls", path).tunnel
 
 
 def test_check_config_exit_codes(tmp_path):

@@ -266,9 +266,8 @@ def test_workers_bind_one_reuseport_group_per_address():
 
     sets = bind_all(3, [("udp", Address("127.0.0.1", 0)), ("tcp", Address("127.0.0.1", 0))])
     try:
-        for kind in ("udp", "tcp"):
-            ports = {s[(kind, "127.0.0.1:0")].getsockname()[1] for s in sets}
-            assert len(ports) == 1 and 0 not in ports
+        ports = {s[(kind, "127.0.0.1:0")].getsockname()[1] for s in sets for kind in ("udp", "tcp")}
+        assert len(ports) == 1 and 0 not in ports  # UDP and TCP share the port, as DNS wants
     finally:
         for s in sets:
             for sock in s.values():

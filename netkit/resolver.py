@@ -1,0 +1,299 @@
+"""The recursive resolver's driver: iterates from the root hints over UDP (TCP when truncated).
+
+The decisions (what a response means, what may be cached, what the cache holds)
+are in `proto/dns.py`; this module sends the queries, times them, picks servers
+by smoothed RTT and applies the limits: a deadline per server and for the
+whole resolution, CNAME chains of at most 16, referral and glueless depth.
+Every failure comes back as SERVFAIL with an Extended DNS Error saying why.
+
+Anti-spoofing: a fresh UDP socket per query (so a kernel-chosen random source
+port), a random ID, and an answer is accepted only from the address asked
+(connected socket) with the same ID and question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dnslib import EDNS0, QTYPE, RCODE, RR, DNSQuestion, DNSRecord
+
+from .proto.dns import EDE, Cache, Classified, Kind, classify, name_key, parse_root_hints
+
+log = logging.getLogger("netkit.resolver")
+
+MAX_CNAME_CHAIN = 16
+MAX_REFERRALS = 30
+MAX_GLUELESS_DEPTH = 4
+EDNS_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation
+
+
+@dataclass
+class Result:
+    rcode: int
+    answer: list[RR] = field(default_factory=list)
+    authority: list[RR] = field(default_factory=list)
+    ede: tuple[int, str] | None = None
+
+
+class Failure(Exception):
+    """Resolution failed; carries the EDE code and text for the SERVFAIL."""
+
+    def __init__(self, code: EDE, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+class _UDPQuery(asyncio.DatagramProtocol):
+    def __init__(self, request: DNSRecord) -> None:
+        self.request = request
+        self.done: asyncio.Future[DNSRecord] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            msg = DNSRecord.parse(data)
+        except Exception:
+            return
+        q = self.request.q
+        if (msg.header.id != self.request.header.id or not msg.questions
+                or name_key(msg.q.qname) != name_key(q.qname) or msg.q.qtype != q.qtype):
+            return  # not our answer: a spoofing attempt or a late reply; keep waiting
+        if not self.done.done():
+            self.done.set_result(msg)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+class Resolver:
+    def __init__(self, *, root_hints: str, cache: Cache, port: int = 53,
+                 server_timeout: float = 0.8, total_timeout: float = 5.0,
+                 query_private_authorities: bool = False,
+                 clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None) -> None:
+        self.hints = parse_root_hints(root_hints)
+        self.cache = cache
+        self.port = port
+        self.server_timeout = server_timeout
+        self.total_timeout = total_timeout
+        self.query_private_authorities = query_private_authorities
+        self.clock = clock
+        self.rng = rng or random.SystemRandom()
+        self.srtt: dict[str, float] = {}
+        self.dead_until: dict[str, float] = {}
+        self.delegations: dict[str, tuple[float, list[str]]] = {}
+        self._inflight: dict[tuple[str, int], asyncio.Future[Result]] = {}
+        self.upstream_queries = 0
+
+    # --- public ---
+
+    async def resolve(self, qname: str, qtype: int) -> Result:
+        """Resolve, coalescing identical concurrent questions into one resolution."""
+        key = (name_key(qname), qtype)
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._resolve_with_deadline(key[0], qtype)
+            future.set_result(result)
+            return result
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[key]
+
+    async def _resolve_with_deadline(self, qname: str, qtype: int) -> Result:
+        try:
+            async with asyncio.timeout(self.total_timeout):
+                return await self._resolve(qname, qtype, 0, set())
+        except Failure as exc:
+            return Result(RCODE.SERVFAIL, ede=(exc.code, exc.text))
+        except TimeoutError:
+            return Result(RCODE.SERVFAIL, ede=(EDE.NO_REACHABLE_AUTHORITY,
+                                               f"no answer within {self.total_timeout} s"))
+
+    # --- the iteration ---
+
+    async def _resolve(self, qname: str, qtype: int, depth: int,
+                       resolving: set[tuple[str, int]]) -> Result:
+        chain: list[RR] = []
+        name = qname
+        seen = {name}
+        for _ in range(MAX_CNAME_CHAIN + 1):
+            now = self.clock()
+            hit = self.cache.get(name, qtype, now)
+            if hit is not None:
+                rrs = self.cache.with_ttls(hit, now)
+                if hit.negative:
+                    return Result(hit.rcode, chain, rrs)
+                return Result(RCODE.NOERROR, chain + rrs)
+            cached_cname = self.cache.get(name, QTYPE.CNAME, now) if qtype != QTYPE.CNAME \
+                else None
+            if cached_cname is not None:
+                cname = self.cache.with_ttls(cached_cname, now)[0]
+            else:
+                outcome = await self._iterate(name, qtype, depth, resolving)
+                if outcome.kind is not Kind.CNAME:
+                    if outcome.kind is Kind.ANSWER:
+                        return Result(RCODE.NOERROR, chain + outcome.answer)
+                    rcode = RCODE.NXDOMAIN if outcome.kind is Kind.NXDOMAIN else RCODE.NOERROR
+                    return Result(rcode, chain, [outcome.soa] if outcome.soa else [])
+                cname = outcome.cname
+                assert cname is not None
+            chain.append(cname)
+            name = name_key(cname.rdata.label)
+            if name in seen:
+                raise Failure(EDE.INVALID_DATA, f"CNAME loop at {name}")
+            seen.add(name)
+        raise Failure(EDE.INVALID_DATA, f"CNAME chain longer than {MAX_CNAME_CHAIN}")
+
+    async def _iterate(self, name: str, qtype: int, depth: int,
+                       resolving: set[tuple[str, int]]) -> Classified:
+        zone, servers = self._closest(name)
+        for _ in range(MAX_REFERRALS):
+            outcome = await self._ask(zone, servers, name, qtype)
+            now = self.clock()
+            if outcome.kind is Kind.ANSWER:
+                self.cache.put(name, qtype, outcome.answer, now)
+                return outcome
+            if outcome.kind is Kind.CNAME:
+                assert outcome.cname is not None
+                self.cache.put(name, QTYPE.CNAME, [outcome.cname], now)
+                return outcome
+            if outcome.kind in (Kind.NXDOMAIN, Kind.NODATA):
+                rcode = RCODE.NXDOMAIN if outcome.kind is Kind.NXDOMAIN else RCODE.NOERROR
+                self.cache.put_negative(name, qtype, rcode, outcome.soa, now)
+                return outcome
+            # a referral: find the new zone's servers' addresses, with glue or without
+            addresses = [a for n in outcome.ns_names for a in outcome.glue.get(n, [])]
+            if not addresses:
+                addresses = await self._glueless(outcome, depth, resolving)
+            if not addresses:
+                raise Failure(EDE.NO_REACHABLE_AUTHORITY,
+                              f"no address for any server of {outcome.zone} "
+                              f"({', '.join(outcome.ns_names)})")
+            self.delegations[outcome.zone] = (now + 86400, addresses)
+            zone, servers = outcome.zone, addresses
+        raise Failure(EDE.OTHER, f"more than {MAX_REFERRALS} referrals for {name}")
+
+    async def _glueless(self, referral: Classified, depth: int,
+                        resolving: set[tuple[str, int]]) -> list[str]:
+        if depth >= MAX_GLUELESS_DEPTH:
+            raise Failure(EDE.OTHER, f"glueless delegations nested deeper than "
+                                     f"{MAX_GLUELESS_DEPTH} at {referral.zone}")
+        for ns in referral.ns_names:
+            key = (ns, QTYPE.A)
+            if key in resolving:
+                continue  # a delegation loop: this name is already being looked up
+            try:
+                result = await self._resolve(ns, QTYPE.A, depth + 1, resolving | {key})
+            except Failure:
+                continue
+            found = [str(rr.rdata) for rr in result.answer if rr.rtype == QTYPE.A]
+            if found:
+                return found
+        return []
+
+    def _closest(self, name: str) -> tuple[str, list[str]]:
+        now = self.clock()
+        labels = name.rstrip(".").split(".") if name != "." else []
+        for i in range(len(labels)):
+            zone = ".".join(labels[i:]) + "."
+            entry = self.delegations.get(zone)
+            if entry is not None and entry[0] > now:
+                return zone, entry[1]
+        return ".", [addr for _, addr in self.hints]
+
+    # --- asking one zone's servers ---
+
+    def _order(self, servers: list[str]) -> list[str]:
+        now = self.clock()
+        alive = [s for s in servers if self.dead_until.get(s, 0) <= now]
+        # unknown servers get a small random RTT so each is tried before settling
+        return sorted(alive or servers,
+                      key=lambda s: self.srtt.get(s, 0.05 + self.rng.random() * 0.01))
+
+    async def _ask(self, zone: str, servers: list[str], name: str, qtype: int) -> Classified:
+        problems: list[str] = []
+        for server in self._order(servers):
+            if not self._may_query(server):
+                problems.append(f"{server}: private address (query_private_authorities is off)")
+                continue
+            t0 = self.clock()
+            try:
+                response = await self._query(server, name, qtype)
+            except TimeoutError:
+                self._penalise(server)
+                problems.append(f"{server}: timed out")
+                continue
+            except OSError as exc:
+                self._penalise(server)
+                problems.append(f"{server}: {exc.strerror or exc}")
+                continue
+            rtt = self.clock() - t0
+            old = self.srtt.get(server)
+            self.srtt[server] = rtt if old is None else 0.7 * old + 0.3 * rtt
+            outcome = classify(response, name, qtype, zone)
+            if outcome.kind is Kind.LAME:
+                problems.append(f"{server}: lame for {zone} ({outcome.why})")
+                continue
+            return outcome
+        code = EDE.PROHIBITED if problems and all("private" in p for p in problems) \
+            else EDE.NO_REACHABLE_AUTHORITY
+        raise Failure(code, f"no reachable authority for {zone}: " + "; ".join(problems))
+
+    def _may_query(self, server: str) -> bool:
+        if self.query_private_authorities:
+            return True
+        addr = ipaddress.ip_address(server)
+        return not (addr.is_private or addr.is_loopback or addr.is_link_local)
+
+    def _penalise(self, server: str) -> None:
+        # a server that timed out is skipped for a while (Unbound: "infra-host-ttl")
+        self.srtt[server] = max(self.srtt.get(server, 0.1) * 2, self.server_timeout)
+        self.dead_until[server] = self.clock() + 60
+
+    async def _query(self, server: str, name: str, qtype: int) -> DNSRecord:
+        self.upstream_queries += 1
+        request = DNSRecord(q=DNSQuestion(name, qtype))
+        request.header.id = self.rng.randrange(65536)
+        request.header.rd = 0
+        request.add_ar(EDNS0(udp_len=EDNS_SIZE))
+        loop = asyncio.get_running_loop()
+        transport, proto = await loop.create_datagram_endpoint(
+            lambda: _UDPQuery(request), remote_addr=(server, self.port))
+        try:
+            transport.sendto(request.pack())
+            async with asyncio.timeout(self.server_timeout):
+                response = await proto.done
+        finally:
+            transport.close()
+        if response.header.tc:
+            response = await self._query_tcp(server, request)
+        return response
+
+    async def _query_tcp(self, server: str, request: DNSRecord) -> DNSRecord:
+        async with asyncio.timeout(self.server_timeout * 2):
+            reader, writer = await asyncio.open_connection(server, self.port)
+            try:
+                data = request.pack()
+                writer.write(struct.pack("!H", len(data)) + data)
+                size = struct.unpack("!H", await reader.readexactly(2))[0]
+                response = DNSRecord.parse(await reader.readexactly(size))
+            finally:
+                writer.close()
+        if response.header.id != request.header.id:
+            raise OSError("TCP answer with the wrong ID")
+        return response

@@ -1,0 +1,327 @@
+"""The recursive DNS resolver: `python -m netkit.servers.dns`.
+
+Listens on UDP and TCP (127.0.0.1:5300 by default), answers clients in
+`allow` (loopback and private ranges by default; others get REFUSED: never an
+open resolver), serves `[[dns.local]]` records and ``localhost`` itself, and
+resolves everything else from the root hints (`proto/dns.py`, `resolver.py`).
+Bad input gets FORMERR or NOTIMP, or is dropped, and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+from dnslib import EDNS0, QTYPE, RCODE, RD, RR, DNSRecord, EDNSOption
+
+from ..cli import run_server
+from ..config import Address, Duration, Network, field
+from ..errors import ConfigError
+from ..proto.dns import IANA_ROOT_HINTS, Cache, in_bailiwick, name_key
+from ..resolver import EDNS_SIZE, Resolver, Result
+from ..transport import (
+    Counters,
+    DatagramEndpoint,
+    DatagramHandler,
+    DatagramServer,
+    Handler,
+    Limits,
+    SocketPresets,
+    StreamServer,
+)
+
+log = logging.getLogger("netkit.dns")
+
+SECTION = "dns"
+PRIVATE = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "fc00::/7", "fe80::/10"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalRecord:
+    """A record served authoritatively, e.g. router.lan A 192.168.1.1."""
+
+    name: str
+    type: Literal["A", "AAAA", "CNAME", "PTR", "TXT", "MX"] = "A"
+    value: str
+    ttl: int = field(300, min=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheConfig:
+    max_entries: int = field(100_000, min=0)
+    """RRsets kept at most; the least recently used go first."""
+    max_ttl: Duration = Duration(86400)
+    """Nothing is cached longer than this (Unbound: cache-max-ttl, 1 day)."""
+    min_ttl: Duration = Duration(0)
+    """Nothing is cached shorter than this."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The ``[dns]`` section."""
+
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 5300),)
+    """UDP and TCP on each address."""
+    allow: tuple[Network, ...] = PRIVATE
+    """Clients allowed to query; others get REFUSED."""
+    root_hints: Path | None = None
+    """named.root file; default: IANA's root servers."""
+    query_private_authorities: bool = False
+    """Ask authorities on loopback/private addresses (tests turn it on; Unbound:
+    do-not-query-localhost)."""
+    server_timeout: Duration = field(Duration(0.8), min=0.01)
+    """Seconds to wait for one authority before trying the next."""
+    total_timeout: Duration = field(Duration(5), min=0.05)
+    """Seconds for a whole resolution; then SERVFAIL with a reason (EDE)."""
+    cache: CacheConfig = CacheConfig()
+    local: tuple[LocalRecord, ...] = ()
+    """Records answered authoritatively without recursion."""
+    tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
+    """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
+    shutdown_timeout: Duration = Duration(5)
+
+
+def _local_rr(rec: LocalRecord) -> RR:
+    text = f"{rec.name} {rec.ttl} IN {rec.type} {rec.value}"
+    if rec.type == "TXT" and not rec.value.startswith('"'):
+        text = f'{rec.name} {rec.ttl} IN TXT "{rec.value}"'
+    return RR.fromZone(text)[0]
+
+
+class DNSService:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        hints = config.root_hints.read_text() if config.root_hints else IANA_ROOT_HINTS
+        try:
+            self.resolver = Resolver(
+                root_hints=hints,
+                cache=Cache(max_entries=config.cache.max_entries,
+                            max_ttl=int(config.cache.max_ttl), min_ttl=int(config.cache.min_ttl)),
+                server_timeout=config.server_timeout, total_timeout=config.total_timeout,
+                query_private_authorities=config.query_private_authorities)
+        except ValueError as exc:
+            raise ConfigError([f"dns.root_hints: {exc}"]) from None
+        self.local: dict[tuple[str, int], list[RR]] = {}
+        try:
+            for rec in config.local:
+                rr = _local_rr(rec)
+                self.local.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
+        except Exception as exc:
+            raise ConfigError([f"dns.local: cannot parse a record: {exc}"]) from None
+        self.counters = Counters()
+        self.stats = {"formerr": 0, "notimp": 0, "refused": 0, "dropped": 0, "servfail": 0}
+        self.udp = DatagramServer("dns", _UDP(self), counters=self.counters)
+        self.tcp = StreamServer("dns", lambda: _TCP(self), limits=config.tcp,
+                                counters=self.counters)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        bound = await self.udp.listen(self.config.listen, presets=presets)
+        if presets:  # the supervisor bound TCP on the same ports already
+            await self.tcp.listen(self.config.listen, presets=presets)
+        else:  # port 0: TCP goes on the port UDP got, as clients expect both on one port
+            await self.tcp.listen([Address(a.host, b.port) for a, b in
+                                   zip(self.config.listen, bound, strict=True)])
+
+    def reload(self, config: Config) -> None:
+        raise ConfigError(["dns: reload is not supported yet; restart to apply"])
+
+    async def drain(self, timeout: float) -> None:
+        self.udp.close()
+        await self.tcp.drain(timeout)
+        log.info("dns: %s", self.stats)
+
+    # --- one query ---
+
+    def allowed(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.config.allow)
+
+    def handle(self, data: bytes, client: str, reply: Any, max_size: int | None) -> None:
+        """Parse, check, and answer `data` (reply(bytes) sends); max_size None means TCP."""
+        try:
+            request = DNSRecord.parse(data)
+        except Exception:
+            if len(data) >= 12 and not data[2] & 0x80:
+                self.stats["formerr"] += 1
+                reply(_bare_error(data, RCODE.FORMERR))
+            else:
+                self.stats["dropped"] += 1
+            return
+        if request.header.qr:
+            self.stats["dropped"] += 1  # a response sent to us: never answer those
+            return
+        if request.header.opcode != 0:
+            self.stats["notimp"] += 1
+            reply(_error(request, RCODE.NOTIMP))
+            return
+        if len(request.questions) != 1:
+            self.stats["formerr"] += 1
+            reply(_error(request, RCODE.FORMERR))
+            return
+        if not self.allowed(client):
+            self.stats["refused"] += 1
+            reply(_error(request, RCODE.REFUSED))
+            return
+        local = self.answer_locally(request)
+        if local is not None:
+            reply(_pack(local, request, max_size))
+            return
+        task = asyncio.get_running_loop().create_task(self._recurse(request, reply, max_size))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def answer_locally(self, request: DNSRecord) -> DNSRecord | None:
+        q = request.q
+        qn = name_key(q.qname)
+        if q.qtype == QTYPE.ANY:
+            # RFC 8482: a small answer instead of everything we hold
+            r = _reply(request)
+            r.add_answer(RR(q.qname, QTYPE.HINFO, ttl=3600, rdata=_hinfo()))
+            return r
+        if in_bailiwick(qn, "localhost."):
+            r = _reply(request)
+            r.header.aa = 1
+            if q.qtype == QTYPE.A:
+                r.add_answer(*RR.fromZone(f"{qn} 86400 IN A 127.0.0.1"))
+            elif q.qtype == QTYPE.AAAA:
+                r.add_answer(*RR.fromZone(f"{qn} 86400 IN AAAA ::1"))
+            return r
+        names = {n for n, _ in self.local}
+        if qn in names:
+            r = _reply(request)
+            r.header.aa = 1
+            rrs = self.local.get((qn, q.qtype)) or self.local.get((qn, QTYPE.CNAME), [])
+            r.add_answer(*rrs)
+            return r
+        return None
+
+    async def _recurse(self, request: DNSRecord, reply: Any, max_size: int | None) -> None:
+        q = request.q
+        result = await self.resolver.resolve(str(q.qname), q.qtype)
+        if result.rcode == RCODE.SERVFAIL:
+            self.stats["servfail"] += 1
+            log.info("dns: SERVFAIL for %s %s: %s", q.qname, QTYPE.get(q.qtype),
+                     result.ede[1] if result.ede else "")
+        log.debug("dns: %s %s -> %s", q.qname, QTYPE.get(q.qtype), RCODE.get(result.rcode))
+        reply(_pack(_from_result(request, result), request, max_size))
+
+
+def _hinfo() -> RD:
+    # dnslib has no HINFO type: the rdata is two character-strings, "RFC8482" and ""
+    return RD(b"\x07RFC8482\x00")
+
+
+def _reply(request: DNSRecord) -> DNSRecord:
+    r = request.reply()
+    r.header.ra = 1
+    r.ar = []
+    return r
+
+
+def _error(request: DNSRecord, rcode: int) -> bytes:
+    r = _reply(request)
+    r.header.rcode = rcode
+    return r.pack()
+
+
+def _bare_error(data: bytes, rcode: int) -> bytes:
+    # the header alone: ID and opcode from the request, QR set, no sections
+    ident, flags = struct.unpack_from("!HH", data)
+    flags = 0x8000 | (flags & 0x7800) | 0x0080 | rcode
+    return struct.pack("!HHHHHH", ident, flags, 0, 0, 0, 0)
+
+
+def _from_result(request: DNSRecord, result: Result) -> DNSRecord:
+    r = _reply(request)
+    r.header.rcode = result.rcode
+    r.add_answer(*result.answer)
+    r.add_auth(*result.authority)
+    if result.ede is not None and request.ar:
+        code, text = result.ede
+        r.add_ar(EDNS0(udp_len=EDNS_SIZE, opts=[
+            EDNSOption(15, struct.pack("!H", int(code)) + text.encode()[:200])]))
+    return r
+
+
+def _pack(response: DNSRecord, request: DNSRecord, max_size: int | None) -> bytes:
+    edns = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+    if edns is not None and not any(rr.rtype == QTYPE.OPT for rr in response.ar):
+        response.add_ar(EDNS0(udp_len=EDNS_SIZE))
+    data = response.pack()
+    if max_size is not None:
+        limit = min(max(edns.rclass, 512), EDNS_SIZE) if edns is not None else 512
+        if len(data) > limit:
+            # too big for UDP: an empty answer with TC set sends the client to TCP
+            response.rr, response.auth = [], []
+            response.header.tc = 1
+            data = response.pack()
+    return data
+
+
+class _UDP(DatagramHandler):
+    def __init__(self, service: DNSService) -> None:
+        self.service = service
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int],
+                          endpoint: DatagramEndpoint) -> None:
+        self.service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535)
+
+
+class _TCP(Handler):
+    """RFC 7766: two-byte length prefix, queries pipelined, answers in any order."""
+
+    MAX_MESSAGE = 65535
+
+    def __init__(self, service: DNSService) -> None:
+        self.service = service
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= 2:
+            size = struct.unpack_from("!H", self.buffer)[0]
+            if len(self.buffer) < 2 + size:
+                return
+            message, self.buffer = self.buffer[2:2 + size], self.buffer[2 + size:]
+            self.service.handle(message, self.conn.peer[0], self._send, None)
+
+    def _send(self, data: bytes) -> None:
+        self.conn.write(struct.pack("!H", len(data)) + data)
+
+
+
+def create(config: Config) -> DNSService:
+    return DNSService(config)
+
+
+def listen_specs(config: Config) -> list[tuple[str, Address]]:
+    return [(kind, a) for a in config.listen for kind in ("udp", "tcp")]
+
+
+def override_listen(doc: dict[str, Any], addresses: list[str]) -> None:
+    doc.setdefault(SECTION, {})["listen"] = addresses
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_server(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,216 @@
+"""The recursive resolver against a local hierarchy of real NSD servers, asked with dig."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from .conftest import ServerProcess, need
+from .dnshier import Hierarchy, start_hierarchy
+
+MODULE = "netkit.servers.dns"
+
+
+@pytest.fixture(scope="module")
+def hierarchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hierarchy]:
+    need("nsd")
+    h = start_hierarchy(tmp_path_factory.mktemp("dns-hierarchy"))
+    yield h
+    h.stop()
+
+
+def resolver_args(h: Hierarchy, *more: str) -> list[str]:
+    return ["--listen", "127.0.0.1:0", "--set", f"dns.root_hints={h.root_hints}",
+            "--set", "dns.query_private_authorities=true",
+            "--set", "dns.server_timeout=0.3", "--set", "dns.total_timeout=2", *more]
+
+
+@pytest.fixture
+def resolver(spawn, hierarchy) -> tuple[ServerProcess, int]:
+    proc = spawn(MODULE, resolver_args(hierarchy))
+    (_, port), _ = proc.listening(2)  # udp and tcp, same port
+    return proc, port
+
+
+def dig(port: int, *args: str) -> tuple[str, list[tuple[str, int, str, str]], str]:
+    """(status, [(name, ttl, type, data)] of the answer section, full output)."""
+    out = subprocess.run([need("dig"), "@127.0.0.1", "-p", str(port), "+tries=1", "+time=5",
+                          *args], capture_output=True, text=True, timeout=30).stdout
+    status = re.search(r"status: (\w+)", out)
+    section = out.split(";; ANSWER SECTION:\n")[1].split("\n\n")[0] if "ANSWER SECTION" in out \
+        else ""
+    rows = []
+    for line in section.splitlines():
+        name, ttl, _cls, rtype, data = line.split(None, 4)
+        rows.append((name, int(ttl), rtype, data))
+    return (status.group(1) if status else "NONE"), rows, out
+
+
+def test_glue_delegation_over_udp_and_tcp(resolver):
+    _, port = resolver
+    for transport in ("+notcp", "+tcp"):
+        status, rows, _ = dig(port, "www.example.com", "A", transport)
+        assert status == "NOERROR"
+        assert [(n, t, d) for n, _, t, d in rows] == [("www.example.com.", "A", "192.0.2.10")]
+
+
+def test_glueless_delegation(resolver):
+    status, rows, _ = dig(resolver[1], "www.glueless.com", "A")
+    assert status == "NOERROR" and rows[0][3] == "192.0.2.30"
+
+
+def test_cname_across_zones(resolver):
+    status, rows, _ = dig(resolver[1], "alias.example.com", "A")
+    assert status == "NOERROR"
+    assert [(n, t, d) for n, _, t, d in rows] == [
+        ("alias.example.com.", "CNAME", "www.example.org."), ("www.example.org.", "A", "192.0.2.20")]
+
+
+def test_nxdomain_and_nodata_carry_the_soa_and_are_cached(resolver):
+    _, port = resolver
+    status, rows, out = dig(port, "missing.example.com", "A")
+    assert status == "NXDOMAIN" and rows == []
+    assert re.search(r"example\.com\.\s+60\s+IN\s+SOA", out)
+    status, _, out = dig(port, "txt-only.example.com", "A")
+    assert status == "NOERROR" and "ANSWER: 0" in out and "SOA" in out
+    time.sleep(1.1)
+    status, _, out = dig(port, "missing.example.com", "A")
+    ttl = int(re.search(r"example\.com\.\s+(\d+)\s+IN\s+SOA", out).group(1))
+    assert status == "NXDOMAIN" and ttl < 60  # from the negative cache, counting down
+
+
+def test_ttls_count_down_and_expire(resolver):
+    _, port = resolver
+    _, first, _ = dig(port, "www.example.com", "AAAA")
+    time.sleep(1.1)
+    _, second, _ = dig(port, "www.example.com", "AAAA")
+    assert first[0][1] == 300 and 297 <= second[0][1] < 300
+    _, short, _ = dig(port, "short.example.com", "A")
+    assert short[0][1] == 2
+    time.sleep(2.2)
+    status, again, _ = dig(port, "short.example.com", "A")  # expired: fetched anew
+    assert status == "NOERROR" and again[0][1] == 2
+
+
+def test_truncated_answers_are_fetched_over_tcp(resolver):
+    _, port = resolver
+    status, rows, _ = dig(port, "big.example.com", "TXT", "+tcp")
+    assert status == "NOERROR" and len(rows) == 30
+    status, rows, out = dig(port, "big.example.com", "TXT", "+notcp", "+ignore")
+    assert status == "NOERROR" and " tc" in out.split("flags:")[1].split(";")[0]
+
+
+def test_lame_and_dead_servers_give_servfail_with_a_reason_in_time(resolver):
+    _, port = resolver
+    status, _, out = dig(port, "www.lame.com", "A")
+    assert status == "SERVFAIL"
+    assert "EDE: 22 (No Reachable Authority)" in out and "lame for lame.com." in out
+    t0 = time.monotonic()
+    status, _, out = dig(port, "www.dead.com", "A")
+    assert status == "SERVFAIL" and time.monotonic() - t0 < 2.5  # total_timeout = 2 s
+    assert "127.0.0.8: timed out" in out
+
+
+def test_private_authorities_are_refused_unless_allowed(spawn, hierarchy):
+    proc = spawn(MODULE, resolver_args(hierarchy)[:-6] + ["--set", "dns.server_timeout=0.3"])
+    (_, port), _ = proc.listening(2)
+    status, _, out = dig(port, "www.example.com", "A")
+    assert status == "SERVFAIL" and "EDE: 18 (Prohibited)" in out
+
+
+def test_clients_outside_allow_are_refused(spawn, hierarchy):
+    proc = spawn(MODULE, resolver_args(hierarchy, "--set", 'dns.allow=["10.0.0.0/8"]'))
+    (_, port), _ = proc.listening(2)
+    status, rows, _ = dig(port, "www.example.com", "A")
+    assert status == "REFUSED" and rows == []
+
+
+def test_local_records_and_localhost(spawn, hierarchy, tmp_path):
+    conf = tmp_path / "dns.toml"
+    conf.write_text(f"""
+[dns]
+root_hints = "{hierarchy.root_hints}"
+query_private_authorities = true
+[[dns.local]]
+name = "router.lan"
+value = "192.168.1.1"
+[[dns.local]]
+name = "router.lan"
+type = "TXT"
+value = "the home router"
+ttl = 60
+""")
+    proc = spawn(MODULE, ["--config", str(conf), "--listen", "127.0.0.1:0"])
+    (_, port), _ = proc.listening(2)
+    status, rows, out = dig(port, "router.lan", "A")
+    assert status == "NOERROR" and rows == [("router.lan.", 300, "A", "192.168.1.1")]
+    assert " aa" in out.split("flags:")[1].split(";")[0]
+    assert dig(port, "router.lan", "TXT")[1] == [("router.lan.", 60, "TXT", '"the home router"')]
+    assert dig(port, "localhost", "A")[1][0][3] == "127.0.0.1"
+    assert dig(port, "localhost", "AAAA")[1][0][3] == "::1"
+
+
+def test_any_is_answered_per_rfc_8482(resolver):
+    status, rows, _ = dig(resolver[1], "example.com", "ANY")
+    assert status == "NOERROR" and rows[0][2] == "HINFO" and "RFC8482" in rows[0][3]
+
+
+def _udp(port: int, data: bytes, timeout: float = 1.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(data, ("127.0.0.1", port))
+        try:
+            return s.recv(65535)
+        except TimeoutError:
+            return None
+
+
+def test_bad_input_gets_formerr_notimp_or_is_dropped(resolver):
+    _, port = resolver
+    query = DNSRecord.question("www.example.com", "A")
+    two = DNSRecord.question("www.example.com", "A")
+    two.add_question(*DNSRecord.question("www.example.org", "A").questions)
+    r = DNSRecord.parse(_udp(port, two.pack()))
+    assert r.header.rcode == RCODE.FORMERR
+    notify = DNSRecord.question("example.com", "SOA")
+    notify.header.opcode = 4
+    assert DNSRecord.parse(_udp(port, notify.pack())).header.rcode == RCODE.NOTIMP
+    garbage = struct.pack("!HH", 0x1234, 0x0100) + b"\xff" * 20
+    reply = _udp(port, garbage)
+    assert reply is not None and reply[:2] == b"\x12\x34" and reply[3] & 0x0F == RCODE.FORMERR
+    assert _udp(port, b"\x00", timeout=0.3) is None  # too short to answer: dropped
+    response = query.reply()
+    assert _udp(port, response.pack(), timeout=0.3) is None  # a response: never answered
+    # and the server is fine afterwards
+    ok = DNSRecord.parse(_udp(port, query.pack(), timeout=3))
+    assert ok.header.rcode == RCODE.NOERROR and ok.a.rdata and str(ok.a.rdata) == "192.0.2.10"
+    assert QTYPE.A == ok.a.rtype
+
+
+def test_tcp_pipelined_queries(resolver):
+    _, port = resolver
+    names = ["www.example.com", "www.example.org", "alias.example.com"]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        for i, name in enumerate(names):
+            q = DNSRecord.question(name, "A")
+            q.header.id = 100 + i
+            data = q.pack()
+            s.sendall(struct.pack("!H", len(data)) + data)
+        got = {}
+        buf = b""
+        while len(got) < len(names):
+            buf += s.recv(65535)
+            while len(buf) >= 2 and len(buf) >= 2 + struct.unpack("!H", buf[:2])[0]:
+                size = struct.unpack("!H", buf[:2])[0]
+                msg = DNSRecord.parse(buf[2:2 + size])
+                buf = buf[2 + size:]
+                got[msg.header.id] = msg.header.rcode
+    assert got == {100: 0, 101: 0, 102: 0}
+
