@@ -70,7 +70,8 @@ def test_cname_across_zones(resolver):
     status, rows, _ = dig(resolver[1], "alias.example.com", "A")
     assert status == "NOERROR"
     assert [(n, t, d) for n, _, t, d in rows] == [
-        ("alias.example.com.", "CNAME", "www.example.org."), ("www.example.org.", "A", "192.0.2.20")]
+        ("alias.example.com.", "CNAME", "www.example.org."),
+        ("www.example.org.", "A", "192.0.2.20")]
 
 
 def test_nxdomain_and_nodata_carry_the_soa_and_are_cached(resolver):
@@ -119,7 +120,7 @@ def test_lame_and_dead_servers_give_servfail_with_a_reason_in_time(resolver):
 
 
 def test_private_authorities_are_refused_unless_allowed(spawn, hierarchy):
-    proc = spawn(MODULE, resolver_args(hierarchy)[:-6] + ["--set", "dns.server_timeout=0.3"])
+    proc = spawn(MODULE, [*resolver_args(hierarchy)[:-6], "--set", "dns.server_timeout=0.3"])
     (_, port), _ = proc.listening(2)
     status, _, out = dig(port, "www.example.com", "A")
     assert status == "SERVFAIL" and "EDE: 18 (Prohibited)" in out
@@ -191,7 +192,7 @@ def test_bad_input_gets_formerr_notimp_or_is_dropped(resolver):
     # and the server is fine afterwards
     ok = DNSRecord.parse(_udp(port, query.pack(), timeout=3))
     assert ok.header.rcode == RCODE.NOERROR and ok.a.rdata and str(ok.a.rdata) == "192.0.2.10"
-    assert QTYPE.A == ok.a.rtype
+    assert ok.a.rtype == QTYPE.A
 
 
 def test_tcp_pipelined_queries(resolver):
