@@ -78,7 +78,9 @@ class Resolver:
                  server_timeout: float = 0.8, total_timeout: float = 5.0,
                  query_private_authorities: bool = False,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 on_step: Callable[[str, str, str, int, Classified], None] | None = None,
+                 ) -> None:
         self.hints = parse_root_hints(root_hints)
         self.cache = cache
         self.port = port
@@ -92,6 +94,7 @@ class Resolver:
         self.delegations: dict[str, tuple[float, list[str]]] = {}
         self._inflight: dict[tuple[str, int], asyncio.Future[Result]] = {}
         self.upstream_queries = 0
+        self.on_step = on_step  # (zone, server, name, qtype, outcome): `+trace` prints these
 
     # --- public ---
 
@@ -246,6 +249,8 @@ class Resolver:
             old = self.srtt.get(server)
             self.srtt[server] = rtt if old is None else 0.7 * old + 0.3 * rtt
             outcome = classify(response, name, qtype, zone)
+            if self.on_step is not None:
+                self.on_step(zone, server, name, qtype, outcome)
             if outcome.kind is Kind.LAME:
                 problems.append(f"{server}: lame for {zone} ({outcome.why})")
                 continue

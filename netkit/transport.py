@@ -518,6 +518,22 @@ def bind_socket(kind: str, address: Address, *, reuse_port: bool = False) -> soc
     return sock
 
 
+def bind_udp_tcp(address: Address, *, reuse_port: bool = False,
+                 attempts: int = 20) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same port (DNS serves both on one); with port 0 a
+    port free for both is searched, since a port free for UDP may be taken for TCP."""
+    for _ in range(attempts if address.port == 0 else 1):
+        udp = bind_socket("udp", address, reuse_port=reuse_port)
+        port = udp.getsockname()[1]
+        try:
+            return udp, bind_socket("tcp", Address(address.host, port), reuse_port=reuse_port)
+        except OSError:
+            udp.close()
+            if address.port != 0:
+                raise
+    raise OSError(f"no port free for both UDP and TCP on {address.host}")
+
+
 SocketPresets = dict[tuple[str, str], socket.socket]
 """Sockets a worker inherited from its supervisor, by (kind, configured address)."""
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 from .config import Address
-from .transport import SocketPresets, bind_socket
+from .transport import SocketPresets, bind_socket, bind_udp_tcp
 
 log = logging.getLogger("netkit.workers")
 
@@ -39,10 +39,21 @@ def bind_all(n: int, specs: list[tuple[str, Address]]) -> list[SocketPresets]:
     """N socket sets, one per worker, all in one SO_REUSEPORT group per address."""
     sets: list[SocketPresets] = [{} for _ in range(n)]
     chosen: dict[str, int] = {}  # port 0 resolves once per address: UDP and TCP share it
+    kinds: dict[str, set[str]] = {}
     for kind, address in specs:
-        target = Address(address.host, chosen.get(str(address), address.port))
-        first = bind_socket(kind, target, reuse_port=True)
-        port = chosen.setdefault(str(address), first.getsockname()[1])
+        kinds.setdefault(str(address), set()).add(kind)
+    for kind, address in specs:
+        key = str(address)
+        if key not in chosen and kinds[key] == {"udp", "tcp"}:
+            udp, tcp = bind_udp_tcp(address, reuse_port=True)
+            chosen[key] = udp.getsockname()[1]
+            sets[0][("udp", key)], sets[0][("tcp", key)] = udp, tcp
+        if (kind, key) in sets[0]:
+            first = sets[0][(kind, key)]
+        else:
+            first = bind_socket(kind, Address(address.host, chosen.get(key, address.port)),
+                                reuse_port=True)
+        port = chosen.setdefault(key, first.getsockname()[1])
         sets[0][(kind, str(address))] = first
         for i in range(1, n):
             sets[i][(kind, str(address))] = bind_socket(

@@ -257,3 +257,14 @@ def make_backend() -> Iterator[type[Backend]]:
     yield make  # type: ignore[misc]
     for b in made:
         b.close()
+
+
+@pytest.fixture(scope="session")
+def hierarchy(tmp_path_factory: pytest.TempPathFactory):
+    """The local DNS hierarchy of NSD servers on 127.0.0.2-.7 port 53 (see dnshier.py)."""
+    from .dnshier import start_hierarchy
+
+    need("nsd")
+    h = start_hierarchy(tmp_path_factory.mktemp("dns-hierarchy"))
+    yield h
+    h.stop()

@@ -7,23 +7,14 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from .conftest import ServerProcess, need
-from .dnshier import Hierarchy, start_hierarchy
+from .dnshier import Hierarchy
 
 MODULE = "netkit.servers.dns"
-
-
-@pytest.fixture(scope="module")
-def hierarchy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hierarchy]:
-    need("nsd")
-    h = start_hierarchy(tmp_path_factory.mktemp("dns-hierarchy"))
-    yield h
-    h.stop()
 
 
 def resolver_args(h: Hierarchy, *more: str) -> list[str]:

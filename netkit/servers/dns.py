@@ -36,6 +36,7 @@ from ..transport import (
     Limits,
     SocketPresets,
     StreamServer,
+    bind_udp_tcp,
 )
 
 log = logging.getLogger("netkit.dns")
@@ -126,12 +127,13 @@ class DNSService:
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
-        bound = await self.udp.listen(self.config.listen, presets=presets)
-        if presets:  # the supervisor bound TCP on the same ports already
-            await self.tcp.listen(self.config.listen, presets=presets)
-        else:  # port 0: TCP goes on the port UDP got, as clients expect both on one port
-            await self.tcp.listen([Address(a.host, b.port) for a, b in
-                                   zip(self.config.listen, bound, strict=True)])
+        if not presets:  # one port for UDP and TCP, as clients expect, even with port 0
+            presets = {}
+            for address in self.config.listen:
+                udp, tcp = bind_udp_tcp(address)
+                presets[("udp", str(address))], presets[("tcp", str(address))] = udp, tcp
+        await self.udp.listen(self.config.listen, presets=presets)
+        await self.tcp.listen(self.config.listen, presets=presets)
 
     def reload(self, config: Config) -> None:
         raise ConfigError(["dns: reload is not supported yet; restart to apply"])
