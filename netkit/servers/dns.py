@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import struct
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ from ..cli import run_server
 from ..config import Address, Duration, Network, field
 from ..errors import ConfigError
 from ..proto.dns import IANA_ROOT_HINTS, Cache, in_bailiwick, name_key
+from ..proto.dnswire import AnswerCache, parse_question
 from ..resolver import EDNS_SIZE, Resolver, Result
 from ..transport import (
     Counters,
@@ -119,6 +121,8 @@ class DNSService:
                 self.local.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
         except Exception as exc:
             raise ConfigError([f"dns.local: cannot parse a record: {exc}"]) from None
+        self.answers = AnswerCache(config.cache.max_entries)
+        self._allowed: dict[str, bool] = {}
         self.counters = Counters()
         self.stats = {"formerr": 0, "notimp": 0, "refused": 0, "dropped": 0, "servfail": 0}
         self.udp = DatagramServer("dns", _UDP(self), counters=self.counters)
@@ -145,6 +149,24 @@ class DNSService:
 
     # --- one query ---
 
+    def allowed_cached(self, host: str) -> bool:
+        """`allowed`, remembered per address (bounded: cleared when it grows large)."""
+        verdict = self._allowed.get(host)
+        if verdict is None:
+            if len(self._allowed) >= 10_000:
+                self._allowed.clear()
+            verdict = self._allowed[host] = self.allowed(host)
+        return verdict
+
+    def fast_answer(self, data: bytes, client: str) -> tuple[bytes | None, tuple | None]:
+        """(answer from the wire cache or None, the key to store the answer under)."""
+        q = parse_question(data)
+        if q is None or not self.allowed_cached(client):
+            return None, None
+        qname, qtype, qend, has_opt = q
+        key = (qname, qtype, has_opt)
+        return self.answers.answer(data, key, qend, time.monotonic()), key
+
     def allowed(self, host: str) -> bool:
         try:
             addr = ipaddress.ip_address(host.split("%")[0])
@@ -154,7 +176,8 @@ class DNSService:
             addr = addr.ipv4_mapped
         return any(addr in net for net in self.config.allow)
 
-    def handle(self, data: bytes, client: str, reply: Any, max_size: int | None) -> None:
+    def handle(self, data: bytes, client: str, reply: Any, max_size: int | None,
+               key: tuple | None = None) -> None:
         """Parse, check, and answer `data` (reply(bytes) sends); max_size None means TCP."""
         try:
             request = DNSRecord.parse(data)
@@ -184,7 +207,8 @@ class DNSService:
         if local is not None:
             reply(_pack(local, request, max_size))
             return
-        task = asyncio.get_running_loop().create_task(self._recurse(request, reply, max_size))
+        task = asyncio.get_running_loop().create_task(
+            self._recurse(request, reply, max_size, key))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -213,7 +237,8 @@ class DNSService:
             return r
         return None
 
-    async def _recurse(self, request: DNSRecord, reply: Any, max_size: int | None) -> None:
+    async def _recurse(self, request: DNSRecord, reply: Any, max_size: int | None,
+                       key: tuple | None) -> None:
         q = request.q
         result = await self.resolver.resolve(str(q.qname), q.qtype)
         if result.rcode == RCODE.SERVFAIL:
@@ -221,7 +246,11 @@ class DNSService:
             log.info("dns: SERVFAIL for %s %s: %s", q.qname, QTYPE.get(q.qtype),
                      result.ede[1] if result.ede else "")
         log.debug("dns: %s %s -> %s", q.qname, QTYPE.get(q.qtype), RCODE.get(result.rcode))
-        reply(_pack(_from_result(request, result), request, max_size))
+        data = _pack(_from_result(request, result), request, max_size)
+        if key is not None and result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) \
+                and not data[2] & 0x02:  # never a truncated answer
+            self.answers.store(key, data, 12 + len(key[0]) + 4, time.monotonic())
+        reply(data)
 
 
 def _hinfo() -> RD:
@@ -282,7 +311,12 @@ class _UDP(DatagramHandler):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int],
                           endpoint: DatagramEndpoint) -> None:
-        self.service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535)
+        service = self.service
+        out, key = service.fast_answer(data, addr[0])
+        if out is not None and key is not None and len(out) <= (1232 if key[2] else 512):
+            endpoint.send(out, addr)
+            return
+        service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535, key)
 
 
 class _TCP(Handler):
@@ -301,7 +335,11 @@ class _TCP(Handler):
             if len(self.buffer) < 2 + size:
                 return
             message, self.buffer = self.buffer[2:2 + size], self.buffer[2 + size:]
-            self.service.handle(message, self.conn.peer[0], self._send, None)
+            out, key = self.service.fast_answer(message, self.conn.peer[0])
+            if out is not None:
+                self._send(out)
+            else:
+                self.service.handle(message, self.conn.peer[0], self._send, None, key)
 
     def _send(self, data: bytes) -> None:
         self.conn.write(struct.pack("!H", len(data)) + data)
