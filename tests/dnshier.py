@@ -107,10 +107,12 @@ class Hierarchy:
         self.blackhole.close()
 
 
-def start_hierarchy(base: Path) -> Hierarchy:
+def start_hierarchy(base: Path, extra: dict[str, str] | None = None) -> Hierarchy:
+    """Start every NSD; `extra` adds records to zones (the benchmarks add thousands)."""
     nsd = shutil.which("nsd") or "/usr/sbin/nsd"
     by_server: dict[str, list[tuple[str, str]]] = {}
     for zone, (server, text) in ZONES.items():
+        text += (extra or {}).get(zone, "")
         if zone == "example.com.":
             text += _big_txt()
         by_server.setdefault(server, []).append((zone, "$TTL 3600\n" + text.lstrip()))

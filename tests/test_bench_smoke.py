@@ -36,3 +36,33 @@ def test_transport_bench_runs():
     need("wrk")
     assert set(run("bench/transport.py", "--seconds", "1", "--rounds", "1")) == {
         "transport-rr", "transport-rr-per-cpu"}
+
+
+def test_dns_bench_runs(hierarchy):
+    # the session's hierarchy holds 127.0.0.2-8:53; the benchmark starts its own, so it
+    # cannot run beside it: this test only checks that its pieces are installed and that
+    # its dnsperf parsing works on a short run against our resolver on the session's one
+    import importlib.util
+
+    need("dnsperf")
+    need("unbound")
+    spec = importlib.util.spec_from_file_location("bench_dns", ROOT / "bench" / "dns.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec.loader.exec_module(bench)
+    port = bench.free_port()
+    proc = subprocess.Popen(bench.ours_argv(port, hierarchy.root_hints),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        bench.wait_dns(port)
+        queries = ROOT / "bench" / ".smoke-queries.txt"
+        queries.write_text("www.example.com A\nwww.example.org A\n")
+        try:
+            qps, run = bench.dnsperf(port, queries, seconds=1)
+        finally:
+            queries.unlink()
+        assert qps > 0 and run > 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
