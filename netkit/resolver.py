@@ -24,13 +24,24 @@ from dataclasses import dataclass, field
 
 from dnslib import EDNS0, QTYPE, RCODE, RR, DNSQuestion, DNSRecord
 
-from .proto.dns import EDE, Cache, Classified, Kind, classify, name_key, parse_root_hints
+from .proto.dns import (
+    EDE,
+    Cache,
+    Classified,
+    Kind,
+    classify,
+    in_bailiwick,
+    minimised,
+    name_key,
+    parse_root_hints,
+)
 
 log = logging.getLogger("netkit.resolver")
 
 MAX_CNAME_CHAIN = 16
 MAX_REFERRALS = 30
 MAX_GLUELESS_DEPTH = 4
+MAX_MINIMISE_STEPS = 10  # RFC 9156 section 2.3: MAX_MINIMISE_COUNT
 EDNS_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation
 
 
@@ -80,6 +91,8 @@ class Resolver:
                  clock: Callable[[], float] = time.monotonic,
                  rng: random.Random | None = None,
                  on_step: Callable[[str, str, str, int, Classified], None] | None = None,
+                 qname_minimisation: bool = True,
+                 forwards: dict[str, list[tuple[str, int]]] | None = None,
                  ) -> None:
         self.hints = parse_root_hints(root_hints)
         self.cache = cache
@@ -95,6 +108,8 @@ class Resolver:
         self._inflight: dict[tuple[str, int], asyncio.Future[Result]] = {}
         self.upstream_queries = 0
         self.on_step = on_step  # (zone, server, name, qtype, outcome): `+trace` prints these
+        self.qname_minimisation = qname_minimisation
+        self.forwards = {name_key(z): s for z, s in (forwards or {}).items()}
 
     # --- public ---
 
@@ -135,6 +150,11 @@ class Resolver:
         name = qname
         seen = {name}
         for _ in range(MAX_CNAME_CHAIN + 1):
+            forwarders = self._forwarders(name) if self.forwards else None
+            if forwarders is not None:
+                result = await self._forward(forwarders, name, qtype)
+                result.answer[:0] = chain
+                return result
             now = self.clock()
             hit = self.cache.get(name, qtype, now)
             if hit is not None:
@@ -155,6 +175,7 @@ class Resolver:
                     return Result(rcode, chain, [outcome.soa] if outcome.soa else [])
                 cname = outcome.cname
                 assert cname is not None
+                chain.extend(outcome.answer)  # a DNAME that synthesised the CNAME
             chain.append(cname)
             name = name_key(cname.rdata.label)
             if name in seen:
@@ -165,9 +186,18 @@ class Resolver:
     async def _iterate(self, name: str, qtype: int, depth: int,
                        resolving: set[tuple[str, int]]) -> Classified:
         zone, servers = self._closest(name)
-        for _ in range(MAX_REFERRALS):
-            outcome = await self._ask(zone, servers, name, qtype)
+        extra = 1  # labels below the zone cut that the next minimised question reveals
+        for _ in range(MAX_REFERRALS + MAX_MINIMISE_STEPS):
+            ask = minimised(name, zone, extra) if self.qname_minimisation else name
+            outcome = await self._ask(zone, servers, ask, qtype if ask == name else QTYPE.A)
             now = self.clock()
+            if ask != name and outcome.kind is not Kind.REFERRAL:
+                if outcome.kind is Kind.NXDOMAIN:
+                    # RFC 8020: nothing exists below a name that does not exist
+                    self.cache.put_negative(name, qtype, RCODE.NXDOMAIN, outcome.soa, now)
+                    return outcome
+                extra += 1  # the name exists here (or is an empty non-terminal): go deeper
+                continue
             if outcome.kind is Kind.ANSWER:
                 self.cache.put(name, qtype, outcome.answer, now)
                 return outcome
@@ -187,9 +217,45 @@ class Resolver:
                 raise Failure(EDE.NO_REACHABLE_AUTHORITY,
                               f"no address for any server of {outcome.zone} "
                               f"({', '.join(outcome.ns_names)})")
-            self.delegations[outcome.zone] = (now + 86400, addresses)
-            zone, servers = outcome.zone, addresses
+            ttl = min(outcome.ttl, self.cache.max_ttl)
+            self.delegations[outcome.zone] = (now + ttl, addresses)
+            zone, servers, extra = outcome.zone, addresses, 1
         raise Failure(EDE.OTHER, f"more than {MAX_REFERRALS} referrals for {name}")
+
+    async def _forward(self, servers: list[tuple[str, int]], name: str, qtype: int) -> Result:
+        """A forward zone: ask its servers to recurse (RD=1) and take their answer."""
+        problems = []
+        for host, port in servers:
+            try:
+                response = await self._query(host, name, qtype, port=port, rd=True)
+            except TimeoutError:
+                problems.append(f"{host}:{port}: timed out")
+                continue
+            except OSError as exc:
+                problems.append(f"{host}:{port}: {exc.strerror or exc}")
+                continue
+            now = self.clock()
+            if response.header.rcode == RCODE.SERVFAIL:
+                problems.append(f"{host}:{port}: SERVFAIL")
+                continue
+            groups: dict[tuple[str, int], list[RR]] = {}
+            for rr in response.rr:
+                groups.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
+            for (owner, rtype), rrs in groups.items():
+                self.cache.put(owner, rtype, rrs, now)
+            if not response.rr:
+                soa = next((rr for rr in response.auth if rr.rtype == QTYPE.SOA), None)
+                self.cache.put_negative(name, qtype, response.header.rcode, soa, now)
+            return Result(response.header.rcode, list(response.rr), list(response.auth))
+        raise Failure(EDE.NO_REACHABLE_AUTHORITY,
+                      "no forwarder answered: " + "; ".join(problems))
+
+    def _forwarders(self, name: str) -> list[tuple[str, int]] | None:
+        best = None
+        for zone, servers in self.forwards.items():
+            if in_bailiwick(name, zone) and (best is None or len(zone) > len(best[0])):
+                best = (zone, servers)
+        return best[1] if best else None
 
     async def _glueless(self, referral: Classified, depth: int,
                         resolving: set[tuple[str, int]]) -> list[str]:
@@ -270,15 +336,17 @@ class Resolver:
         self.srtt[server] = max(self.srtt.get(server, 0.1) * 2, self.server_timeout)
         self.dead_until[server] = self.clock() + 60
 
-    async def _query(self, server: str, name: str, qtype: int) -> DNSRecord:
+    async def _query(self, server: str, name: str, qtype: int, *, port: int | None = None,
+                     rd: bool = False) -> DNSRecord:
         self.upstream_queries += 1
+        port = port or self.port
         request = DNSRecord(q=DNSQuestion(name, qtype))
         request.header.id = self.rng.randrange(65536)
-        request.header.rd = 0
+        request.header.rd = int(rd)
         request.add_ar(EDNS0(udp_len=EDNS_SIZE))
         loop = asyncio.get_running_loop()
         transport, proto = await loop.create_datagram_endpoint(
-            lambda: _UDPQuery(request), remote_addr=(server, self.port))
+            lambda: _UDPQuery(request), remote_addr=(server, port))
         try:
             transport.sendto(request.pack())
             async with asyncio.timeout(self.server_timeout):
@@ -286,12 +354,12 @@ class Resolver:
         finally:
             transport.close()
         if response.header.tc:
-            response = await self._query_tcp(server, request)
+            response = await self._query_tcp(server, port, request)
         return response
 
-    async def _query_tcp(self, server: str, request: DNSRecord) -> DNSRecord:
+    async def _query_tcp(self, server: str, port: int, request: DNSRecord) -> DNSRecord:
         async with asyncio.timeout(self.server_timeout * 2):
-            reader, writer = await asyncio.open_connection(server, self.port)
+            reader, writer = await asyncio.open_connection(server, port)
             try:
                 data = request.pack()
                 writer.write(struct.pack("!H", len(data)) + data)

@@ -58,6 +58,8 @@ alias.example.com. IN CNAME www.example.org.
 txt-only.example.com. IN TXT "no address here"
 short.example.com. 2 IN A 192.0.2.11
 mail.example.com. IN MX 10 www.example.com.
+old.example.com. IN DNAME example.org.
+deep.a.b.c.example.com. IN A 192.0.2.12
 """),
     "org.": ("127.0.0.5", """
 org. IN SOA ns.org. admin.org. 1 3600 600 86400 300

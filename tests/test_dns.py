@@ -206,3 +206,34 @@ def test_tcp_pipelined_queries(resolver):
                 got[msg.header.id] = msg.header.rcode
     assert got == {100: 0, 101: 0, 102: 0}
 
+
+
+def test_dname_is_followed_with_a_synthesised_cname(resolver):
+    status, rows, _ = dig(resolver[1], "www.old.example.com", "A")
+    assert status == "NOERROR"
+    assert [(n, t, d) for n, _, t, d in rows] == [
+        ("old.example.com.", "DNAME", "example.org."),
+        ("www.old.example.com.", "CNAME", "www.example.org."),
+        ("www.example.org.", "A", "192.0.2.20")]
+
+
+def test_forward_zones_go_to_their_servers(spawn, hierarchy, tmp_path):
+    conf = tmp_path / "dns.toml"
+    conf.write_text(f"""
+[dns]
+root_hints = "{hierarchy.root_hints}"
+query_private_authorities = true
+[[dns.forward]]
+zone = "example.org"
+servers = ["127.0.0.6:53"]
+[[dns.forward]]
+zone = "nowhere.test"
+servers = ["127.0.0.6:53"]
+""")
+    proc = spawn(MODULE, ["--config", str(conf), "--listen", "127.0.0.1:0"])
+    (_, port), _ = proc.listening(2)
+    status, rows, _ = dig(port, "www.example.org", "A")
+    assert status == "NOERROR" and rows[0][3] == "192.0.2.20"
+    # iteration from the root would say NXDOMAIN; the forwarder (not authoritative for
+    # the zone) says REFUSED: so the forwarder was asked
+    assert dig(port, "www.nowhere.test", "A")[0] == "REFUSED"

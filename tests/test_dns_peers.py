@@ -21,7 +21,8 @@ QUESTIONS = [
     ("www.example.com", "A"), ("www.example.com", "AAAA"), ("alias.example.com", "A"),
     ("missing.example.com", "A"), ("txt-only.example.com", "A"), ("www.glueless.com", "A"),
     ("big.example.com", "TXT"), ("mail.example.com", "MX"), ("www.example.org", "A"),
-    ("example.com", "SOA"), ("www.lame.com", "A"),
+    ("example.com", "SOA"), ("www.lame.com", "A"), ("www.old.example.com", "A"),
+    ("deep.a.b.c.example.com", "A"), ("b.c.example.com", "A"), ("nothing.a.example.com", "A"),
 ]
 
 
@@ -130,3 +131,13 @@ def test_dig_like_command_and_trace(hierarchy, unbound):
     assert any("referral to glueless.com. (ns.example.org.), no glue" in x for x in lines)
     assert lines[-2].endswith("answer: www.glueless.com. 3600 A 192.0.2.30")
     assert lines[-1] == ";; status: NOERROR"
+
+
+def test_qname_minimisation_shows_each_authority_only_what_it_needs(hierarchy):
+    traced = subprocess.run([sys.executable, "-m", "netkit.clients.dns",
+                             "deep.a.b.c.example.com", "A", "+trace", "--root-hints",
+                             str(hierarchy.root_hints)], capture_output=True, text=True, timeout=30)
+    asked = [line.split()[2] for line in traced.stdout.splitlines()[:-1]]
+    # the root hears "com.", .com hears "example.com.", and then one label at a time
+    assert asked == ["com.", "example.com.", "c.example.com.", "b.c.example.com.",
+                     "a.b.c.example.com.", "deep.a.b.c.example.com."]

@@ -15,7 +15,7 @@ import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, RR, DNSLabel, DNSRecord
+from dnslib import CNAME, QTYPE, RCODE, RR, DNSLabel, DNSRecord
 
 #: IANA's root servers (named.root, 2024): the default when no hints file is given.
 IANA_ROOT_HINTS = """
@@ -69,6 +69,14 @@ def in_bailiwick(name: str | DNSLabel, zone: str | DNSLabel) -> bool:
     """`name` is `zone` or below it."""
     n, z = name_key(name), name_key(zone)
     return z == "." or n == z or n.endswith("." + z)
+
+
+def minimised(name: str, zone: str, extra: int) -> str:
+    """RFC 9156: `name` cut to `extra` labels below `zone` (the whole name when shorter)."""
+    labels = name_key(name).rstrip(".").split(".")
+    zone_labels = 0 if name_key(zone) == "." else name_key(zone).rstrip(".").count(".") + 1
+    keep = zone_labels + extra
+    return name_key(name) if keep >= len(labels) else ".".join(labels[-keep:]) + "."
 
 
 def parse_root_hints(text: str) -> list[tuple[str, str]]:
@@ -162,6 +170,18 @@ class Cache:
         return out
 
 
+def _dname_target(rr: RR) -> str:
+    # dnslib parses DNAME rdata as opaque bytes: an uncompressed name (RFC 6672 2.5)
+    data = getattr(rr.rdata, "data", None)
+    if isinstance(data, bytes | bytearray):
+        labels, i = [], 0
+        while i < len(data) and data[i]:
+            labels.append(bytes(data[i + 1:i + 1 + data[i]]).decode("ascii", "replace"))
+            i += 1 + data[i]
+        return ".".join(labels) + "."
+    return str(getattr(rr.rdata, "label", rr.rdata))
+
+
 # --- what a response means ----------------------------------------------------------------
 
 class Kind(enum.Enum):
@@ -180,6 +200,7 @@ class Classified:
     cname: RR | None = None
     soa: RR | None = None
     zone: str = ""  # referral: the delegated zone
+    ttl: int = 0  # referral: the NS RRset's TTL
     ns_names: list[str] = field(default_factory=list)
     glue: dict[str, list[str]] = field(default_factory=dict)
     why: str = ""
@@ -197,7 +218,17 @@ def classify(response: DNSRecord, qname: str, qtype: int, zone: str) -> Classifi
                 (rr.rtype == qtype or qtype == QTYPE.ANY)]
     if matching:
         return Classified(Kind.ANSWER, answer=matching)
+    dnames = [rr for rr in answers if rr.rtype == QTYPE.DNAME
+              and name_key(rr.rname) != qn and in_bailiwick(qn, rr.rname)]
     cnames = [rr for rr in answers if name_key(rr.rname) == qn and rr.rtype == QTYPE.CNAME]
+    if dnames:
+        # RFC 6672: the DNAME maps the whole subtree; the CNAME is synthesised here rather
+        # than trusted from the server, and the DNAME goes into the answer before it
+        dname = dnames[0]
+        owner = name_key(dname.rname)
+        target = qn[: -len(owner)] + name_key(_dname_target(dname))
+        cname = RR(qn, QTYPE.CNAME, ttl=dname.ttl, rdata=CNAME(target))
+        return Classified(Kind.CNAME, answer=[dname], cname=cname)
     if cnames:
         return Classified(Kind.CNAME, cname=cnames[0])
     soas = [rr for rr in response.auth if rr.rtype == QTYPE.SOA and in_bailiwick(rr.rname, zone)
@@ -217,7 +248,8 @@ def classify(response: DNSRecord, qname: str, qtype: int, zone: str) -> Classifi
             # glue is believed only for names inside the zone that sent it
             if rr.rtype in (QTYPE.A, QTYPE.AAAA) and n in names and in_bailiwick(n, zone):
                 glue.setdefault(n, []).append(str(rr.rdata))
-        return Classified(Kind.REFERRAL, zone=cut, ns_names=names, glue=glue)
+        return Classified(Kind.REFERRAL, zone=cut, ns_names=names, glue=glue,
+                          ttl=min(rr.ttl for rr in ns))
     if not response.header.aa and not soas:
         return Classified(Kind.LAME, why="not authoritative and no referral")
     return Classified(Kind.NODATA, soa=soas[0] if soas else None)

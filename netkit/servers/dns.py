@@ -60,6 +60,18 @@ class LocalRecord:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardZone:
+    """Names in `zone` are sent to `servers` (which recurse) instead of being iterated."""
+
+    zone: str
+    servers: tuple[Address, ...]
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("a forward zone needs at least one server")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CacheConfig:
     max_entries: int = field(100_000, min=0)
     """RRsets kept at most; the least recently used go first."""
@@ -86,9 +98,13 @@ class Config:
     """Seconds to wait for one authority before trying the next."""
     total_timeout: Duration = field(Duration(5), min=0.05)
     """Seconds for a whole resolution; then SERVFAIL with a reason (EDE)."""
+    qname_minimisation: bool = True
+    """RFC 9156: each authority sees only the labels it needs."""
     cache: CacheConfig = CacheConfig()
     local: tuple[LocalRecord, ...] = ()
     """Records answered authoritatively without recursion."""
+    forward: tuple[ForwardZone, ...] = ()
+    """Zones answered by forwarding, e.g. a corporate domain to its own servers."""
     tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
     """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
     shutdown_timeout: Duration = Duration(5)
@@ -111,7 +127,10 @@ class DNSService:
                 cache=Cache(max_entries=config.cache.max_entries,
                             max_ttl=int(config.cache.max_ttl), min_ttl=int(config.cache.min_ttl)),
                 server_timeout=config.server_timeout, total_timeout=config.total_timeout,
-                query_private_authorities=config.query_private_authorities)
+                query_private_authorities=config.query_private_authorities,
+                qname_minimisation=config.qname_minimisation,
+                forwards={f.zone: [(a.host, a.port) for a in f.servers]
+                          for f in config.forward})
         except ValueError as exc:
             raise ConfigError([f"dns.root_hints: {exc}"]) from None
         self.local: dict[tuple[str, int], list[RR]] = {}
