@@ -237,3 +237,22 @@ servers = ["127.0.0.6:53"]
     # iteration from the root would say NXDOMAIN; the forwarder (not authoritative for
     # the zone) says REFUSED: so the forwarder was asked
     assert dig(port, "www.nowhere.test", "A")[0] == "REFUSED"
+
+
+def test_cache_survives_a_restart(spawn, hierarchy, tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    proc = spawn(MODULE, resolver_args(hierarchy, "--set", f"dns.cache.file={cache}"))
+    (_, port), _ = proc.listening(2)
+    assert dig(port, "www.example.com", "A")[1][0][3] == "192.0.2.10"
+    assert proc.stop() == 0
+    assert "www.example.com." in cache.read_text()
+    # the restarted resolver's root is a server that never answers: only the cache can help
+    dead_root = tmp_path / "dead.hints"
+    dead_root.write_text(".  3600000 NS A.ROOT.\nA.ROOT. 3600000 A 127.0.0.8\n")
+    again = spawn(MODULE, resolver_args(hierarchy, "--set", f"dns.cache.file={cache}",
+                                        "--set", f"dns.root_hints={dead_root}"))
+    (_, port), _ = again.listening(2)
+    again.wait_for(r"loaded \d+ cache entries")
+    status, rows, _ = dig(port, "www.example.com", "A")
+    assert status == "NOERROR" and rows[0][3] == "192.0.2.10" and rows[0][1] <= 300
+    assert dig(port, "www.example.org", "A")[0] == "SERVFAIL"  # not cached: no root

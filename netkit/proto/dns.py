@@ -160,6 +160,33 @@ class Cache:
         self.entries.move_to_end(key)
         return entry
 
+    def dump(self, now: float, wall: float) -> list[dict]:
+        """Live entries as JSON-able dicts, expiry in wall-clock time (for a restart)."""
+        out = []
+        for (name, rtype), e in self.entries.items():
+            if e.expires > now:
+                out.append({"name": name, "type": rtype, "expires": wall + (e.expires - now),
+                            "rcode": e.rcode, "negative": e.negative,
+                            "rrs": [rr.toZone() for rr in e.rrs]})
+        return out
+
+    def load(self, items: list[dict], now: float, wall: float) -> int:
+        """Entries from `dump`, the expired ones skipped; returns how many were loaded."""
+        loaded = 0
+        for item in items:
+            left = item["expires"] - wall
+            if left <= 0:
+                continue
+            try:
+                rrs = [RR.fromZone(text)[0] for text in item["rrs"]]
+            except Exception:  # a record dnslib cannot read back is skipped
+                continue
+            self._store((item["name"], item["type"]),
+                        CacheEntry(now + left, rrs, item["rcode"], item["negative"],
+                                   stored=now))
+            loaded += 1
+        return loaded
+
     def with_ttls(self, entry: CacheEntry, now: float) -> list[RR]:
         """The entry's records with TTLs counted down to what is left."""
         left = max(0, int(entry.expires - now))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import logging
+import os
 import struct
 import sys
 import time
@@ -79,6 +81,8 @@ class CacheConfig:
     """Nothing is cached longer than this (Unbound: cache-max-ttl, 1 day)."""
     min_ttl: Duration = Duration(0)
     """Nothing is cached shorter than this."""
+    file: Path | None = None
+    """Saved here on shutdown and loaded on start, so a restart does not start cold."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,7 +153,37 @@ class DNSService:
                                 counters=self.counters)
         self.tasks: set[asyncio.Task[None]] = set()
 
+    def load_cache(self) -> None:
+        path = self.config.cache.file
+        if path is None or not path.exists():
+            return
+        try:
+            items = [json.loads(line) for line in path.read_text().splitlines() if line]
+            n = self.resolver.cache.load(items, time.monotonic(), time.time())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("dns: cache file %s unreadable, starting cold: %s", path, exc)
+            return
+        log.info("dns: loaded %d cache entries from %s", n, path)
+
+    def save_cache(self) -> None:
+        path = self.config.cache.file
+        if path is None:
+            return
+        items = self.resolver.cache.dump(time.monotonic(), time.time())
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.writelines(json.dumps(item) + "\n" for item in items)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # a crash mid-write leaves the old file, never half of one
+        except OSError as exc:
+            log.error("dns: cannot save the cache to %s: %s", path, exc)
+            return
+        log.info("dns: saved %d cache entries to %s", len(items), path)
+
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.load_cache()
         if not presets:  # one port for UDP and TCP, as clients expect, even with port 0
             presets = {}
             for address in self.config.listen:
@@ -164,6 +198,7 @@ class DNSService:
     async def drain(self, timeout: float) -> None:
         self.udp.close()
         await self.tcp.drain(timeout)
+        self.save_cache()
         log.info("dns: %s", self.stats)
 
     # --- one query ---
