@@ -63,8 +63,9 @@ class Failure(Exception):
 
 
 class _UDPQuery(asyncio.DatagramProtocol):
-    def __init__(self, request: DNSRecord) -> None:
+    def __init__(self, request: DNSRecord, exact_case: bool = False) -> None:
         self.request = request
+        self.exact_case = exact_case
         self.done: asyncio.Future[DNSRecord] = asyncio.get_running_loop().create_future()
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -76,6 +77,8 @@ class _UDPQuery(asyncio.DatagramProtocol):
         if (msg.header.id != self.request.header.id or not msg.questions
                 or name_key(msg.q.qname) != name_key(q.qname) or msg.q.qtype != q.qtype):
             return  # not our answer: a spoofing attempt or a late reply; keep waiting
+        if self.exact_case and str(msg.q.qname) != str(q.qname):
+            return  # 0x20: the letter case was not echoed, so it was not our server
         if not self.done.done():
             self.done.set_result(msg)
 
@@ -92,6 +95,7 @@ class Resolver:
                  rng: random.Random | None = None,
                  on_step: Callable[[str, str, str, int, Classified], None] | None = None,
                  qname_minimisation: bool = True,
+                 use_caps_for_id: bool = False,
                  forwards: dict[str, list[tuple[str, int]]] | None = None,
                  ) -> None:
         self.hints = parse_root_hints(root_hints)
@@ -109,6 +113,7 @@ class Resolver:
         self.upstream_queries = 0
         self.on_step = on_step  # (zone, server, name, qtype, outcome): `+trace` prints these
         self.qname_minimisation = qname_minimisation
+        self.use_caps_for_id = use_caps_for_id
         self.forwards = {name_key(z): s for z, s in (forwards or {}).items()}
 
     # --- public ---
@@ -340,13 +345,17 @@ class Resolver:
                      rd: bool = False) -> DNSRecord:
         self.upstream_queries += 1
         port = port or self.port
+        if self.use_caps_for_id:
+            # draft-vixie-dnsext-dns0x20: every letter's case is one more random bit
+            name = "".join(c.upper() if self.rng.random() < 0.5 else c.lower() for c in name)
         request = DNSRecord(q=DNSQuestion(name, qtype))
         request.header.id = self.rng.randrange(65536)
         request.header.rd = int(rd)
         request.add_ar(EDNS0(udp_len=EDNS_SIZE))
         loop = asyncio.get_running_loop()
         transport, proto = await loop.create_datagram_endpoint(
-            lambda: _UDPQuery(request), remote_addr=(server, port))
+            lambda: _UDPQuery(request, exact_case=self.use_caps_for_id),
+            remote_addr=(server, port))
         try:
             transport.sendto(request.pack())
             async with asyncio.timeout(self.server_timeout):

@@ -256,3 +256,32 @@ def test_cache_survives_a_restart(spawn, hierarchy, tmp_path):
     status, rows, _ = dig(port, "www.example.com", "A")
     assert status == "NOERROR" and rows[0][3] == "192.0.2.10" and rows[0][1] <= 300
     assert dig(port, "www.example.org", "A")[0] == "SERVFAIL"  # not cached: no root
+
+
+def test_rate_limit_drops_a_flooding_client(spawn, hierarchy):
+    proc = spawn(MODULE, resolver_args(hierarchy, "--set", "dns.rate_limit=5",
+                                       "--set", "dns.rate_burst=5"))
+    (_, port), _ = proc.listening(2)
+    answered = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.5)
+        for i in range(30):
+            q = DNSRecord.question("localhost", "A")
+            q.header.id = i
+            s.sendto(q.pack(), ("127.0.0.1", port))
+        try:
+            while True:
+                s.recv(512)
+                answered += 1
+        except TimeoutError:
+            pass
+    assert 5 <= answered <= 9  # the burst, plus what 5/s refills while they arrive
+    time.sleep(0.5)
+    assert dig(port, "localhost", "A")[0] == "NOERROR"  # refilled: served again
+
+
+def test_0x20_case_randomisation_resolves(spawn, hierarchy):
+    proc = spawn(MODULE, resolver_args(hierarchy, "--set", "dns.use_caps_for_id=true"))
+    (_, port), _ = proc.listening(2)
+    status, rows, _ = dig(port, "alias.example.com", "A")
+    assert status == "NOERROR" and rows[-1][3] == "192.0.2.20"

@@ -107,6 +107,13 @@ class Config:
     cache: CacheConfig = CacheConfig()
     local: tuple[LocalRecord, ...] = ()
     """Records answered authoritatively without recursion."""
+    rate_limit: float = field(0.0, min=0)
+    """Queries a second one client address may send (0: no limit); beyond it, queries are
+    dropped and counted (Unbound: ip-ratelimit)."""
+    rate_burst: int = field(20, min=1)
+    """Queries a client may send at once before `rate_limit` applies."""
+    use_caps_for_id: bool = False
+    """0x20: random letter case in upstream questions; answers must echo it exactly."""
     forward: tuple[ForwardZone, ...] = ()
     """Zones answered by forwarding, e.g. a corporate domain to its own servers."""
     tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
@@ -133,6 +140,7 @@ class DNSService:
                 server_timeout=config.server_timeout, total_timeout=config.total_timeout,
                 query_private_authorities=config.query_private_authorities,
                 qname_minimisation=config.qname_minimisation,
+                use_caps_for_id=config.use_caps_for_id,
                 forwards={f.zone: [(a.host, a.port) for a in f.servers]
                           for f in config.forward})
         except ValueError as exc:
@@ -145,9 +153,11 @@ class DNSService:
         except Exception as exc:
             raise ConfigError([f"dns.local: cannot parse a record: {exc}"]) from None
         self.answers = AnswerCache(config.cache.max_entries)
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last time)
         self._allowed: dict[str, bool] = {}
         self.counters = Counters()
-        self.stats = {"formerr": 0, "notimp": 0, "refused": 0, "dropped": 0, "servfail": 0}
+        self.stats = {"formerr": 0, "notimp": 0, "refused": 0, "dropped": 0, "servfail": 0,
+                      "ratelimited": 0}
         self.udp = DatagramServer("dns", _UDP(self), counters=self.counters)
         self.tcp = StreamServer("dns", lambda: _TCP(self), limits=config.tcp,
                                 counters=self.counters)
@@ -211,6 +221,23 @@ class DNSService:
                 self._allowed.clear()
             verdict = self._allowed[host] = self.allowed(host)
         return verdict
+
+    def over_rate(self, client: str) -> bool:
+        """Token bucket per client address; True means drop this query."""
+        rate = self.config.rate_limit
+        if not rate:
+            return False
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (float(self.config.rate_burst), now))
+        tokens = min(float(self.config.rate_burst), tokens + (now - last) * rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            self.stats["ratelimited"] += 1
+            return True
+        if len(self.buckets) >= 100_000:
+            self.buckets.clear()  # bounded: a flood of spoofed sources cannot grow it
+        self.buckets[client] = (tokens - 1, now)
+        return False
 
     def fast_answer(self, data: bytes, client: str) -> tuple[bytes | None, tuple | None]:
         """(answer from the wire cache or None, the key to store the answer under)."""
@@ -366,6 +393,8 @@ class _UDP(DatagramHandler):
     def datagram_received(self, data: bytes, addr: tuple[str, int],
                           endpoint: DatagramEndpoint) -> None:
         service = self.service
+        if service.config.rate_limit and service.over_rate(addr[0]):
+            return
         out, key = service.fast_answer(data, addr[0])
         if out is not None and key is not None and len(out) <= (1232 if key[2] else 512):
             endpoint.send(out, addr)
