@@ -43,6 +43,7 @@ MAX_REFERRALS = 30
 MAX_GLUELESS_DEPTH = 4
 MAX_MINIMISE_STEPS = 10  # RFC 9156 section 2.3: MAX_MINIMISE_COUNT
 EDNS_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation
+STALE_TTL = 30  # RFC 8767 section 4: the TTL of a stale answer
 
 
 @dataclass
@@ -142,10 +143,37 @@ class Resolver:
             async with asyncio.timeout(self.total_timeout):
                 return await self._resolve(qname, qtype, 0, set())
         except Failure as exc:
-            return Result(RCODE.SERVFAIL, ede=(exc.code, exc.text))
+            failed = Result(RCODE.SERVFAIL, ede=(exc.code, exc.text))
         except TimeoutError:
-            return Result(RCODE.SERVFAIL, ede=(EDE.NO_REACHABLE_AUTHORITY,
-                                               f"no answer within {self.total_timeout} s"))
+            failed = Result(RCODE.SERVFAIL, ede=(EDE.NO_REACHABLE_AUTHORITY,
+                                                 f"no answer within {self.total_timeout} s"))
+        return self._stale(qname, qtype, failed) or failed
+
+    def _stale(self, qname: str, qtype: int, failed: Result) -> Result | None:
+        """RFC 8767: when resolution fails, an expired answer beats none (TTL 30, EDE 3)."""
+        if not self.cache.stale_for:
+            return None
+        now = self.clock()
+        chain: list[RR] = []
+        name = qname
+        for _ in range(MAX_CNAME_CHAIN + 1):
+            entry = self.cache.get_stale(name, qtype, now) or self.cache.get(name, qtype, now)
+            if entry is not None:
+                rrs = [RR(rr.rname, rr.rtype, rr.rclass, STALE_TTL, rr.rdata)
+                       for rr in entry.rrs]
+                why = failed.ede[1] if failed.ede else "resolution failed"
+                ede = (EDE.STALE_ANSWER, f"stale answer: {why}")
+                if entry.negative:
+                    return Result(entry.rcode, chain, rrs, ede)
+                return Result(RCODE.NOERROR, chain + rrs, ede=ede)
+            cname = self.cache.get_stale(name, QTYPE.CNAME, now) or \
+                self.cache.get(name, QTYPE.CNAME, now)
+            if cname is None:
+                return None
+            rr = cname.rrs[0]
+            chain.append(RR(rr.rname, rr.rtype, rr.rclass, STALE_TTL, rr.rdata))
+            name = name_key(rr.rdata.label)
+        return None
 
     # --- the iteration ---
 

@@ -285,3 +285,26 @@ def test_0x20_case_randomisation_resolves(spawn, hierarchy):
     (_, port), _ = proc.listening(2)
     status, rows, _ = dig(port, "alias.example.com", "A")
     assert status == "NOERROR" and rows[-1][3] == "192.0.2.20"
+
+
+def test_serve_stale_answers_when_the_authorities_are_gone(spawn, hierarchy, tmp_path):
+    cache = tmp_path / "cache.jsonl"
+    first = spawn(MODULE, resolver_args(hierarchy, "--set", f"dns.cache.file={cache}",
+                                        "--set", "dns.cache.serve_stale=1h"))
+    (_, port), _ = first.listening(2)
+    assert dig(port, "short.example.com", "A")[1][0][1] == 2  # TTL 2 s
+    assert first.stop() == 0
+    time.sleep(2.2)  # expired now
+    dead_root = tmp_path / "dead.hints"
+    dead_root.write_text(".  3600000 NS A.ROOT.\nA.ROOT. 3600000 A 127.0.0.8\n")
+    args = ["--set", f"dns.cache.file={cache}", "--set", f"dns.root_hints={dead_root}",
+            "--set", "dns.total_timeout=0.5"]
+    stale = spawn(MODULE, resolver_args(hierarchy, *args, "--set", "dns.cache.serve_stale=1h"))
+    (_, port), _ = stale.listening(2)
+    status, rows, out = dig(port, "short.example.com", "A")
+    assert status == "NOERROR" and rows == [("short.example.com.", 30, "A", "192.0.2.11")]
+    assert "EDE: 3 (Stale Answer)" in out
+    stale.stop()
+    off = spawn(MODULE, resolver_args(hierarchy, *args))  # serve-stale off: SERVFAIL
+    (_, port), _ = off.listening(2)
+    assert dig(port, "short.example.com", "A")[0] == "SERVFAIL"

@@ -122,6 +122,7 @@ class Cache:
     max_ttl: int = 86400
     min_ttl: int = 0
     max_negative_ttl: int = 3600
+    stale_for: float = 0.0  # serve-stale (RFC 8767): how long expired entries are kept
     entries: OrderedDict[tuple[str, int], CacheEntry] = field(default_factory=OrderedDict)
 
     def _ttl(self, ttl: int) -> int:
@@ -154,7 +155,8 @@ class Cache:
         if entry is None:
             return None
         if entry.expires <= now:
-            del self.entries[key]
+            if entry.expires + self.stale_for <= now:
+                del self.entries[key]
             return None
         entry.hits += 1
         self.entries.move_to_end(key)
@@ -164,7 +166,7 @@ class Cache:
         """Live entries as JSON-able dicts, expiry in wall-clock time (for a restart)."""
         out = []
         for (name, rtype), e in self.entries.items():
-            if e.expires > now:
+            if e.expires + self.stale_for > now:
                 out.append({"name": name, "type": rtype, "expires": wall + (e.expires - now),
                             "rcode": e.rcode, "negative": e.negative,
                             "rrs": [rr.toZone() for rr in e.rrs]})
@@ -175,7 +177,7 @@ class Cache:
         loaded = 0
         for item in items:
             left = item["expires"] - wall
-            if left <= 0:
+            if left + self.stale_for <= 0:
                 continue
             try:
                 rrs = [RR.fromZone(text)[0] for text in item["rrs"]]
@@ -186,6 +188,13 @@ class Cache:
                                    stored=now))
             loaded += 1
         return loaded
+
+    def get_stale(self, name: str, rtype: int, now: float) -> CacheEntry | None:
+        """An expired entry still inside the serve-stale window (RFC 8767), else None."""
+        entry = self.entries.get((name_key(name), rtype))
+        if entry is None or entry.expires > now or entry.expires + self.stale_for <= now:
+            return None
+        return entry
 
     def with_ttls(self, entry: CacheEntry, now: float) -> list[RR]:
         """The entry's records with TTLs counted down to what is left."""

@@ -83,6 +83,9 @@ class CacheConfig:
     """Nothing is cached shorter than this."""
     file: Path | None = None
     """Saved here on shutdown and loaded on start, so a restart does not start cold."""
+    serve_stale: Duration = Duration(0)
+    """RFC 8767: for this long past expiry, an answer whose refresh fails is still given
+    (TTL 30, EDE 3 "Stale Answer"); 0 turns it off. Unbound: serve-expired-ttl."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,7 +139,8 @@ class DNSService:
             self.resolver = Resolver(
                 root_hints=hints,
                 cache=Cache(max_entries=config.cache.max_entries,
-                            max_ttl=int(config.cache.max_ttl), min_ttl=int(config.cache.min_ttl)),
+                            max_ttl=int(config.cache.max_ttl), min_ttl=int(config.cache.min_ttl),
+                            stale_for=float(config.cache.serve_stale)),
                 server_timeout=config.server_timeout, total_timeout=config.total_timeout,
                 query_private_authorities=config.query_private_authorities,
                 qname_minimisation=config.qname_minimisation,
