@@ -308,3 +308,21 @@ def test_serve_stale_answers_when_the_authorities_are_gone(spawn, hierarchy, tmp
     off = spawn(MODULE, resolver_args(hierarchy, *args))  # serve-stale off: SERVFAIL
     (_, port), _ = off.listening(2)
     assert dig(port, "short.example.com", "A")[0] == "SERVFAIL"
+
+
+def test_popular_answers_are_prefetched_before_they_expire(spawn, hierarchy):
+    proc = spawn(MODULE, resolver_args(hierarchy, "--log-level", "debug"))
+    (_, port), _ = proc.listening(2)
+    t0 = time.monotonic()
+    assert dig(port, "short.example.com", "A")[1][0][1] == 2  # TTL 2 s, now cached
+    dig(port, "short.example.com", "A")  # a first hit
+    time.sleep(max(0.0, 1.85 - (time.monotonic() - t0)))
+    dig(port, "short.example.com", "A")  # a second hit in the last tenth of its life
+    proc.wait_for(r"prefetched short\.example\.com\. A")
+    time.sleep(max(0.0, 2.3 - (time.monotonic() - t0)))
+    mark = len(proc.lines)
+    status, rows, _ = dig(port, "short.example.com", "A")
+    assert status == "NOERROR" and rows[0][1] >= 1  # the refreshed copy, not expired
+    time.sleep(0.2)
+    # answered from the prefetched cache: no resolution was logged for this query
+    assert not any("short.example.com. A -> NOERROR" in line for line in proc.lines[mark:])

@@ -16,6 +16,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 _HEADER = struct.Struct("!HHHHHH")
+#: Prefetch (Unbound: prefetch) an answer hit at least twice once it is in the last
+#: tenth of its lifetime, so popular names never expire in front of a client.
+PREFETCH_MIN_HITS = 2
+PREFETCH_FRACTION = 0.1
+
+
+def wire_to_name(wire: bytes) -> str:
+    """``\\x03www\\x07example\\x03com\\x00`` -> ``www.example.com.``"""
+    labels, i = [], 0
+    while i < len(wire) and wire[i]:
+        labels.append(wire[i + 1:i + 1 + wire[i]].decode("ascii", "replace"))
+        i += 1 + wire[i]
+    return ".".join(labels) + "."
 
 
 def parse_question(data: bytes) -> tuple[bytes, int, int, bool] | None:
@@ -90,6 +103,8 @@ class WireAnswer:
     counts: bytes  # qd/an/ns/ar counts, 8 bytes
     body: bytes  # everything after the question
     ttls: list[tuple[int, int]]  # (offset in body, TTL when stored)
+    hits: int = 0
+    prefetching: bool = False
 
 
 class AnswerCache:
@@ -99,6 +114,7 @@ class AnswerCache:
         self.max_entries = max_entries
         self.entries: OrderedDict[tuple[bytes, int, bool], WireAnswer] = OrderedDict()
         self.hits = 0
+        self.due: list[tuple[bytes, int, bool]] = []  # popular answers near expiry: refresh
 
     def store(self, key: tuple[bytes, int, bool], message: bytes, question_end: int,
               now: float) -> None:
@@ -128,6 +144,11 @@ class AnswerCache:
             del self.entries[key]
             return None
         self.hits += 1
+        entry.hits += 1
+        if (not entry.prefetching and entry.hits >= PREFETCH_MIN_HITS
+                and entry.expires - now < PREFETCH_FRACTION * (entry.expires - entry.stored)):
+            entry.prefetching = True
+            self.due.append(key)
         body = bytearray(entry.body)
         elapsed = int(now - entry.stored)
         if elapsed:

@@ -29,7 +29,7 @@ from ..cli import run_server
 from ..config import Address, Duration, Network, field
 from ..errors import ConfigError
 from ..proto.dns import IANA_ROOT_HINTS, Cache, in_bailiwick, name_key
-from ..proto.dnswire import AnswerCache, parse_question
+from ..proto.dnswire import AnswerCache, parse_question, wire_to_name
 from ..resolver import EDNS_SIZE, Resolver, Result
 from ..transport import (
     Counters,
@@ -250,7 +250,33 @@ class DNSService:
             return None, None
         qname, qtype, qend, has_opt = q
         key = (qname, qtype, has_opt)
-        return self.answers.answer(data, key, qend, time.monotonic()), key
+        out = self.answers.answer(data, key, qend, time.monotonic())
+        if self.answers.due:
+            self._prefetch()
+        return out, key
+
+    def _prefetch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.answers.due:
+            key = self.answers.due.pop()
+            task = loop.create_task(self._refresh(key))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _refresh(self, key: tuple[bytes, int, bool]) -> None:
+        qname, qtype, has_opt = key
+        name = wire_to_name(qname)
+        request = DNSRecord.question(name, QTYPE.get(qtype))
+        if has_opt:
+            request.add_ar(EDNS0(udp_len=EDNS_SIZE))
+        # the resolver's own copy is near expiry too: drop it so the refresh asks upstream
+        self.resolver.cache.entries.pop((name_key(name), qtype), None)
+        result = await self.resolver.resolve(name, qtype)
+        if result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) and result.ede is None:
+            data = _pack(_from_result(request, result), request, 65535)
+            if not data[2] & 0x02:
+                self.answers.store(key, data, 12 + len(qname) + 4, time.monotonic())
+                log.debug("dns: prefetched %s %s", name, QTYPE.get(qtype))
 
     def allowed(self, host: str) -> bool:
         try:
