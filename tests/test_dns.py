@@ -326,3 +326,13 @@ def test_popular_answers_are_prefetched_before_they_expire(spawn, hierarchy):
     time.sleep(0.2)
     # answered from the prefetched cache: no resolution was logged for this query
     assert not any("short.example.com. A -> NOERROR" in line for line in proc.lines[mark:])
+
+
+def test_workers_share_udp_and_tcp_ports(spawn, hierarchy):
+    proc = spawn(MODULE, resolver_args(hierarchy, "--workers", "2"))
+    addresses = proc.listening(4)  # udp and tcp in each of 2 workers
+    assert len({port for _, port in addresses}) == 1
+    port = addresses[0][1]
+    for i in range(10):  # whichever worker the kernel picks
+        assert dig(port, "www.example.com", "A", "+tcp" if i % 2 else "+notcp")[0] == "NOERROR"
+    assert proc.stop() == 0
