@@ -336,3 +336,26 @@ def test_workers_share_udp_and_tcp_ports(spawn, hierarchy):
     for i in range(10):  # whichever worker the kernel picks
         assert dig(port, "www.example.com", "A", "+tcp" if i % 2 else "+notcp")[0] == "NOERROR"
     assert proc.stop() == 0
+
+
+def test_ipv6_listen_address(spawn, hierarchy):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    proc = spawn(MODULE, [*resolver_args(hierarchy)[2:], "--listen", "[::1]:0"])
+    (host, port), _ = proc.listening(2)
+    assert host == "::1"
+    out = subprocess.run([need("dig"), "@::1", "-p", str(port), "+tries=1", "+time=5",
+                          "www.example.com", "A"], capture_output=True, text=True,
+                         timeout=30).stdout
+    assert "status: NOERROR" in out and "192.0.2.10" in out
+
+
+def test_truncated_and_oversized_queries(resolver):
+    _, port = resolver
+    whole = DNSRecord.question("www.example.com", "A").pack()
+    cut = _udp(port, bytes(whole[:20]))  # the question ends mid-name
+    assert cut is not None and cut[3] & 0x0F == RCODE.FORMERR
+    huge = bytes(whole[:12]) + b"\x3f" + b"a" * 63 + b"\xff" * 4000  # 4 KB of nonsense
+    reply = _udp(port, huge)
+    assert reply is None or reply[3] & 0x0F == RCODE.FORMERR
+    assert DNSRecord.parse(_udp(port, whole, timeout=3)).header.rcode == RCODE.NOERROR
