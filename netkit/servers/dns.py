@@ -166,6 +166,7 @@ class DNSService:
         self.tcp = StreamServer("dns", lambda: _TCP(self), limits=config.tcp,
                                 counters=self.counters)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
 
     def load_cache(self) -> None:
         path = self.config.cache.file
@@ -428,6 +429,9 @@ class _UDP(DatagramHandler):
         out, key = service.fast_answer(data, addr[0])
         if out is not None and key is not None and len(out) <= (1232 if key[2] else 512):
             endpoint.send(out, addr)
+            if service.debug:
+                log.debug("dns: %s %s %s -> from cache", addr[0], wire_to_name(key[0]),
+                          QTYPE.get(key[1]))
             return
         service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535, key)
 
