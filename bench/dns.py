@@ -34,21 +34,8 @@ from common import (
 )
 
 sys.path.insert(0, str(ROOT))
-from tests.dnshier import start_hierarchy
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise SystemExit("bench: no free port")
+from tests.dnshier import free_udp_tcp_port as free_port
+from tests.dnshier import start_hierarchy, unbound_config
 
 
 def dnsperf(port: int, queries: Path, *, seconds: int | None = None) -> tuple[float, float]:
@@ -76,29 +63,8 @@ def ours_argv(port: int, hints: Path) -> list[str]:
 
 
 def unbound_argv(port: int, hints: Path, tmp: Path) -> list[str]:
-    d = tmp / f"unbound-{port}"
-    d.mkdir()
-    conf = d / "unbound.conf"
-    conf.write_text(f"""server:
-  username: ""
-  chroot: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound.pid"
-  interface: 127.0.0.1@{port}
-  root-hints: "{hints}"
-  do-not-query-localhost: no
-  do-ip6: no
-  use-syslog: no
-  logfile: "{d}/unbound.log"
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  msg-cache-size: 64m
-  rrset-cache-size: 64m
-remote-control:
-  control-enable: no
-""")
-    return [require("unbound"), "-d", "-c", str(conf)]
+    return [require("unbound"), "-d", "-c", str(unbound_config(tmp / f"unbound-{port}", port,
+                                                               hints))]
 
 
 def wait_dns(port: int, timeout: float = 15) -> None:

@@ -183,3 +183,43 @@ def _wait_ready(h: Hierarchy, base: Path) -> None:
                 h.stop()
                 raise RuntimeError(f"nsd for {zone} on {server} did not answer")
             time.sleep(0.05)
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP right now, for peers that cannot take port 0
+    (Unbound). Probed, not reserved: callers retry if a peer fails to bind it."""
+    from netkit.config import Address
+    from netkit.transport import bind_udp_tcp
+
+    udp, tcp = bind_udp_tcp(Address("127.0.0.1", 0))
+    port = udp.getsockname()[1]
+    udp.close()
+    tcp.close()
+    return port
+
+
+def unbound_config(directory: Path, port: int, root_hints: Path) -> Path:
+    """An Unbound config: one thread, iterator only, asking our 127.0.0.x authorities."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "unbound.conf"
+    conf.write_text(f"""server:
+  username: ""
+  chroot: ""
+  directory: "{directory}"
+  pidfile: "{directory}/unbound.pid"
+  interface: 127.0.0.1@{port}
+  root-hints: "{root_hints}"
+  do-not-query-localhost: no
+  do-ip6: no
+  use-syslog: no
+  logfile: "{directory}/unbound.log"
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  qname-minimisation: yes
+  msg-cache-size: 64m
+  rrset-cache-size: 64m
+remote-control:
+  control-enable: no
+""")
+    return conf

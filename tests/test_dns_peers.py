@@ -14,7 +14,7 @@ import pytest
 from netkit.clients import dns as client
 
 from .conftest import ServerProcess, need
-from .dnshier import Hierarchy
+from .dnshier import Hierarchy, free_udp_tcp_port, unbound_config
 from .test_dns import MODULE, resolver_args
 
 QUESTIONS = [
@@ -26,44 +26,12 @@ QUESTIONS = [
 ]
 
 
-def _free_udp_tcp_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
 @pytest.fixture(scope="module")
 def unbound(hierarchy: Hierarchy, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     binary = need("unbound")
     d = tmp_path_factory.mktemp("unbound")
-    port = _free_udp_tcp_port()
-    conf = d / "unbound.conf"
-    conf.write_text(f"""server:
-  username: ""
-  chroot: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound.pid"
-  interface: 127.0.0.1@{port}
-  root-hints: "{hierarchy.root_hints}"
-  do-not-query-localhost: no
-  do-ip6: no
-  use-syslog: no
-  logfile: "{d}/unbound.log"
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  qname-minimisation: yes
-remote-control:
-  control-enable: no
-""")
+    port = free_udp_tcp_port()
+    conf = unbound_config(d, port, hierarchy.root_hints)
     subprocess.run([need("unbound-checkconf"), str(conf)], check=True, capture_output=True)
     proc = subprocess.Popen([binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

@@ -6,14 +6,14 @@ import asyncio
 
 from dnslib import QTYPE, RCODE, RR, DNSRecord
 
+from netkit.dnsexchange import _Waiter
 from netkit.proto.dns import Cache, Kind, classify, minimised
-from netkit.resolver import _UDPQuery
 
 
 def test_answers_must_match_id_question_and_with_0x20_the_case():
     async def main() -> None:
         q = DNSRecord.question("wWw.ExAmple.com", "A")
-        strict = _UDPQuery(q, exact_case=True)
+        strict = _Waiter(q, exact_case=True)
         wrong_id = q.reply()
         wrong_id.header.id = (q.header.id + 1) % 65536
         strict.datagram_received(wrong_id.pack(), ("127.0.0.1", 53))

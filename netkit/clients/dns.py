@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
-import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from dnslib import EDNS0, QTYPE, RCODE, DNSQuestion, DNSRecord
 
+from .. import dnsexchange
 from ..config import Address
-from ..errors import ConnectError, ProtocolError, ResolveTimeout
+from ..errors import ConnectError, ResolveTimeout
 from ..proto.dns import IANA_ROOT_HINTS, Cache, Classified, Kind, name_key
 from ..resolver import Resolver
 
@@ -54,48 +54,6 @@ def _records(rrs: list) -> tuple[Record, ...]:
                  for rr in rrs)
 
 
-class _Once(asyncio.DatagramProtocol):
-    def __init__(self, request: DNSRecord) -> None:
-        self.request = request
-        self.done: asyncio.Future[DNSRecord] = asyncio.get_running_loop().create_future()
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            msg = DNSRecord.parse(data)
-        except Exception:
-            return
-        if msg.header.id == self.request.header.id and not self.done.done():
-            self.done.set_result(msg)
-
-    def error_received(self, exc: Exception) -> None:
-        if not self.done.done():
-            self.done.set_exception(exc)
-
-
-async def _udp(server: Address, request: DNSRecord, timeout: float) -> DNSRecord:
-    loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(
-        lambda: _Once(request), remote_addr=(server.host, server.port))
-    try:
-        transport.sendto(request.pack())
-        async with asyncio.timeout(timeout):
-            return await proto.done
-    finally:
-        transport.close()
-
-
-async def _tcp(server: Address, request: DNSRecord, timeout: float) -> DNSRecord:
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(server.host, server.port)
-        try:
-            data = request.pack()
-            writer.write(struct.pack("!H", len(data)) + data)
-            size = struct.unpack("!H", await reader.readexactly(2))[0]
-            return DNSRecord.parse(await reader.readexactly(size))
-        finally:
-            writer.close()
-
-
 async def resolve(name: str, rdtype: str = "A", *,
                   server: str | Address | list[str | Address] = "127.0.0.1:53",
                   timeout: float = 2.0, tcp: bool = False) -> Answer:
@@ -111,18 +69,17 @@ async def resolve(name: str, rdtype: str = "A", *,
     for address in addresses:
         try:
             used_tcp = tcp
-            msg = await (_tcp if tcp else _udp)(address, request, timeout)
+            exchange = dnsexchange.tcp if tcp else dnsexchange.udp
+            msg = await exchange(address.host, address.port, request, timeout)
             if msg.header.tc and not tcp:
                 used_tcp = True
-                msg = await _tcp(address, request, timeout)
+                msg = await dnsexchange.tcp(address.host, address.port, request, timeout)
         except TimeoutError:
             problems.append((str(address), "timed out"))
             continue
         except (OSError, asyncio.IncompleteReadError) as exc:
             problems.append((str(address), getattr(exc, "strerror", None) or str(exc)))
             continue
-        if msg.header.id != request.header.id:
-            raise ProtocolError(f"{address}: answer with the wrong ID")
         return Answer(RCODE.get(msg.header.rcode), _records(msg.rr), _records(msg.auth),
                       str(address), used_tcp, msg)
     if all(why == "timed out" for _, why in problems):
