@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -359,3 +360,28 @@ def test_truncated_and_oversized_queries(resolver):
     reply = _udp(port, huge)
     assert reply is None or reply[3] & 0x0F == RCODE.FORMERR
     assert DNSRecord.parse(_udp(port, whole, timeout=3)).header.rcode == RCODE.NOERROR
+
+
+def test_sighup_reloads_local_records_and_rules(spawn, hierarchy, tmp_path):
+    conf = tmp_path / "dns.toml"
+    base = f"""
+[dns]
+root_hints = "{hierarchy.root_hints}"
+query_private_authorities = true
+"""
+    conf.write_text(base + '[[dns.local]]\nname = "nas.lan"\nvalue = "192.168.1.10"\n')
+    proc = spawn(MODULE, ["--config", str(conf), "--listen", "127.0.0.1:0"])
+    (_, port), _ = proc.listening(2)
+    assert dig(port, "nas.lan", "A")[1][0][3] == "192.168.1.10"
+    assert dig(port, "www.example.com", "A")[0] == "NOERROR"
+    conf.write_text(base + 'allow = ["127.0.0.1/32"]\n[[dns.local]]\nname = "nas.lan"\n'
+                           'value = "192.168.1.20"\n')
+    mark = len(proc.lines)
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(r"configuration reloaded", start=mark)
+    assert dig(port, "nas.lan", "A")[1][0][3] == "192.168.1.20"
+    conf.write_text(base + '[[dns.local]]\nname = "nas.lan"\ntype = "A"\nvalue = "not-an-ip"\n')
+    mark = len(proc.lines)
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(r"reload failed, keeping the running configuration", start=mark)
+    assert dig(port, "nas.lan", "A")[1][0][3] == "192.168.1.20"

@@ -124,6 +124,34 @@ class Config:
     shutdown_timeout: Duration = Duration(5)
 
 
+def _build_resolver(config: Config, cache: Cache) -> Resolver:
+    try:
+        hints = config.root_hints.read_text() if config.root_hints else IANA_ROOT_HINTS
+        return Resolver(
+            root_hints=hints, cache=cache,
+            server_timeout=config.server_timeout, total_timeout=config.total_timeout,
+            query_private_authorities=config.query_private_authorities,
+            qname_minimisation=config.qname_minimisation,
+            use_caps_for_id=config.use_caps_for_id,
+            forwards={f.zone: [(a.host, a.port) for a in f.servers] for f in config.forward})
+    except OSError as exc:
+        raise ConfigError([f"dns.root_hints: {config.root_hints}: {exc.strerror}"]) from None
+    except ValueError as exc:
+        raise ConfigError([f"dns.root_hints: {exc}"]) from None
+
+
+def _build_local(config: Config) -> dict[tuple[str, int], list[RR]]:
+    local: dict[tuple[str, int], list[RR]] = {}
+    for i, rec in enumerate(config.local):
+        try:
+            rr = _local_rr(rec)
+        except Exception as exc:  # dnslib's parse errors have no common base
+            raise ConfigError([f"dns.local[{i}]: cannot parse {rec.type} {rec.value!r}: "
+                               f"{exc}"]) from None
+        local.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
+    return local
+
+
 def _local_rr(rec: LocalRecord) -> RR:
     text = f"{rec.name} {rec.ttl} IN {rec.type} {rec.value}"
     if rec.type == "TXT" and not rec.value.startswith('"'):
@@ -134,28 +162,11 @@ def _local_rr(rec: LocalRecord) -> RR:
 class DNSService:
     def __init__(self, config: Config) -> None:
         self.config = config
-        hints = config.root_hints.read_text() if config.root_hints else IANA_ROOT_HINTS
-        try:
-            self.resolver = Resolver(
-                root_hints=hints,
-                cache=Cache(max_entries=config.cache.max_entries,
-                            max_ttl=int(config.cache.max_ttl), min_ttl=int(config.cache.min_ttl),
-                            stale_for=float(config.cache.serve_stale)),
-                server_timeout=config.server_timeout, total_timeout=config.total_timeout,
-                query_private_authorities=config.query_private_authorities,
-                qname_minimisation=config.qname_minimisation,
-                use_caps_for_id=config.use_caps_for_id,
-                forwards={f.zone: [(a.host, a.port) for a in f.servers]
-                          for f in config.forward})
-        except ValueError as exc:
-            raise ConfigError([f"dns.root_hints: {exc}"]) from None
-        self.local: dict[tuple[str, int], list[RR]] = {}
-        try:
-            for rec in config.local:
-                rr = _local_rr(rec)
-                self.local.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
-        except Exception as exc:
-            raise ConfigError([f"dns.local: cannot parse a record: {exc}"]) from None
+        cache = Cache(max_entries=config.cache.max_entries, max_ttl=int(config.cache.max_ttl),
+                      min_ttl=int(config.cache.min_ttl),
+                      stale_for=float(config.cache.serve_stale))
+        self.resolver = _build_resolver(config, cache)
+        self.local = _build_local(config)
         self.answers = AnswerCache(config.cache.max_entries)
         self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last time)
         self._allowed: dict[str, bool] = {}
@@ -208,7 +219,17 @@ class DNSService:
         await self.tcp.listen(self.config.listen, presets=presets)
 
     def reload(self, config: Config) -> None:
-        raise ConfigError(["dns: reload is not supported yet; restart to apply"])
+        """SIGHUP: rules, local records, forward zones, timeouts and limits change for the
+        next query; the cache is kept. Listen addresses and cache sizes need a restart."""
+        resolver = _build_resolver(config, self.resolver.cache)
+        local = _build_local(config)  # both raise ConfigError before anything changes
+        if config.listen != self.config.listen or config.cache != self.config.cache:
+            log.warning("dns: listen and cache settings changed; restart to apply them")
+        self.config, self.resolver, self.local = config, resolver, local
+        self._allowed.clear()
+        self.buckets.clear()
+        self.answers.entries.clear()  # answers may differ now (local records, forwards)
+        self.tcp.limits = config.tcp
 
     async def drain(self, timeout: float) -> None:
         self.udp.close()
