@@ -42,6 +42,8 @@ log = logging.getLogger("netkit.resolver")
 MAX_CNAME_CHAIN = 16
 MAX_REFERRALS = 30
 MAX_GLUELESS_DEPTH = 4
+MAX_DELEGATIONS = 50_000  # zone cuts remembered (the oldest go first)
+MAX_SERVERS = 100_000  # authorities with an RTT on record before the table starts over
 MAX_MINIMISE_STEPS = 10  # RFC 9156 section 2.3: MAX_MINIMISE_COUNT
 EDNS_SIZE = 1232  # DNS flag day 2020: avoids IP fragmentation
 STALE_TTL = 30  # RFC 8767 section 4: the TTL of a stale answer
@@ -234,6 +236,8 @@ class Resolver:
                               f"({', '.join(outcome.ns_names)})")
             ttl = min(outcome.ttl, self.cache.max_ttl)
             self.delegations[outcome.zone] = (now + ttl, addresses)
+            if len(self.delegations) > MAX_DELEGATIONS:  # bounded like every other table
+                self.delegations.pop(next(iter(self.delegations)))
             zone, servers, extra = outcome.zone, addresses, 1
         raise Failure(EDE.OTHER, f"more than {MAX_REFERRALS} referrals for {name}")
 
@@ -327,6 +331,7 @@ class Resolver:
                 problems.append(f"{server}: {exc.strerror or exc}")
                 continue
             rtt = self.clock() - t0
+            self._forget_servers_if_too_many()
             old = self.srtt.get(server)
             self.srtt[server] = rtt if old is None else 0.7 * old + 0.3 * rtt
             outcome = classify(response, name, qtype, zone)
@@ -342,6 +347,11 @@ class Resolver:
 
     def _may_query(self, server: str) -> bool:
         return self.query_private_authorities or not _is_private(server)
+
+    def _forget_servers_if_too_many(self) -> None:
+        if len(self.srtt) > MAX_SERVERS:
+            self.srtt.clear()
+            self.dead_until.clear()
 
     def _penalise(self, server: str) -> None:
         # a server that timed out is skipped for a while (Unbound: "infra-host-ttl")

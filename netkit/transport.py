@@ -136,6 +136,7 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._held: list[bytes] = []  # plaintext read while paused, delivered on resume
         self._eof = False
+        self._eof_held = False
         self._handler_open = False
         self.bytes_in = 0  # wire bytes, this connection (the counters sum all of them)
         self.bytes_out = 0
@@ -200,10 +201,12 @@ class Connection(asyncio.Protocol):
             elif self._state == _OPEN:
                 self._pump()
             return True
-        if self._state == _OPEN:
-            self._deliver_eof()
-        else:
+        if self._state != _OPEN:
             self.abort()
+        elif self._held:
+            self._eof_held = True  # after the bytes held while paused, not before them
+        else:
+            self._deliver_eof()
         return True  # keep the write side open: half-close is the handler's choice
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -290,6 +293,9 @@ class Connection(asyncio.Protocol):
                 held, self._held = self._held, []
                 for data in held:
                     self._deliver_plain(data)
+                if self._eof_held and not self._held:
+                    self._eof_held = False
+                    self._deliver_eof()
 
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() if self.transport else 0

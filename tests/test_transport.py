@@ -309,3 +309,31 @@ async def test_total_timeout_ends_even_a_busy_connection():
         assert 0.25 < anyio.current_time() - t0 < 3
     assert server.counters.timeouts == 1
     server.close()
+
+
+async def test_eof_comes_after_bytes_held_while_paused():
+    handlers: list[Collect] = []
+
+    class PausedAtStart(Collect):
+        def connection_made(self, conn: Connection) -> None:
+            super().connection_made(conn)
+            conn.pause_reading()
+            handlers.append(self)
+
+        def eof_received(self) -> None:
+            self.data += b"<EOF>"
+            super().eof_received()
+
+    server = StreamServer("t", PausedAtStart, limits=Limits(), accept_proxy=True)
+    (addr,) = await server.listen([LOOP])
+    async with await anyio.connect_tcp("127.0.0.1", addr.port) as s:
+        # header and data in one write: the data arrives while the handler is paused
+        await s.send(proxy.encode_v1(("192.0.2.1", 1), ("192.0.2.2", 2)) + b"payload")
+        await s.send_eof()
+        await anyio.sleep(0.2)
+        assert handlers[0].data == b""
+        handlers[0].conn.resume_reading()
+        with anyio.fail_after(5):
+            await handlers[0].eof.wait()
+        assert handlers[0].data == b"payload<EOF>"
+    server.close()
