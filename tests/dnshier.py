@@ -57,6 +57,7 @@ www.example.com. 300 IN AAAA 2001:db8::10
 alias.example.com. IN CNAME www.example.org.
 txt-only.example.com. IN TXT "no address here"
 short.example.com. 2 IN A 192.0.2.11
+prefetch.example.com. 5 IN A 192.0.2.13
 mail.example.com. IN MX 10 www.example.com.
 old.example.com. IN DNAME example.org.
 deep.a.b.c.example.com. IN A 192.0.2.12

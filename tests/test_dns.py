@@ -276,7 +276,9 @@ def test_rate_limit_drops_a_flooding_client(spawn, hierarchy):
                 answered += 1
         except TimeoutError:
             pass
-    assert 5 <= answered <= 9  # the burst, plus what 5/s refills while they arrive
+    # the burst, plus what 5/s refills while they are processed (generous for a busy CI);
+    # without the limit all 30 would be answered
+    assert 5 <= answered <= 15
     time.sleep(0.5)
     assert dig(port, "localhost", "A")[0] == "NOERROR"  # refilled: served again
 
@@ -315,18 +317,19 @@ def test_popular_answers_are_prefetched_before_they_expire(spawn, hierarchy):
     proc = spawn(MODULE, resolver_args(hierarchy, "--log-level", "debug"))
     (_, port), _ = proc.listening(2)
     t0 = time.monotonic()
-    assert dig(port, "short.example.com", "A")[1][0][1] == 2  # TTL 2 s, now cached
-    dig(port, "short.example.com", "A")  # a first hit
-    time.sleep(max(0.0, 1.85 - (time.monotonic() - t0)))
-    dig(port, "short.example.com", "A")  # a second hit in the last tenth of its life
-    proc.wait_for(r"prefetched short\.example\.com\. A")
-    time.sleep(max(0.0, 2.3 - (time.monotonic() - t0)))
+    assert dig(port, "prefetch.example.com", "A")[1][0][1] == 5  # TTL 5 s, now cached
+    dig(port, "prefetch.example.com", "A")  # a first hit
+    # a second hit in the last tenth of its life (4.5-5 s): aim at the middle of it
+    time.sleep(max(0.0, 4.65 - (time.monotonic() - t0)))
+    dig(port, "prefetch.example.com", "A")
+    proc.wait_for(r"prefetched prefetch\.example\.com\. A")
+    time.sleep(max(0.0, 5.3 - (time.monotonic() - t0)))
     mark = len(proc.lines)
-    status, rows, _ = dig(port, "short.example.com", "A")
-    assert status == "NOERROR" and rows[0][1] >= 1  # the refreshed copy, not expired
+    status, rows, _ = dig(port, "prefetch.example.com", "A")
+    assert status == "NOERROR" and rows[0][1] >= 4  # the refreshed copy, not expired
     time.sleep(0.2)
     # answered from the prefetched cache: no resolution was logged for this query
-    assert not any("short.example.com. A -> NOERROR" in line for line in proc.lines[mark:])
+    assert not any("prefetch.example.com. A -> NOERROR" in line for line in proc.lines[mark:])
 
 
 def test_workers_share_udp_and_tcp_ports(spawn, hierarchy):

@@ -70,3 +70,21 @@ def test_mutated_queries_never_raise(noise, at):
         data[(at + i) % len(data)] ^= b
     parse_question(bytes(data))
     ttl_offsets(bytes(data), 12)
+
+
+def test_popular_entries_near_expiry_are_marked_for_prefetch_once():
+    q = query("www.example.com")
+    r = q.reply()
+    r.add_answer(*RR.fromZone("www.example.com. 100 IN A 192.0.2.1"))
+    r.add_ar(EDNS0(udp_len=1232))
+    data = q.pack()
+    qname, qtype, end, has_opt = parse_question(data)
+    key = (qname, qtype, has_opt)
+    cache = AnswerCache(10)
+    cache.store(key, r.pack(), end, now=0.0)
+    cache.answer(data, key, end, now=50.0)  # first hit, mid-life
+    cache.answer(data, key, end, now=89.0)  # second hit, not yet in the last tenth
+    assert cache.due == []
+    cache.answer(data, key, end, now=91.0)  # popular and in the last tenth: due
+    cache.answer(data, key, end, now=95.0)  # already being refreshed: not again
+    assert cache.due == [key]
