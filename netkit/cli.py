@@ -38,7 +38,7 @@ from .tuning import keep_freed_memory
 
 log = logging.getLogger("netkit")
 
-SERVERS = ("dns", "tls")
+SERVERS = ("dns", "http", "tls")
 
 
 class Service(Protocol):

@@ -1,0 +1,455 @@
+"""The HTTP/1.1 server: static files (`python -m netkit.servers.http`). First part of issue 4.
+
+Serves `http.root` (default: the directory it was started in) on 127.0.0.1:8080
+with keep-alive and pipelining, HEAD, single byte ranges (206/416), ETag and
+Last-Modified with If-None-Match / If-Modified-Since (304), MIME types and
+index.html, an optional directory listing, and no way out of the root ("..",
+its percent-encodings, symlinks pointing outside). Slow clients are cut: the
+request head must arrive within `header_timeout` (408), idle keep-alive
+connections end after the transport's idle timeout. Every request gets a line
+in the combined log format, with the duration.
+
+Not yet here (issue 4): the native handler API, the ASGI adapter, sendfile,
+and the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import html
+import logging
+import mimetypes
+import os
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.abc
+
+from ..cli import run_server
+from ..config import Address, Duration, Size, field
+from ..errors import RemoteProtocolError
+from ..proto import http as h
+from ..transport import Connection, Handler, Limits, SocketPresets, StreamServer
+
+log = logging.getLogger("netkit.http")
+access_log = logging.getLogger("netkit.http.access")
+
+SECTION = "http"
+CHUNK = 256 * 1024  # file bytes read and written at a time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The ``[http]`` section."""
+
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 8080),)
+    root: Path | None = None
+    """Directory served; default: the working directory at start."""
+    index: str = "index.html"
+    listing: bool = False
+    """List directories without an index file."""
+    server_name: str = "netkit"
+    """The Server header."""
+    header_timeout: Duration = field(Duration(10), min=0.01)
+    """Seconds for a request's head to arrive once it has begun (slowloris; nginx 60 s)."""
+    max_header_bytes: Size = field(Size(65536), min=1024)
+    max_headers: int = field(100, min=1)
+    max_request_line: Size = field(Size(8192), min=256)
+    limits: Limits = Limits(idle_timeout=Duration(75))
+    """Connections; idle_timeout is the keep-alive timeout (nginx keepalive_timeout 75 s)."""
+    shutdown_timeout: Duration = Duration(10)
+
+
+class _Date:
+    """The Date header, formatted once a second instead of once a response."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        t = int(time.time())
+        if t != cls.second:
+            cls.second, cls.value = t, email.utils.formatdate(t, usegmt=True).encode()
+        return cls.value
+
+
+class HTTPService:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.root = Path(os.path.realpath(config.root or Path.cwd()))
+        self.codec_limits = h.Limits(max_request_line=config.max_request_line,
+                                     max_headers=config.max_headers,
+                                     max_header_bytes=config.max_header_bytes)
+        self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits)
+
+    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        await self.server.listen(self.config.listen, presets=presets)
+        log.info("http: serving %s", self.root)
+
+    def reload(self, config: Config) -> None:
+        self.config = config
+        self.root = Path(os.path.realpath(config.root or Path.cwd()))
+        self.server.limits = config.limits
+
+    async def drain(self, timeout: float) -> None:
+        await self.server.drain(timeout)
+
+    # --- static files ---
+
+    def resolve(self, target: bytes) -> Path | None:
+        """The file a request target names inside the root, or None (never outside)."""
+        path = target.split(b"?", 1)[0].split(b"#", 1)[0]
+        raw = urllib.parse.unquote_to_bytes(path)
+        if not raw.startswith(b"/") or b"\x00" in raw or b"\\" in raw:
+            return None
+        parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
+        if any(p == b".." for p in parts):
+            return None
+        try:
+            candidate = self.root.joinpath(*(p.decode() for p in parts))
+        except UnicodeDecodeError:
+            return None
+        real = Path(os.path.realpath(candidate))
+        if real != self.root and self.root not in real.parents:
+            return None  # a symlink that leads out of the root
+        return real
+
+
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, h.REASONS.get(status, b""))
+
+
+class _HTTPConnection(Handler):
+    """One client connection: requests in order, one response at a time."""
+
+    def __init__(self, service: HTTPService) -> None:
+        self.service = service
+        self.parser = h.Parser("server", service.codec_limits)
+        self.busy = False  # a response is being sent: parsing waits
+        self.closing = False
+        self.head_timer: asyncio.TimerHandle | None = None
+        self.request: h.Request | None = None
+        self.started = 0.0
+        self.sending: _FileSender | None = None
+        self.close_after = False  # the server is draining: this response is the last
+
+    def data_received(self, data: bytes) -> None:
+        if self.head_timer is None and self.request is None and not self.busy:
+            self.head_timer = self.conn.loop.call_later(
+                self.service.config.header_timeout, self._head_timeout)
+        self.parser.feed(data)
+        self._process()
+
+    def eof_received(self) -> None:
+        self.parser.feed_eof()
+        self._process()
+
+    def _process(self) -> None:
+        while not self.busy and not self.closing:
+            try:
+                event = self.parser.next_event()
+            except RemoteProtocolError as exc:
+                self._cancel_head_timer()
+                status = exc.reply_hint or 400
+                log.info("http: %s: %s (%d)", _peer(self.conn), exc, status)
+                self._error(status, close=True)
+                return
+            if event is h.NEED_DATA:
+                return
+            if event is h.CLOSED or event is h.PAUSED:
+                self.closing = True
+                self.conn.close()
+                return
+            if isinstance(event, h.Request):
+                self._cancel_head_timer()
+                self.request = event
+                self.started = time.monotonic()
+            elif isinstance(event, h.EndOfMessage):
+                request, self.request = self.request, None
+                if request is not None:
+                    self._respond(request)
+            # Data: request bodies are not used by the static server; they are read and
+            # dropped so the next pipelined request can be parsed
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timeout(self) -> None:
+        self.head_timer = None
+        log.info("http: %s: request head not received in %s s", _peer(self.conn),
+                 self.service.config.header_timeout)
+        self._error(408, close=True)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._cancel_head_timer()
+        if self.sending is not None:
+            self.sending.abandon()
+
+    def pause_writing(self) -> None:
+        if self.sending is not None:
+            self.sending.paused = True
+
+    def resume_writing(self) -> None:
+        if self.sending is not None:
+            self.sending.paused = False
+            self.sending.pump()
+
+    def timed_out(self, phase: str) -> None:
+        self.conn.close()
+
+    def shutdown_requested(self) -> None:
+        # draining: idle keep-alive connections close now; a busy one after its response
+        if not self.busy and self.request is None:
+            self.conn.close()
+        self.close_after = True
+
+    # --- responses ---
+
+    def _headers(self, status: int, fields: list[tuple[bytes, bytes]], close: bool) -> bytes:
+        lines = [_status_line(status), b"Date: ", _Date.now(), b"\r\nServer: ",
+                 self.service.config.server_name.encode(), b"\r\n"]
+        for name, value in fields:
+            lines += [name, b": ", value, b"\r\n"]
+        if close:
+            lines.append(b"Connection: close\r\n")
+        lines.append(b"\r\n")
+        return b"".join(lines)
+
+    def _error(self, status: int, *, close: bool, request: h.Request | None = None,
+               extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        body = b"%d %s\n" % (status, h.REASONS.get(status, b""))
+        fields = [(b"Content-Type", b"text/plain; charset=utf-8"),
+                  (b"Content-Length", b"%d" % len(body)), *(extra or [])]
+        head_only = request is not None and request.method == b"HEAD"
+        self.conn.write(self._headers(status, fields, close) + (b"" if head_only else body))
+        self._log(request, status, 0 if head_only else len(body))
+        if close:
+            self.closing = True
+            self.conn.close()
+
+    def _respond(self, request: h.Request) -> None:
+        close = not h.keep_alive(request.version, request.headers) or self.close_after
+        if request.method not in (b"GET", b"HEAD"):
+            self._error(405, close=close, request=request,
+                        extra=[(b"Allow", b"GET, HEAD")])
+            return
+        service = self.service
+        path = service.resolve(request.target)
+        if path is None:
+            self._error(404, close=close, request=request)
+            return
+        if path.is_dir():
+            raw_path = request.target.split(b"?", 1)[0]
+            if not raw_path.endswith(b"/"):
+                self._error(301, close=close, request=request,
+                            extra=[(b"Location", raw_path + b"/")])
+                return
+            index = path / service.config.index
+            if index.is_file():
+                path = index
+            elif service.config.listing:
+                self._listing(request, path, close)
+                return
+            else:
+                self._error(404, close=close, request=request)
+                return
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed by the sender
+            st = os.fstat(f.fileno())
+        except OSError:
+            self._error(404, close=close, request=request)
+            return
+        etag = b'"%x-%x"' % (st.st_size, st.st_mtime_ns)
+        last_modified = email.utils.formatdate(st.st_mtime, usegmt=True).encode()
+        ctype = (mimetypes.guess_type(path.name)[0] or "application/octet-stream").encode()
+        if ctype.startswith(b"text/"):
+            ctype += b"; charset=utf-8"
+        common = [(b"ETag", etag), (b"Last-Modified", last_modified),
+                  (b"Accept-Ranges", b"bytes")]
+        if _not_modified(request.headers, etag, st.st_mtime):
+            f.close()
+            self.conn.write(self._headers(304, common, close))
+            self._log(request, 304, 0)
+            if close:
+                self.closing = True
+                self.conn.close()
+            return
+        start, end, status = 0, st.st_size, 200
+        fields = [(b"Content-Type", ctype), *common]
+        range_value = request.headers.get(b"range")
+        if range_value is not None and _if_range_ok(request.headers, etag, last_modified):
+            span = _byte_range(range_value, st.st_size)
+            if span == "unsatisfiable":
+                f.close()
+                self._error(416, close=close, request=request,
+                            extra=[(b"Content-Range", b"bytes */%d" % st.st_size)])
+                return
+            if span is not None:
+                start, end = span
+                status = 206
+                fields.append((b"Content-Range", b"bytes %d-%d/%d" % (start, end - 1,
+                                                                       st.st_size)))
+        fields.append((b"Content-Length", b"%d" % (end - start)))
+        self.conn.write(self._headers(status, fields, close))
+        if request.method == b"HEAD" or start == end:
+            f.close()
+            self._log(request, status, 0)
+            if close:
+                self.closing = True
+                self.conn.close()
+            return
+        self.busy = True
+        self.sending = _FileSender(self, f, start, end, request, status, close)
+        self.sending.pump()
+
+    def _listing(self, request: h.Request, path: Path, close: bool) -> None:
+        names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+        rows = "".join(f'<li><a href="{urllib.parse.quote(n)}">{html.escape(n)}</a></li>\n'
+                       for n in names)
+        title = html.escape(urllib.parse.unquote(request.target.decode("latin-1")))
+        body = (f"<!doctype html><title>{title}</title><h1>{title}</h1><ul>\n{rows}</ul>\n"
+                ).encode()
+        fields = [(b"Content-Type", b"text/html; charset=utf-8"),
+                  (b"Content-Length", b"%d" % len(body))]
+        self.conn.write(self._headers(200, fields, close) +
+                        (b"" if request.method == b"HEAD" else body))
+        self._log(request, 200, len(body))
+        if close:
+            self.closing = True
+            self.conn.close()
+
+    def finished(self, sender: _FileSender) -> None:
+        self.sending = None
+        self.busy = False
+        self._log(sender.request, sender.status, sender.sent)
+        if sender.close_after:
+            self.closing = True
+            self.conn.close()
+        else:
+            self._process()  # a pipelined request may be waiting
+
+    def _log(self, request: h.Request | None, status: int, size: int) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        host = self.conn.peer[0] or "-"
+        line = "-" if request is None else \
+            f"{request.method.decode()} {request.target.decode('latin-1')} " \
+            f"HTTP/{request.version.decode()}"
+        ref = (request.headers.get(b"referer") or b"-").decode("latin-1") if request else "-"
+        agent = (request.headers.get(b"user-agent") or b"-").decode("latin-1") \
+            if request else "-"
+        when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
+        took = time.monotonic() - self.started if request else 0.0
+        access_log.info('%s - - [%s] "%s" %d %d "%s" "%s" %.3f', host, when, line, status,
+                        size, ref, agent, took)
+
+
+class _FileSender:
+    """Writes a file range in chunks while the socket keeps up (backpressure)."""
+
+    def __init__(self, conn: _HTTPConnection, f: Any, start: int, end: int,
+                 request: h.Request, status: int, close: bool) -> None:
+        self.owner, self.f, self.pos, self.end = conn, f, start, end
+        self.request, self.status, self.close_after = request, status, close
+        self.sent = 0
+        self.paused = False
+        self.done = False
+        f.seek(start)
+
+    def pump(self) -> None:
+        conn = self.owner.conn
+        while not self.paused and not self.done:
+            chunk = self.f.read(min(CHUNK, self.end - self.pos))
+            if not chunk:  # the file shrank under us: the client sees a short body
+                self.owner.closing = True
+                self.close_after = True
+            else:
+                self.pos += len(chunk)
+                self.sent += len(chunk)
+                conn.write(chunk)  # may call pause_writing, which stops this loop
+            if not chunk or self.pos >= self.end:
+                self.done = True
+                self.f.close()
+                self.owner.finished(self)
+
+    def abandon(self) -> None:
+        """The connection went away mid-response."""
+        if not self.done:
+            self.done = True
+            self.f.close()
+
+
+def _peer(conn: Connection) -> str:
+    host, port = conn.peer
+    return f"{host}:{port}"
+
+
+def _not_modified(headers: h.Headers, etag: bytes, mtime: float) -> bool:
+    """RFC 9110 13.1.2 and 13.1.3 (If-None-Match wins over If-Modified-Since)."""
+    inm = headers.get(b"if-none-match")
+    if inm is not None:
+        tags = [t.strip() for t in inm.split(b",")]
+        return b"*" in tags or etag in tags or b"W/" + etag in tags
+    ims = headers.get(b"if-modified-since")
+    if ims is not None:
+        try:
+            since = email.utils.parsedate_to_datetime(ims.decode("latin-1")).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return int(mtime) <= since
+    return False
+
+
+def _if_range_ok(headers: h.Headers, etag: bytes, last_modified: bytes) -> bool:
+    value = headers.get(b"if-range")
+    return value is None or value.strip() in (etag, last_modified)
+
+
+def _byte_range(value: bytes, size: int) -> tuple[int, int] | str | None:
+    """One range of RFC 9110 14.1.2 as [start, end); "unsatisfiable"; None to ignore it."""
+    unit, _, spec = value.partition(b"=")
+    if unit.strip().lower() != b"bytes" or b"," in spec:
+        return None  # other units, and several ranges: answered with the whole file
+    first, dash, last = spec.strip().partition(b"-")
+    if not dash or not (first.isdigit() or (not first and last.isdigit())):
+        return None
+    if last and not last.isdigit():
+        return None
+    if not first:  # a suffix: the last N bytes
+        n = int(last)
+        if n == 0:
+            return "unsatisfiable"
+        return max(0, size - n), size
+    start = int(first)
+    end = min(size, int(last) + 1) if last else size
+    if start >= size or (last and int(last) < start):
+        return "unsatisfiable"
+    return start, end
+
+
+def create(config: Config) -> HTTPService:
+    return HTTPService(config)
+
+
+def listen_specs(config: Config) -> list[tuple[str, Address]]:
+    return [("tcp", a) for a in config.listen]
+
+
+def override_listen(doc: dict[str, Any], addresses: list[str]) -> None:
+    doc.setdefault(SECTION, {})["listen"] = addresses
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_server(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

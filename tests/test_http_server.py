@@ -1,0 +1,155 @@
+"""The HTTP server's static files, with curl and with raw sockets for what curl will not send."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import ServerProcess, need
+
+MODULE = "netkit.servers.http"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "www"
+    (root / "docs").mkdir(parents=True)
+    (root / "index.html").write_text("<h1>home</h1>\n")
+    (root / "docs" / "a.txt").write_text("alpha\n")
+    (root / "big.bin").write_bytes(os.urandom(3 << 20))
+    (tmp_path / "secret.txt").write_text("outside the root\n")
+    (root / "escape").symlink_to(tmp_path / "secret.txt")
+    return root
+
+
+@pytest.fixture
+def server(spawn, site) -> tuple[ServerProcess, int]:
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}",
+                          "--set", "http.header_timeout=0.5"])
+    ((_, port),) = proc.listening(1)
+    return proc, port
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([need("curl"), "-sS", *args], capture_output=True, timeout=30)
+
+
+def test_get_head_and_keep_alive(server, site):
+    proc, port = server
+    r = curl("-i", f"http://127.0.0.1:{port}/")
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and body == b"<h1>home</h1>\n"
+    assert b"Content-Type: text/html; charset=utf-8" in head and b"\r\nDate: " in head
+    assert b"\r\nServer: netkit" in head and b"\r\nETag: " in head
+    r = curl("-I", f"http://127.0.0.1:{port}/docs/a.txt")
+    assert b"Content-Length: 6" in r.stdout and r.stdout.endswith(b"\r\n\r\n")
+    r = curl("-v", f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{port}/docs/a.txt")
+    assert b"Re-using existing connection" in r.stderr and r.stdout.endswith(b"alpha\n")
+    proc.wait_for(r'"GET /docs/a.txt HTTP/1.1" 200 6 "-" "curl/[\d.]+" \d+\.\d{3}')
+
+
+def test_large_file_and_ranges(server, site):
+    _, port = server
+    data = (site / "big.bin").read_bytes()
+    assert curl(f"http://127.0.0.1:{port}/big.bin").stdout == data
+    r = curl("-i", "-r", "100-199", f"http://127.0.0.1:{port}/big.bin")
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 206") and body == data[100:200]
+    assert f"Content-Range: bytes 100-199/{len(data)}".encode() in head
+    assert curl("-r", "-10", f"http://127.0.0.1:{port}/big.bin").stdout == data[-10:]
+    r = curl("-i", "-r", f"{len(data)}-", f"http://127.0.0.1:{port}/big.bin")
+    assert r.stdout.startswith(b"HTTP/1.1 416") and \
+        f"Content-Range: bytes */{len(data)}".encode() in r.stdout
+
+
+def test_conditional_requests_give_304(server):
+    _, port = server
+    head = curl("-I", f"http://127.0.0.1:{port}/docs/a.txt").stdout
+    etag = next(line.split(b": ", 1)[1] for line in head.split(b"\r\n")
+            if line.startswith(b"ETag")).decode()
+    modified = next(line.split(b": ", 1)[1] for line in head.split(b"\r\n")
+                if line.startswith(b"Last-Modified")).decode()
+    for header in (f"If-None-Match: {etag}", f"If-Modified-Since: {modified}"):
+        r = curl("-i", "-H", header, f"http://127.0.0.1:{port}/docs/a.txt")
+        assert r.stdout.startswith(b"HTTP/1.1 304"), header
+        assert r.stdout.endswith(b"\r\n\r\n")  # no body
+    r = curl("-i", "-H", 'If-None-Match: "other"', f"http://127.0.0.1:{port}/docs/a.txt")
+    assert r.stdout.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("path", ["/../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E%2Fsecret.txt",
+                                  "/docs/..%2f..%2fsecret.txt", "/escape", "/%00", "/missing"])
+def test_nothing_outside_the_root(server, path):
+    _, port = server
+    r = curl("--path-as-is", "-o", "/dev/null", "-w", "%{http_code}",
+             f"http://127.0.0.1:{port}{path}")
+    assert r.stdout == b"404"
+
+
+def test_directory_redirect_and_no_listing_by_default(server):
+    _, port = server
+    r = curl("-i", f"http://127.0.0.1:{port}/docs")
+    assert r.stdout.startswith(b"HTTP/1.1 301") and b"Location: /docs/\r\n" in r.stdout
+    assert curl("-o", "/dev/null", "-w", "%{http_code}",
+                f"http://127.0.0.1:{port}/docs/").stdout == b"404"
+
+
+def test_listing_when_enabled(spawn, site):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}",
+                          "--set", "http.listing=true"])
+    ((_, port),) = proc.listening(1)
+    assert b'<a href="a.txt">a.txt</a>' in curl(f"http://127.0.0.1:{port}/docs/").stdout
+
+
+def raw(port: int, data: bytes, *, wait: float = 2.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(data)
+        out = b""
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def test_pipelined_requests_are_answered_in_order(server):
+    _, port = server
+    req = b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    out = raw(port, req + b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n" + req.replace(
+        b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
+    assert out.count(b"HTTP/1.1 200 OK") == 3
+    assert out.index(b"alpha") < out.index(b"Content-Length: 14") < out.rindex(b"alpha")
+
+
+@pytest.mark.parametrize("data,status", [
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+     400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+    (b"GET / HTTP/3.0\r\nHost: x\r\n\r\n", 505),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
+    (b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n", 405),
+])
+def test_bad_requests_get_their_status_and_the_server_lives_on(server, data, status):
+    _, port = server
+    out = raw(port, data)
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:80]
+    assert b"Traceback" not in out
+    assert curl(f"http://127.0.0.1:{port}/docs/a.txt").stdout == b"alpha\n"
+
+
+def test_slowloris_gets_408(server):
+    _, port = server
+    t0 = time.monotonic()
+    out = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", wait=5)
+    assert out.startswith(b"HTTP/1.1 408 ") and time.monotonic() - t0 < 3
