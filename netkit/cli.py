@@ -68,6 +68,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def parser_for(module: ModuleType) -> argparse.ArgumentParser:
+    p = build_parser(f"netkit {module.SECTION}")
+    if hasattr(module, "add_arguments"):  # a server's own flags (http: --app)
+        module.add_arguments(p)
+    return p
+
+
 def load_config(module: ModuleType, args: argparse.Namespace) -> Any:
     """The file, then --set, then --listen; raises ConfigError listing every problem."""
     doc = config_mod.read_document(args.config)
@@ -86,6 +93,8 @@ def load_config(module: ModuleType, args: argparse.Namespace) -> Any:
         if problems:
             raise ConfigError(problems)
         module.override_listen(doc, list(args.listen))
+    if hasattr(module, "apply_arguments"):
+        module.apply_arguments(doc, args)
     source = str(args.config) if args.config else "<command line>"
     base_dir = args.config.parent if args.config else Path.cwd()
     return config_mod.load_section(module.Config, doc, module.SECTION, source=source,
@@ -94,7 +103,7 @@ def load_config(module: ModuleType, args: argparse.Namespace) -> Any:
 
 def run_server(module: ModuleType, argv: list[str] | None = None) -> int:
     name = module.SECTION
-    args = build_parser(f"netkit {name}").parse_args(argv)
+    args = parser_for(module).parse_args(argv)
     try:
         config = load_config(module, args)
     except ConfigError as exc:

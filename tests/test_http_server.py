@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -153,3 +154,59 @@ def test_slowloris_gets_408(server):
     t0 = time.monotonic()
     out = raw(port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", wait=5)
     assert out.startswith(b"HTTP/1.1 408 ") and time.monotonic() - t0 < 3
+
+
+@pytest.fixture
+def asgi_server(spawn) -> tuple[ServerProcess, int]:
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", "tests.apps:starlette_app"])
+    ((_, port),) = proc.listening(1)
+    return proc, port
+
+
+def test_asgi_app_with_starlette(asgi_server, tmp_path):
+    proc, port = asgi_server
+    assert curl(f"http://127.0.0.1:{port}/hello?name=netkit").stdout == b"hello netkit\n"
+    upload = tmp_path / "up.bin"
+    upload.write_bytes(os.urandom(300_000))
+    r = curl("-i", "-H", "Transfer-Encoding: chunked", "--data-binary", f"@{upload}",
+             f"http://127.0.0.1:{port}/echo")
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"x-length: 300000" in head.lower()
+    assert body == upload.read_bytes()
+    r = curl("-i", f"http://127.0.0.1:{port}/numbers")
+    assert b"Transfer-Encoding: chunked" in r.stdout and r.stdout.endswith(b"0\n1\n2\n3\n4\n")
+    r = curl("-v", f"http://127.0.0.1:{port}/hello", f"http://127.0.0.1:{port}/numbers")
+    assert b"Re-using existing connection" in r.stderr
+    r = curl("-i", f"http://127.0.0.1:{port}/boom")
+    assert r.stdout.startswith(b"HTTP/1.1 500") and b"Traceback" not in r.stdout
+    proc.wait_for(r"the application failed on GET /boom")
+    assert curl(f"http://127.0.0.1:{port}/hello").stdout == b"hello world\n"  # still serving
+
+
+def test_expect_100_continue(asgi_server):
+    _, port = asgi_server
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                  b"Expect: 100-continue\r\n\r\n")
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(b"hello")
+        out = b""
+        while not out.endswith(b"hello"):
+            out += s.recv(4096)
+        assert out.startswith(b"HTTP/1.1 200")
+
+
+def test_native_handler(spawn):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", "tests.apps:native",
+                          "--set", "http.app_type=native", "--set", "http.max_body=16"])
+    ((_, port),) = proc.listening(1)
+    assert curl(f"http://127.0.0.1:{port}/").stdout == b"native hello\n"
+    assert curl("--data-binary", "shout", f"http://127.0.0.1:{port}/upper").stdout == b"SHOUT"
+    r = curl("-i", "--data-binary", "x" * 100, f"http://127.0.0.1:{port}/upper")
+    assert r.stdout.startswith(b"HTTP/1.1 413")
+
+
+def test_app_that_cannot_be_loaded_is_a_config_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", MODULE, "--app", "tests.apps:nothing",
+                        "--check-config"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "http.app: cannot load 'tests.apps:nothing'" in r.stderr

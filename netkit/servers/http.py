@@ -9,7 +9,8 @@ request head must arrive within `header_timeout` (408), idle keep-alive
 connections end after the transport's idle timeout. Every request gets a line
 in the combined log format, with the duration.
 
-Not yet here (issue 4): the native handler API, the ASGI adapter, sendfile,
+With ``--app module:app`` it serves an ASGI 3 application (or a native
+handler, see `httpapp.py`) instead of files. Not yet here (issue 4): sendfile,
 and the client.
 """
 
@@ -26,13 +27,14 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import anyio.abc
 
 from ..cli import run_server
 from ..config import Address, Duration, Size, field
-from ..errors import RemoteProtocolError
+from ..errors import ConfigError, RemoteProtocolError
+from ..httpapp import AppRequest, asgi, load
 from ..proto import http as h
 from ..transport import Connection, Handler, Limits, SocketPresets, StreamServer
 
@@ -60,6 +62,12 @@ class Config:
     max_header_bytes: Size = field(Size(65536), min=1024)
     max_headers: int = field(100, min=1)
     max_request_line: Size = field(Size(8192), min=256)
+    app: str = ""
+    """``module:attribute`` of an application to serve instead of files (``--app``)."""
+    app_type: Literal["asgi", "native"] = "asgi"
+    """asgi: an ASGI 3 app; native: ``async def handler(AppRequest) -> AppResponse``."""
+    max_body: Size = field(Size(1 << 20), min=0)
+    """Request bodies an application may read (413 beyond; 0 = no limit)."""
     limits: Limits = Limits(idle_timeout=Duration(75))
     """Connections; idle_timeout is the keep-alive timeout (nginx keepalive_timeout 75 s)."""
     shutdown_timeout: Duration = Duration(10)
@@ -87,12 +95,14 @@ class HTTPService:
                                      max_headers=config.max_headers,
                                      max_header_bytes=config.max_header_bytes)
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits)
+        self.handler = _load_handler(config)
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         await self.server.listen(self.config.listen, presets=presets)
         log.info("http: serving %s", self.root)
 
     def reload(self, config: Config) -> None:
+        self.handler = _load_handler(config)
         self.config = config
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
         self.server.limits = config.limits
@@ -138,6 +148,11 @@ class _HTTPConnection(Handler):
         self.started = 0.0
         self.sending: _FileSender | None = None
         self.close_after = False  # the server is draining: this response is the last
+        self.app_request: AppRequest | None = None
+        self.app_task: asyncio.Task[None] | None = None
+        self.can_write = asyncio.Event()
+        self.can_write.set()
+        self.body_paused = False
 
     def data_received(self, data: bytes) -> None:
         if self.head_timer is None and self.request is None and not self.busy:
@@ -170,12 +185,23 @@ class _HTTPConnection(Handler):
                 self._cancel_head_timer()
                 self.request = event
                 self.started = time.monotonic()
+                if self.service.handler is not None:
+                    self._start_app(event)
+            elif isinstance(event, h.Data):
+                # the static server drops request bodies (so the next pipelined request can
+                # be parsed); an application gets them, with backpressure
+                if self.app_request is not None:
+                    self.app_request.feed(event.data)
+                    if self.app_request.buffered >= 8 and not self.body_paused:
+                        self.body_paused = True
+                        self.conn.pause_reading()
             elif isinstance(event, h.EndOfMessage):
                 request, self.request = self.request, None
-                if request is not None:
+                if self.app_request is not None:
+                    self.app_request.finish()
+                    self.busy = True  # the next request waits for this response
+                elif request is not None:
                     self._respond(request)
-            # Data: request bodies are not used by the static server; they are read and
-            # dropped so the next pipelined request can be parsed
 
     def _cancel_head_timer(self) -> None:
         if self.head_timer is not None:
@@ -190,14 +216,21 @@ class _HTTPConnection(Handler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
+        self.can_write.set()
+        if self.app_request is not None:
+            self.app_request.disconnected.set()
+        if self.app_task is not None and not self.app_task.done():
+            self.app_task.cancel()
         if self.sending is not None:
             self.sending.abandon()
 
     def pause_writing(self) -> None:
+        self.can_write.clear()
         if self.sending is not None:
             self.sending.paused = True
 
     def resume_writing(self) -> None:
+        self.can_write.set()
         if self.sending is not None:
             self.sending.paused = False
             self.sending.pump()
@@ -309,6 +342,88 @@ class _HTTPConnection(Handler):
         self.busy = True
         self.sending = _FileSender(self, f, start, end, request, status, close)
         self.sending.pump()
+
+    # --- applications ---
+
+    def _start_app(self, request: h.Request) -> None:
+        conn = self.conn
+        self.app_request = AppRequest(
+            request.method, request.target, request.headers, request.version, conn.peer,
+            conn.local, on_consumed=self._body_consumed, max_body=self.service.config.max_body,
+            send_continue=lambda: conn.write(b"HTTP/1.1 100 Continue\r\n\r\n"))
+        self.app_task = conn.loop.create_task(self._run_app(request, self.app_request))
+
+    def _body_consumed(self) -> None:
+        if self.body_paused and self.app_request is not None and self.app_request.buffered < 4:
+            self.body_paused = False
+            self.conn.resume_reading()
+
+    async def _run_app(self, request: h.Request, app_request: AppRequest) -> None:
+        close = not h.keep_alive(request.version, request.headers) or self.close_after
+        status, sent = 500, 0
+        try:
+            assert self.service.handler is not None
+            response = await self.service.handler(app_request)
+        except RemoteProtocolError as exc:
+            status = exc.reply_hint or 400
+            self._error(status, close=True, request=request)
+            self._app_done()
+            return
+        except Exception:
+            log.exception("http: the application failed on %s %s", request.method.decode(),
+                          request.target.decode("latin-1"))
+            self._error(500, close=True, request=request)
+            self._app_done()
+            return
+        status = response.status
+        fields = [(n, v) for n, v in response.headers if n.lower() not in (
+            b"date", b"server", b"connection", b"transfer-encoding")]
+        head_only = request.method == b"HEAD" or status in (204, 304)
+        try:
+            if isinstance(response.body, bytes | bytearray):
+                if not any(n.lower() == b"content-length" for n, _ in fields):
+                    fields.append((b"Content-Length", b"%d" % len(response.body)))
+                body = b"" if head_only else bytes(response.body)
+                self.conn.write(self._headers(status, fields, close) + body)
+                sent = len(body)
+            else:
+                chunked = request.version == b"1.1" and not any(
+                    n.lower() == b"content-length" for n, _ in fields)
+                if chunked and not head_only:
+                    fields.append((b"Transfer-Encoding", b"chunked"))
+                close = close or (not chunked and not any(
+                    n.lower() == b"content-length" for n, _ in fields))
+                self.conn.write(self._headers(status, fields, close))
+                async for chunk in response.body:
+                    if head_only or not chunk:
+                        continue
+                    self.conn.write(h.encode_chunk(chunk) if chunked else chunk)
+                    sent += len(chunk)
+                    await self.can_write.wait()  # backpressure: the client reads slowly
+                    if self.conn.is_closing():
+                        return
+                if chunked and not head_only:
+                    self.conn.write(h.encode_last_chunk())
+        except Exception:
+            log.exception("http: the application failed while sending %s",
+                          request.target.decode("latin-1"))
+            self.conn.abort()  # the head is out: a short body must not look complete
+            return
+        self._log(request, status, sent)
+        if close or not app_request.complete:
+            self.closing = True  # an unread request body cannot be skipped safely
+            self.conn.close()
+        self._app_done()
+
+    def _app_done(self) -> None:
+        self.app_request = None
+        self.app_task = None
+        if self.body_paused:
+            self.body_paused = False
+            self.conn.resume_reading()
+        self.busy = False
+        if not self.closing:
+            self._process()
 
     def _listing(self, request: h.Request, path: Path, close: bool) -> None:
         names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
@@ -433,6 +548,26 @@ def _byte_range(value: bytes, size: int) -> tuple[int, int] | str | None:
     if start >= size or (last and int(last) < start):
         return "unsatisfiable"
     return start, end
+
+
+def _load_handler(config: Config) -> Any:
+    if not config.app:
+        return None
+    try:
+        obj = load(config.app)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigError([f"http.app: cannot load {config.app!r}: {exc}"]) from None
+    return asgi(obj) if config.app_type == "asgi" else obj
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("--app", metavar="MODULE:ATTR",
+                        help="serve this application (ASGI 3 unless http.app_type = native)")
+
+
+def apply_arguments(doc: dict[str, Any], args: Any) -> None:
+    if args.app:
+        doc.setdefault(SECTION, {})["app"] = args.app
 
 
 def create(config: Config) -> HTTPService:

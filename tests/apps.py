@@ -1,0 +1,42 @@
+"""Applications the HTTP server tests serve: a Starlette (ASGI) app and a native handler."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from netkit.httpapp import AppRequest, AppResponse
+
+
+async def hello(request: Request) -> Response:
+    return PlainTextResponse(f"hello {request.query_params.get('name', 'world')}\n")
+
+
+async def echo(request: Request) -> Response:
+    body = await request.body()
+    return Response(body, media_type="application/octet-stream",
+                    headers={"X-Length": str(len(body))})
+
+
+async def numbers(request: Request) -> Response:
+    async def gen():  # type: ignore[no-untyped-def]
+        for i in range(5):
+            yield f"{i}\n".encode()
+    return StreamingResponse(gen(), media_type="text/plain")
+
+
+async def boom(request: Request) -> Response:
+    raise RuntimeError("application bug")
+
+
+starlette_app = Starlette(routes=[Route("/hello", hello), Route("/echo", echo, methods=["POST"]),
+                                  Route("/numbers", numbers), Route("/boom", boom)])
+
+
+async def native(request: AppRequest) -> AppResponse:
+    if request.path == "/upper":
+        return AppResponse(200, [(b"Content-Type", b"text/plain")],
+                           (await request.body()).upper())
+    return AppResponse(200, [(b"Content-Type", b"text/plain")], b"native hello\n")
