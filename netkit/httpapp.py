@@ -4,15 +4,15 @@
 
 The request body streams (`async for chunk in request.stream()`, or
 `await request.body()`); the response body is bytes (sent with Content-Length)
-or an async iterable of bytes (sent chunked). `asgi(app)` turns an ASGI 3
-application (Starlette, FastAPI, Django's ASGI handler ...) into such a handler.
+or an async iterable of bytes (sent chunked). ASGI 3 applications
+(Starlette, FastAPI, Django's ASGI handler ...) are run by the server itself
+(`servers/http.py`), whose `send` writes straight to the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 import urllib.parse
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,8 +20,6 @@ from typing import Any
 
 from .errors import RemoteProtocolError
 from .proto.http import Headers
-
-log = logging.getLogger("netkit.http")
 
 
 @dataclass
@@ -103,77 +101,13 @@ def load(spec: str) -> Any:
     return obj
 
 
-def asgi(app: Any) -> Handler:
-    """An ASGI 3 application as a native handler (HTTP scope only; no lifespan)."""
-
-    async def handle(request: AppRequest) -> AppResponse:
-        scope = {
-            "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": request.version.decode(), "method": request.method,
-            "scheme": "http", "path": request.path, "raw_path": request.raw_path,
-            "query_string": request.query_string, "root_path": "",
-            "headers": [(n.lower(), v) for n, v in request.headers],
-            "client": request.client, "server": request.server,
-        }
-        body = request.stream()
-        body_done = False
-        started: asyncio.Future[tuple[int, list[tuple[bytes, bytes]]]] = \
-            asyncio.get_running_loop().create_future()
-        chunks: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
-
-        async def receive() -> dict[str, Any]:
-            nonlocal body_done
-            if body_done:
-                await request.disconnected.wait()
-                return {"type": "http.disconnect"}
-            try:
-                chunk = await body.__anext__()
-            except StopAsyncIteration:
-                body_done = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            return {"type": "http.request", "body": chunk, "more_body": True}
-
-        completed = False
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal completed
-            if message["type"] == "http.response.start":
-                started.set_result((message["status"],
-                                    [(bytes(n), bytes(v)) for n, v in message.get("headers", [])]))
-            elif message["type"] == "http.response.body":
-                data = bytes(message.get("body", b""))
-                if data:
-                    await chunks.put(data)
-                if not message.get("more_body", False):
-                    completed = True
-                    await chunks.put(None)
-
-        async def run() -> None:
-            try:
-                await app(scope, receive, send)
-            except Exception:
-                if not completed:
-                    raise
-                # the response went out whole (Starlette's error middleware sends a 500 and
-                # then re-raises): log it like uvicorn does, the client is served
-                log.exception("http: the application failed on %s %s (after its response)",
-                              request.method, request.target.decode("latin-1"))
-            finally:
-                if not started.done():
-                    started.set_exception(RuntimeError("the ASGI app sent no response"))
-                await chunks.put(None)
-
-        task = asyncio.get_running_loop().create_task(run())
-        status, headers = await started
-
-        async def stream_out() -> AsyncIterator[bytes]:
-            while True:
-                chunk = await chunks.get()
-                if chunk is None:
-                    break
-                yield chunk
-            await task  # an exception after the response started ends the connection
-
-        return AppResponse(status, headers, stream_out())
-
-    return handle
+def asgi_scope(request: AppRequest) -> dict[str, Any]:
+    """The ASGI 3 HTTP connection scope for a request (ASGI spec 2.3)."""
+    return {
+        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": request.version.decode(), "method": request.method,
+        "scheme": "http", "path": request.path, "raw_path": request.raw_path,
+        "query_string": request.query_string, "root_path": "",
+        "headers": [(n.lower(), v) for n, v in request.headers],
+        "client": request.client, "server": request.server,
+    }

@@ -34,7 +34,7 @@ import anyio.abc
 from ..cli import run_server
 from ..config import Address, Duration, Size, field
 from ..errors import ConfigError, RemoteProtocolError
-from ..httpapp import AppRequest, asgi, load
+from ..httpapp import AppRequest, asgi_scope, load
 from ..proto import http as h
 from ..transport import Connection, Handler, Limits, SocketPresets, StreamServer
 
@@ -351,7 +351,8 @@ class _HTTPConnection(Handler):
             request.method, request.target, request.headers, request.version, conn.peer,
             conn.local, on_consumed=self._body_consumed, max_body=self.service.config.max_body,
             send_continue=lambda: conn.write(b"HTTP/1.1 100 Continue\r\n\r\n"))
-        self.app_task = conn.loop.create_task(self._run_app(request, self.app_request))
+        run = self._run_asgi if self.service.config.app_type == "asgi" else self._run_app
+        self.app_task = conn.loop.create_task(run(request, self.app_request))
 
     def _body_consumed(self) -> None:
         if self.body_paused and self.app_request is not None and self.app_request.buffered < 4:
@@ -410,6 +411,93 @@ class _HTTPConnection(Handler):
             self.conn.abort()  # the head is out: a short body must not look complete
             return
         self._log(request, status, sent)
+        if close or not app_request.complete:
+            self.closing = True  # an unread request body cannot be skipped safely
+            self.conn.close()
+        self._app_done()
+
+    async def _run_asgi(self, request: h.Request, app_request: AppRequest) -> None:
+        """ASGI 3 in the request's own task: `send` writes to the connection directly (no
+        queue, no second task), coalescing the head with the first body part."""
+        close = not h.keep_alive(request.version, request.headers) or self.close_after
+        head_only = request.method == b"HEAD"
+        body = app_request.stream()
+        st: dict[str, Any] = {"head": None, "started": False, "done": False, "chunked": False,
+                              "status": 500, "sent": 0, "body_done": False}
+
+        async def receive() -> dict[str, Any]:
+            if st["body_done"]:
+                await app_request.disconnected.wait()
+                return {"type": "http.disconnect"}
+            try:
+                chunk = await body.__anext__()
+            except StopAsyncIteration:
+                st["body_done"] = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            return {"type": "http.request", "body": chunk, "more_body": True}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal close
+            kind = message["type"]
+            if kind == "http.response.start":
+                if st["started"]:
+                    raise RuntimeError("http.response.start sent twice")
+                st["started"] = True
+                status = st["status"] = message["status"]
+                fields = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())
+                          if bytes(n).lower() not in (b"date", b"server", b"connection",
+                                                      b"transfer-encoding")]
+                has_length = any(n.lower() == b"content-length" for n, _ in fields)
+                no_body = head_only or status in (204, 304) or status < 200
+                st["chunked"] = not has_length and not no_body and request.version == b"1.1"
+                if st["chunked"]:
+                    fields.append((b"Transfer-Encoding", b"chunked"))
+                close = close or (not has_length and not no_body and not st["chunked"])
+                st["no_body"] = no_body
+                st["head"] = self._headers(status, fields, close)
+            elif kind == "http.response.body":
+                if not st["started"] or st["done"]:
+                    raise RuntimeError("http.response.body outside a response")
+                data = bytes(message.get("body", b""))
+                more = message.get("more_body", False)
+                out = st.pop("head", None) or b""
+                if data and not st["no_body"]:
+                    out += h.encode_chunk(data) if st["chunked"] else data
+                    st["sent"] += len(data)
+                if not more:
+                    st["done"] = True
+                    if st["chunked"]:
+                        out += h.encode_last_chunk()
+                if out:
+                    self.conn.write(out)
+                if more:
+                    await self.can_write.wait()  # backpressure: the client reads slowly
+
+        try:
+            await self.service.handler(asgi_scope(app_request), receive, send)
+        except Exception:
+            where = f"{request.method.decode()} {request.target.decode('latin-1')}"
+            if st["done"]:  # e.g. Starlette sends its 500 page, then re-raises
+                log.exception("http: the application failed on %s (after its response)",
+                              where)
+            else:
+                log.exception("http: the application failed on %s", where)
+                if not st["started"]:
+                    self._error(500, close=True, request=request)
+                else:
+                    self.conn.abort()  # the head is out: a short body must not look whole
+                self._app_done()
+                return
+        if not st["done"]:
+            log.error("http: the application sent no complete response to %s",
+                      request.target.decode("latin-1"))
+            if st["started"]:
+                self.conn.abort()
+            else:
+                self._error(500, close=True, request=request)
+            self._app_done()
+            return
+        self._log(request, st["status"], st["sent"])
         if close or not app_request.complete:
             self.closing = True  # an unread request body cannot be skipped safely
             self.conn.close()
@@ -557,7 +645,7 @@ def _load_handler(config: Config) -> Any:
         obj = load(config.app)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError([f"http.app: cannot load {config.app!r}: {exc}"]) from None
-    return asgi(obj) if config.app_type == "asgi" else obj
+    return obj
 
 
 def add_arguments(parser: Any) -> None:
