@@ -63,3 +63,12 @@ def test_dns_bench_runs(hierarchy, tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_http_bench_runs():
+    need("wrk")
+    need("nginx")
+    names = run("bench/http.py", "--seconds", "1", "--rounds", "1")
+    assert set(names) == {"http-asgi-vs-uvicorn", "http-asgi-vs-uvicorn-per-cpu",
+                          "http-native-vs-uvicorn", "http-native-vs-aiohttp",
+                          "http-static-1mib-vs-nginx"}
