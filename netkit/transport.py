@@ -753,8 +753,10 @@ async def connect_stream(address: Address, *, tls: bool | ssl.SSLContext = False
         ssl.create_default_context() if tls else None)
     try:
         with anyio.fail_after(timeout):
+            if context is None:  # anyio turns TLS on when given any tls_hostname
+                return await anyio.connect_tcp(address.host, address.port)
             return await anyio.connect_tcp(address.host, address.port, ssl_context=context,
-                                           tls=context is not None,
+                                           tls=True,
                                            tls_hostname=server_hostname or address.host)
     except TimeoutError:
         raise ConnectTimeout(f"connecting to {address} took more than {timeout} s") from None

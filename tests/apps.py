@@ -40,3 +40,10 @@ async def native(request: AppRequest) -> AppResponse:
         return AppResponse(200, [(b"Content-Type", b"text/plain")],
                            (await request.body()).upper())
     return AppResponse(200, [(b"Content-Type", b"text/plain")], b"native hello\n")
+
+
+async def bomb(request: AppRequest) -> AppResponse:
+    """1 KiB on the wire, 10 MiB once decoded: a decompression bomb in miniature."""
+    import gzip
+    return AppResponse(200, [(b"Content-Encoding", b"gzip")],
+                       gzip.compress(b"\0" * (10 << 20)))

@@ -337,3 +337,13 @@ async def test_eof_comes_after_bytes_held_while_paused():
             await handlers[0].eof.wait()
         assert handlers[0].data == b"payload<EOF>"
     server.close()
+
+
+async def test_connect_stream_plain():
+    server = StreamServer("t", Echo, limits=Limits())
+    (addr,) = await server.listen([LOOP])
+    stream = await connect_stream(addr, server_hostname="ignored-without-tls")
+    await stream.send(b"plain")
+    assert await stream.receive() == b"plain"
+    await stream.aclose()
+    server.close()

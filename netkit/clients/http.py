@@ -1,0 +1,299 @@
+"""An HTTP/1.1 client on the shared codec: a pool per origin, HTTPS verified by default.
+
+    async with Client() as client:
+        r = await client.get("https://example.test/", timeout=Timeout(total=10))
+        print(r.status, r.headers.get(b"content-type"), r.content)
+
+    python -m netkit.clients.http URL [-i] [-I] [-X M] [-H 'N: V'] [-d DATA] [-o FILE]
+                                       [--cacert CA] [-L] [--max-time S]
+
+Keep-alive connections are pooled per origin and reused; an idempotent request
+that fails on a reused connection before any byte came back is retried once on
+a new one (the server may have closed it while idle). gzip and deflate bodies
+are decoded with a cap on the decoded size. Redirects follow RFC 9110 15.4
+(303, and 301/302 after POST, become GET). Not yet (issue 4): proxies, streaming
+bodies, a retry policy with backoff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ssl
+import sys
+import urllib.parse
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import anyio.abc
+
+from ..config import Address
+from ..errors import ConnectError, NetkitError, ProtocolError, ReadTimeout, RemoteProtocolError
+from ..proto import http as h
+from ..transport import connect_stream
+
+IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    connect: float = 10.0
+    read: float = 30.0  # between two reads
+    total: float | None = None  # the whole request, redirects included
+
+
+@dataclass
+class Response:
+    status: int
+    reason: bytes
+    headers: h.Headers
+    url: str
+    content: bytes
+    history: list[Response]
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class _Conn:
+    """One pooled connection: a byte stream and a response parser."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self.stream = stream
+        self.parser = h.Parser("client")
+        self.reusable = True
+
+    async def aclose(self) -> None:
+        self.reusable = False
+        with anyio.CancelScope(shield=True):
+            await self.stream.aclose()
+
+
+class Client:
+    def __init__(self, *, verify: bool | str | Path = True, timeout: Timeout = Timeout(),
+                 max_redirects: int = 10, max_decoded: int = 64 << 20,
+                 follow_redirects: bool = True,
+                 max_per_origin: int = 10) -> None:
+        self.timeout = timeout
+        self.max_redirects = max_redirects
+        self.max_decoded = max_decoded
+        self.follow_redirects = follow_redirects
+        self.max_per_origin = max_per_origin
+        if verify is False:
+            self.ssl = ssl.create_default_context()
+            self.ssl.check_hostname = False
+            self.ssl.verify_mode = ssl.CERT_NONE
+        elif verify is True:
+            self.ssl = ssl.create_default_context()
+        else:
+            self.ssl = ssl.create_default_context(cafile=str(verify))
+        self.pool: dict[tuple[str, str, int], list[_Conn]] = {}
+        self.connections_made = 0
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for conns in self.pool.values():
+            for conn in conns:
+                await conn.aclose()
+        self.pool.clear()
+
+    async def get(self, url: str, **kw: object) -> Response:
+        return await self.request("GET", url, **kw)  # type: ignore[arg-type]
+
+    async def post(self, url: str, **kw: object) -> Response:
+        return await self.request("POST", url, **kw)  # type: ignore[arg-type]
+
+    async def request(self, method: str, url: str, *,
+                      headers: list[tuple[str, str]] | None = None,
+                      content: bytes | None = None, timeout: Timeout | None = None
+                      ) -> Response:
+        timeout = timeout or self.timeout
+        history: list[Response] = []
+        with anyio.fail_after(timeout.total) if timeout.total else contextlib.nullcontext():
+            while True:
+                response = await self._once(method.upper().encode(), url, headers or [],
+                                            content, timeout)
+                response.history = list(history)
+                location = response.headers.get(b"location")
+                if not (self.follow_redirects and location and
+                        response.status in (301, 302, 303, 307, 308)):
+                    return response
+                if len(history) >= self.max_redirects:
+                    raise ProtocolError(f"more than {self.max_redirects} redirects from {url}")
+                history.append(response)
+                url = urllib.parse.urljoin(url, location.decode("latin-1"))
+                if response.status == 303 or (response.status in (301, 302)
+                                              and method.upper() == "POST"):
+                    method, content = ("GET" if method.upper() != "HEAD" else "HEAD"), None
+
+    # --- one exchange ---
+
+    async def _once(self, method: bytes, url: str, headers: list[tuple[str, str]],
+                    content: bytes | None, timeout: Timeout) -> Response:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        origin = (parts.scheme, parts.hostname, port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        host = parts.hostname if port in (80, 443) else f"{parts.hostname}:{port}"
+        fields = [(b"Host", host.encode("idna")), (b"Accept-Encoding", b"gzip, deflate")]
+        names = {n.lower() for n, _ in headers}
+        if "user-agent" not in names:
+            fields.append((b"User-Agent", b"netkit"))
+        fields += [(n.encode(), v.encode("latin-1")) for n, v in headers]
+        if content is not None:
+            fields.append((b"Content-Length", b"%d" % len(content)))
+        wire = h.encode_request(h.Request(method, target.encode(), h.Headers(fields)))
+        for attempt in (0, 1):
+            conn, reused = await self._checkout(origin, timeout)
+            try:
+                await conn.stream.send(wire + (content or b""))
+                response = await self._read_response(conn, method, url, timeout)
+            except ReadTimeout:  # a TimeoutError, hence an OSError: not a stale connection
+                await conn.aclose()
+                raise
+            except (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError,
+                    OSError, RemoteProtocolError) as exc:
+                await conn.aclose()
+                # a pooled connection the server closed while idle: retry once, if safe
+                if reused and attempt == 0 and method in IDEMPOTENT and \
+                        not isinstance(exc, RemoteProtocolError):
+                    continue
+                raise ConnectError(f"{method.decode()} {url}: {exc or type(exc).__name__}"
+                                   ) from exc
+            except BaseException:
+                await conn.aclose()  # cancelled or timed out: never pooled half-read
+                raise
+            if conn.reusable:
+                self.pool.setdefault(origin, []).append(conn)
+                del self.pool[origin][:-self.max_per_origin]
+            else:
+                await conn.aclose()
+            return response
+        raise AssertionError("unreachable")
+
+    async def _checkout(self, origin: tuple[str, str, int], timeout: Timeout
+                        ) -> tuple[_Conn, bool]:
+        idle = self.pool.get(origin, [])
+        while idle:
+            conn = idle.pop()
+            if conn.reusable:
+                return conn, True
+        scheme, host, port = origin
+        stream = await connect_stream(Address(host, port),
+                                      tls=self.ssl if scheme == "https" else False,
+                                      server_hostname=host, timeout=timeout.connect)
+        self.connections_made += 1
+        return _Conn(stream), False
+
+    async def _read_response(self, conn: _Conn, method: bytes, url: str,
+                             timeout: Timeout) -> Response:
+        parser = conn.parser
+        parser.expect_response_to(method)
+        head: h.Response | None = None
+        body: list[bytes] = []
+        size = 0
+        decoder = None
+        while True:
+            ev = parser.next_event()
+            if ev is h.NEED_DATA:
+                try:
+                    with anyio.fail_after(timeout.read):
+                        data = await conn.stream.receive()
+                except anyio.EndOfStream:
+                    parser.feed_eof()
+                    continue
+                except TimeoutError:
+                    raise ReadTimeout(f"{url}: nothing received for {timeout.read} s") from None
+                parser.feed(data)
+            elif isinstance(ev, h.Response):
+                if ev.status < 200:
+                    continue  # 100 Continue and friends
+                head = ev
+                encoding = ev.headers.get(b"content-encoding", b"").strip().lower()
+                if encoding in (b"gzip", b"x-gzip"):
+                    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                elif encoding == b"deflate":
+                    decoder = zlib.decompressobj()
+            elif isinstance(ev, h.Data):
+                data = ev.data
+                if decoder is not None:
+                    # max_length caps what one step may inflate: a bomb stops here
+                    data = decoder.decompress(data, self.max_decoded - size + 1)
+                size += len(data)
+                if size > self.max_decoded:
+                    conn.reusable = False
+                    raise ProtocolError(f"{url}: body larger than {self.max_decoded} bytes "
+                                        "once decoded")
+                body.append(data)
+            elif isinstance(ev, h.EndOfMessage):
+                assert head is not None
+                conn.reusable = h.keep_alive(head.version, head.headers)
+                return Response(head.status, head.reason, head.headers, url, b"".join(body),
+                                [])
+            elif ev is h.CLOSED and head is None:
+                # what a pooled connection the server timed out looks like: retried if safe
+                raise ConnectionResetError(f"{url}: connection closed without a response")
+            else:  # PAUSED: an upgrade we did not ask for
+                raise RemoteProtocolError(f"{url}: unexpected protocol switch")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m netkit.clients.http", description=__doc__)
+    p.add_argument("url")
+    p.add_argument("-i", "--include", action="store_true", help="print the response head")
+    p.add_argument("-I", "--head", action="store_true", help="HEAD; print the head only")
+    p.add_argument("-X", "--request", help="method")
+    p.add_argument("-H", "--header", action="append", default=[])
+    p.add_argument("-d", "--data", help="request body (@FILE reads a file)")
+    p.add_argument("-o", "--output", type=Path)
+    p.add_argument("--cacert", help="CA bundle to verify the server with")
+    p.add_argument("-L", "--location", action="store_true", help="follow redirects")
+    p.add_argument("--max-time", type=float, default=None)
+    args = p.parse_args(argv)
+    body = None
+    if args.data is not None:
+        body = Path(args.data[1:]).read_bytes() if args.data.startswith("@") else \
+            args.data.encode()
+    method = args.request or ("HEAD" if args.head else "POST" if body is not None else "GET")
+    headers = [tuple(x.strip() for x in hv.split(":", 1)) for hv in args.header]
+
+    async def run() -> Response:
+        async with Client(verify=args.cacert or True,
+                          follow_redirects=args.location,
+                          timeout=Timeout(total=args.max_time)) as client:
+            return await client.request(method, args.url, headers=headers,  # type: ignore
+                                        content=body)
+
+    try:
+        r = asyncio.run(run())
+    except (NetkitError, OSError, ValueError, TimeoutError) as exc:
+        print(f"netkit http: {exc}", file=sys.stderr)
+        return 28 if isinstance(exc, TimeoutError) else 7
+    out = sys.stdout.buffer
+    if args.include or args.head:
+        out.write(b"HTTP/1.1 %d %s\r\n" % (r.status, r.reason))
+        for n, v in r.headers:
+            out.write(n + b": " + v + b"\r\n")
+        out.write(b"\r\n")
+    if not args.head:
+        if args.output:
+            args.output.write_bytes(r.content)
+        else:
+            out.write(r.content)
+    out.flush()
+    return 0 if r.status < 400 else 22
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""The HTTP client against nginx, our own server, and our TLS wrapper for HTTPS."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netkit.clients.http import Client, Timeout
+from netkit.errors import ConnectError, ProtocolError, ReadTimeout, TLSError
+
+from .conftest import need
+from .test_tls_wrapper import start_wrapper
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    binary = need("nginx")
+    d = tmp_path_factory.mktemp("nginx")
+    d.chmod(0o755)
+    www = d / "www"
+    www.mkdir(mode=0o755)
+    (www / "index.html").write_text("<h1>nginx home</h1>\n" * 50)
+    (www / "big.txt").write_text("line of text\n" * 100_000)
+    port = _free_port()
+    # workers as root: pytest's temp dirs are 0700, so nobody could not read the files
+    (d / "nginx.conf").write_text(f"""user root;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 256; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  gzip on; gzip_min_length 0; gzip_types text/plain;
+  server {{
+    listen 127.0.0.1:{port};
+    root {www};
+    location = /moved {{ return 301 /index.html; }}
+    location = /post-here {{ return 302 /index.html; }}
+    location = /loop {{ return 302 /loop; }}
+  }}
+}}
+""")
+    proc = subprocess.Popen([binary, "-c", str(d / "nginx.conf"), "-p", str(d), "-g",
+                             "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"nginx did not start: {proc.stderr.read()!r}") from None
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+    proc.stderr.close()
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+def test_keep_alive_reuse_and_gzip(nginx):
+    async def main() -> tuple[list, int]:
+        async with Client() as c:
+            rs = [await c.get(f"http://127.0.0.1:{nginx}/big.txt") for _ in range(3)]
+            return rs, c.connections_made
+    rs, made = run(main())
+    assert made == 1  # one connection, reused
+    for r in rs:
+        assert r.status == 200 and r.content == b"line of text\n" * 100_000
+        assert r.headers.get(b"content-encoding") == b"gzip"  # decoded for us
+
+
+def test_redirects_and_their_limit(nginx):
+    async def main():  # type: ignore[no-untyped-def]
+        async with Client() as c:
+            moved = await c.get(f"http://127.0.0.1:{nginx}/moved")
+            posted = await c.post(f"http://127.0.0.1:{nginx}/post-here", content=b"x=1")
+            with pytest.raises(ProtocolError, match="more than 10 redirects"):
+                await c.get(f"http://127.0.0.1:{nginx}/loop")
+            return moved, posted
+    moved, posted = run(main())
+    assert moved.status == 200 and [r.status for r in moved.history] == [301]
+    assert moved.url.endswith("/index.html") and b"nginx home" in moved.content
+    assert posted.status == 200 and posted.history[0].status == 302  # POST became GET
+
+
+def test_chunked_responses_and_stale_connection_retry(spawn):
+    proc = spawn("netkit.servers.http", ["--listen", "127.0.0.1:0", "--app",
+                                         "tests.apps:starlette_app",
+                                         "--set", "http.limits.idle_timeout=0.3"])
+    ((_, port),) = proc.listening(1)
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with Client() as c:
+            first = await c.get(f"http://127.0.0.1:{port}/numbers")
+            await asyncio.sleep(0.8)  # the server closes the idle pooled connection
+            second = await c.get(f"http://127.0.0.1:{port}/numbers")
+            return first, second, c.connections_made
+    first, second, made = run(main())
+    assert first.content == second.content == b"0\n1\n2\n3\n4\n"
+    assert made == 2  # the stale one was noticed and replaced, the request retried
+
+
+def test_decompression_bomb_is_capped(spawn):
+    proc = spawn("netkit.servers.http", ["--listen", "127.0.0.1:0", "--app", "tests.apps:bomb",
+                                         "--set", "http.app_type=native"])
+    ((_, port),) = proc.listening(1)
+
+    async def main() -> None:
+        async with Client(max_decoded=1 << 20) as c:
+            await c.get(f"http://127.0.0.1:{port}/")
+    with pytest.raises(ProtocolError, match="larger than 1048576 bytes once decoded"):
+        run(main())
+
+
+def test_https_verified_and_wrong_ca_refused(spawn, tmp_path, pki, nginx):
+    body = f"""
+[[tls.tunnel]]
+listen = ["127.0.0.1:0"]
+forward = "127.0.0.1:{nginx}"
+cert = "{pki.server_cert}"
+key = "{pki.server_key}"
+"""
+    _, (port,) = start_wrapper(spawn, tmp_path, body)
+
+    async def get(verify):  # type: ignore[no-untyped-def]
+        async with Client(verify=verify) as c:
+            return await c.get(f"https://localhost:{port}/index.html")
+    assert b"nginx home" in run(get(pki.ca)).content
+    with pytest.raises(TLSError, match="unknown CA"):
+        run(get(pki.other_ca))
+
+
+def test_read_timeout_on_a_silent_server():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+
+        async def main() -> None:
+            async with Client(timeout=Timeout(read=0.3)) as c:
+                await c.get(f"http://127.0.0.1:{silent.getsockname()[1]}/")
+        t0 = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            run(main())
+        assert time.monotonic() - t0 < 3
+
+
+def test_connection_refused_is_reported():
+    async def main() -> None:
+        async with Client() as c:
+            await c.get(f"http://127.0.0.1:{_free_port()}/")
+    with pytest.raises(ConnectError):
+        run(main())
+
+
+def test_curl_like_command(nginx, tmp_path):
+    cmd = [sys.executable, "-m", "netkit.clients.http"]
+    r = subprocess.run([*cmd, "-i", f"http://127.0.0.1:{nginx}/index.html"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.startswith(b"HTTP/1.1 200 OK\r\n")
+    out = tmp_path / "page.html"
+    r = subprocess.run([*cmd, "-L", "-o", str(out), f"http://127.0.0.1:{nginx}/moved"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0 and out.read_bytes() == Path(out).read_bytes()
+    assert b"nginx home" in out.read_bytes()
+    r = subprocess.run([*cmd, f"http://127.0.0.1:{nginx}/missing"], capture_output=True,
+                       timeout=30)
+    assert r.returncode == 22  # curl --fail's status for HTTP errors
+
+
+def test_our_server_is_a_fine_peer_too(spawn, tmp_path):
+    (tmp_path / "f.txt").write_text("from netkit\n")
+    proc = spawn("netkit.servers.http", ["--listen", "127.0.0.1:0", "--set",
+                                         f"http.root={tmp_path}"])
+    ((_, port),) = proc.listening(1)
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with Client() as c:
+            return [await c.get(f"http://127.0.0.1:{port}/f.txt") for _ in range(5)], \
+                c.connections_made
+    rs, made = run(main())
+    assert all(r.content == b"from netkit\n" for r in rs) and made == 1
+
