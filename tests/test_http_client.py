@@ -200,3 +200,36 @@ def test_our_server_is_a_fine_peer_too(spawn, tmp_path):
     rs, made = run(main())
     assert all(r.content == b"from netkit\n" for r in rs) and made == 1
 
+
+
+def test_cancelled_or_timed_out_requests_leave_nothing_in_the_pool():
+    import threading
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        held: list[socket.socket] = []
+
+        def serve() -> None:  # sends half a response, then nothing
+            for _ in range(2):
+                conn, _ = srv.accept()
+                held.append(conn)
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+
+        threading.Thread(target=serve, daemon=True).start()
+
+        async def main() -> dict:
+            async with Client() as c:
+                with pytest.raises(TimeoutError):
+                    await c.get(f"http://127.0.0.1:{port}/", timeout=Timeout(total=0.3))
+                task = asyncio.ensure_future(c.get(f"http://127.0.0.1:{port}/"))
+                await asyncio.sleep(0.2)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+                return {k: list(v) for k, v in c.pool.items()}
+        assert all(not conns for conns in run(main()).values())
+        for conn in held:
+            conn.close()
