@@ -233,3 +233,60 @@ def test_cancelled_or_timed_out_requests_leave_nothing_in_the_pool():
         assert all(not conns for conns in run(main()).values())
         for conn in held:
             conn.close()
+
+
+@pytest.fixture(scope="module")
+def tinyproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    binary = need("tinyproxy")
+    d = tmp_path_factory.mktemp("tinyproxy")
+    port = _free_port()
+    # no ConnectPort lines: CONNECT is allowed to any port (our TLS wrapper's is random)
+    (d / "tinyproxy.conf").write_text(f"""Port {port}
+Listen 127.0.0.1
+Timeout 30
+LogLevel Info
+MaxClients 20
+Allow 127.0.0.1
+PidFile "{d}/tinyproxy.pid"
+""")
+    proc = subprocess.Popen([binary, "-d", "-c", str(d / "tinyproxy.conf")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("tinyproxy did not start") from None
+            time.sleep(0.05)
+    yield port
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_through_an_http_proxy_both_schemes(spawn, tmp_path, pki, nginx, tinyproxy):
+    body = f"""
+[[tls.tunnel]]
+listen = ["127.0.0.1:0"]
+forward = "127.0.0.1:{nginx}"
+cert = "{pki.server_cert}"
+key = "{pki.server_key}"
+"""
+    _, (tls_port,) = start_wrapper(spawn, tmp_path, body)
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with Client(proxy=f"127.0.0.1:{tinyproxy}", verify=pki.ca) as c:
+            plain = await c.get(f"http://127.0.0.1:{nginx}/index.html")
+            tunneled = await c.get(f"https://localhost:{tls_port}/index.html")
+            return plain, tunneled
+    plain, tunneled = run(main())
+    assert b"nginx home" in plain.content and b"nginx home" in tunneled.content
+    assert plain.headers.get(b"via") is not None  # tinyproxy added itself: it was used
+
+    async def wrong_ca() -> None:
+        async with Client(proxy=f"127.0.0.1:{tinyproxy}", verify=pki.other_ca) as c:
+            await c.get(f"https://localhost:{tls_port}/index.html")
+    with pytest.raises(TLSError, match="unknown CA"):  # verified end to end, not by the proxy
+        run(wrong_ca())

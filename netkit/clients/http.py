@@ -5,14 +5,15 @@
         print(r.status, r.headers.get(b"content-type"), r.content)
 
     python -m netkit.clients.http URL [-i] [-I] [-X M] [-H 'N: V'] [-d DATA] [-o FILE]
-                                       [--cacert CA] [-L] [--max-time S]
+                                       [-x PROXY] [--cacert CA] [-L] [--max-time S]
 
 Keep-alive connections are pooled per origin and reused; an idempotent request
 that fails on a reused connection before any byte came back is retried once on
 a new one (the server may have closed it while idle). gzip and deflate bodies
 are decoded with a cap on the decoded size. Redirects follow RFC 9110 15.4
-(303, and 301/302 after POST, become GET). Not yet (issue 4): proxies, streaming
-bodies, a retry policy with backoff.
+(303, and 301/302 after POST, become GET). Through an HTTP proxy, http:// URLs
+go in absolute-form and https:// through a CONNECT tunnel, TLS verified end to
+end. Not yet (issue 4): streaming bodies, a retry policy with backoff.
 """
 
 from __future__ import annotations
@@ -29,10 +30,19 @@ from pathlib import Path
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSStream
 
 from ..config import Address
-from ..errors import ConnectError, NetkitError, ProtocolError, ReadTimeout, RemoteProtocolError
+from ..errors import (
+    ConnectError,
+    NetkitError,
+    ProtocolError,
+    ReadTimeout,
+    RemoteProtocolError,
+    TLSError,
+)
 from ..proto import http as h
+from ..proto.tls import describe_handshake_error
 from ..transport import connect_stream
 
 IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
@@ -76,12 +86,14 @@ class _Conn:
 class Client:
     def __init__(self, *, verify: bool | str | Path = True, timeout: Timeout = Timeout(),
                  max_redirects: int = 10, max_decoded: int = 64 << 20,
-                 follow_redirects: bool = True,
+                 follow_redirects: bool = True, proxy: str | None = None,
                  max_per_origin: int = 10) -> None:
         self.timeout = timeout
         self.max_redirects = max_redirects
         self.max_decoded = max_decoded
         self.follow_redirects = follow_redirects
+        self.proxy = Address.parse(proxy.removeprefix("http://").rstrip("/"),
+                                   default_port=8080) if proxy else None
         self.max_per_origin = max_per_origin
         if verify is False:
             self.ssl = ssl.create_default_context()
@@ -145,6 +157,8 @@ class Client:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         origin = (parts.scheme, parts.hostname, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if self.proxy is not None and parts.scheme == "http":
+            target = url.split("#", 1)[0]  # absolute-form to a proxy (RFC 9112 3.2.2)
         host = parts.hostname if port in (80, 443) else f"{parts.hostname}:{port}"
         fields = [(b"Host", host.encode("idna")), (b"Accept-Encoding", b"gzip, deflate")]
         names = {n.lower() for n, _ in headers}
@@ -190,11 +204,47 @@ class Client:
             if conn.reusable:
                 return conn, True
         scheme, host, port = origin
-        stream = await connect_stream(Address(host, port),
-                                      tls=self.ssl if scheme == "https" else False,
-                                      server_hostname=host, timeout=timeout.connect)
+        if self.proxy is not None:
+            stream = await connect_stream(self.proxy, timeout=timeout.connect)
+            if scheme == "https":
+                with anyio.fail_after(timeout.connect):
+                    stream = await self._tunnel(stream, host, port)
+        else:
+            stream = await connect_stream(Address(host, port),
+                                          tls=self.ssl if scheme == "https" else False,
+                                          server_hostname=host, timeout=timeout.connect)
         self.connections_made += 1
         return _Conn(stream), False
+
+    async def _tunnel(self, stream: anyio.abc.ByteStream, host: str,
+                      port: int) -> anyio.abc.ByteStream:
+        """CONNECT through the proxy, then TLS end to end with the origin (verified)."""
+        authority = f"{host}:{port}".encode("idna")
+        await stream.send(h.encode_request(h.Request(b"CONNECT", authority,
+                                                     h.Headers([(b"Host", authority)]))))
+        parser = h.Parser("client")
+        parser.expect_response_to(b"CONNECT")
+        while True:
+            ev = parser.next_event()
+            if ev is h.NEED_DATA:
+                try:
+                    parser.feed(await stream.receive())
+                except anyio.EndOfStream:
+                    parser.feed_eof()
+            elif isinstance(ev, h.Response) and ev.status >= 300:
+                await stream.aclose()
+                raise ConnectError(f"the proxy refused CONNECT {host}:{port}: {ev.status}")
+            elif ev is h.PAUSED:
+                break
+            elif not isinstance(ev, h.Response):
+                await stream.aclose()
+                raise ConnectError(f"the proxy answered CONNECT {host}:{port} with a body")
+        try:
+            return await TLSStream.wrap(stream, server_side=False, hostname=host,
+                                        ssl_context=self.ssl)
+        except ssl.SSLError as exc:
+            await stream.aclose()
+            raise TLSError(describe_handshake_error(exc)) from exc
 
     async def _read_response(self, conn: _Conn, method: bytes, url: str,
                              timeout: Timeout) -> Response:
@@ -258,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-d", "--data", help="request body (@FILE reads a file)")
     p.add_argument("-o", "--output", type=Path)
     p.add_argument("--cacert", help="CA bundle to verify the server with")
+    p.add_argument("-x", "--proxy", help="HTTP proxy HOST:PORT")
     p.add_argument("-L", "--location", action="store_true", help="follow redirects")
     p.add_argument("--max-time", type=float, default=None)
     args = p.parse_args(argv)
@@ -269,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     headers = [tuple(x.strip() for x in hv.split(":", 1)) for hv in args.header]
 
     async def run() -> Response:
-        async with Client(verify=args.cacert or True,
+        async with Client(verify=args.cacert or True, proxy=args.proxy,
                           follow_redirects=args.location,
                           timeout=Timeout(total=args.max_time)) as client:
             return await client.request(method, args.url, headers=headers,  # type: ignore
