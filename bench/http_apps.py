@@ -1,4 +1,4 @@
-"""Hello-world applications for bench/http.py: the same answer from every server."""
+"""Hello-world applications for bench/http_server.py: the same answer from every server."""
 
 from __future__ import annotations
 

@@ -68,7 +68,13 @@ def test_dns_bench_runs(hierarchy, tmp_path):
 def test_http_bench_runs():
     need("wrk")
     need("nginx")
-    names = run("bench/http.py", "--seconds", "1", "--rounds", "1")
+    names = run("bench/http_server.py", "--seconds", "1", "--rounds", "1")
     assert set(names) == {"http-asgi-vs-uvicorn", "http-asgi-vs-uvicorn-per-cpu",
                           "http-native-vs-uvicorn", "http-native-vs-aiohttp",
                           "http-static-1mib-vs-nginx"}
+
+
+def test_http_client_bench_runs():
+    need("nginx")
+    assert set(run("bench/http_client.py", "--seconds", "0.5", "--rounds", "1")) == {
+        "http-client-vs-httpx", "http-client-vs-aiohttp"}

@@ -7,7 +7,7 @@
 
 Servers on core 0, wrk on core 1; rounds alternate.
 
-    python bench/http.py [--seconds 5] [--rounds 3]
+    python bench/http_server.py [--seconds 5] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from common import (
 
 def servers(port: int, www: Path, tmp: Path) -> dict[str, list[str]]:
     py = sys.executable
-    # ROOT only: with bench/ itself on the path, this file would shadow the stdlib's http
+    # the servers import bench.http_apps from the project root
     os.environ["PYTHONPATH"] = str(ROOT)
     nginx_conf = tmp / f"nginx-{port}.conf"
     nginx_conf.write_text(f"""worker_processes 1;
