@@ -290,3 +290,65 @@ key = "{pki.server_key}"
             await c.get(f"https://localhost:{tls_port}/index.html")
     with pytest.raises(TLSError, match="unknown CA"):  # verified end to end, not by the proxy
         run(wrong_ca())
+
+
+def test_streaming_download_and_upload(nginx, spawn):
+    proc = spawn("netkit.servers.http", ["--listen", "127.0.0.1:0", "--app",
+                                         "tests.apps:starlette_app"])
+    ((_, port),) = proc.listening(1)
+
+    async def upload_body():  # type: ignore[no-untyped-def]
+        for i in range(50):  # length unknown in advance: sent chunked
+            yield b"%04d" % i * 1000
+
+    async def main():  # type: ignore[no-untyped-def]
+        async with Client() as c:
+            got = 0
+            async with c.stream("GET", f"http://127.0.0.1:{nginx}/big.txt") as r:
+                async for chunk in r.aiter_bytes():
+                    got += len(chunk)
+            pooled_after_full_read = len(c.pool[("http", "127.0.0.1", nginx)])
+            async with c.stream("GET", f"http://127.0.0.1:{nginx}/big.txt") as r:
+                async for _ in r.aiter_bytes():
+                    break  # stop early: that connection cannot be reused
+            pooled_after_early_exit = len(c.pool[("http", "127.0.0.1", nginx)])
+            echoed = await c.post(f"http://127.0.0.1:{port}/echo", content=upload_body())
+            return got, pooled_after_full_read, pooled_after_early_exit, echoed
+    got, full, early, echoed = run(main())
+    assert got == len(b"line of text\n") * 100_000
+    assert full == 1 and early == 0
+    assert echoed.content == b"".join(b"%04d" % i * 1000 for i in range(50))
+
+
+def test_retry_policy_with_retry_after():
+    import threading
+
+    from netkit.clients.http import Retry
+
+    seen: list[float] = []
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+
+        def serve() -> None:
+            for i in range(3):
+                conn, _ = srv.accept()
+                with conn:
+                    conn.recv(4096)
+                    seen.append(time.monotonic())
+                    if i < 2:
+                        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0.2\r\n"
+                                     b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                    else:
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+        threading.Thread(target=serve, daemon=True).start()
+
+        async def main():  # type: ignore[no-untyped-def]
+            async with Client(retry=Retry(attempts=3)) as c:
+                return await c.get(f"http://127.0.0.1:{port}/")
+        r = run(main())
+    assert r.status == 200 and r.content == b"ok" and len(seen) == 3
+    assert seen[1] - seen[0] >= 0.18 and seen[2] - seen[1] >= 0.18  # Retry-After honoured
+    assert Retry(backoff=0.5).delay(2, None) == 2.0 and Retry().delay(0, b"7") == 7.0

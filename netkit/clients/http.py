@@ -21,12 +21,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import email.utils
 import ssl
 import sys
+import time
 import urllib.parse
 import zlib
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -83,13 +87,38 @@ class _Conn:
             await self.stream.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Retrying idempotent requests on connection errors and these statuses, with backoff
+    (doubling from `backoff` seconds) or the server's Retry-After, capped at `max_wait`."""
+
+    attempts: int = 3
+    backoff: float = 0.5
+    statuses: frozenset[int] = frozenset({429, 502, 503, 504})
+    max_wait: float = 60.0
+
+    def delay(self, attempt: int, retry_after: bytes | None) -> float:
+        if retry_after is not None:
+            try:
+                return min(self.max_wait, max(0.0, float(retry_after.strip())))
+            except ValueError:
+                try:  # the HTTP-date form (RFC 9110 10.2.3)
+                    when = email.utils.parsedate_to_datetime(retry_after.decode("latin-1"))
+                    return min(self.max_wait, max(0.0, when.timestamp() - time.time()))
+                except (TypeError, ValueError):
+                    pass
+        return min(self.max_wait, self.backoff * 2 ** attempt)
+
+
 class Client:
     def __init__(self, *, verify: bool | str | Path = True, timeout: Timeout = Timeout(),
+                 retry: Retry | None = None,
                  max_redirects: int = 10, max_decoded: int = 64 << 20,
                  follow_redirects: bool = True, proxy: str | None = None,
                  max_per_origin: int = 10) -> None:
         self.timeout = timeout
         self.max_redirects = max_redirects
+        self.retry = retry
         self.max_decoded = max_decoded
         self.follow_redirects = follow_redirects
         self.proxy = Address.parse(proxy.removeprefix("http://").rstrip("/"),
@@ -126,31 +155,70 @@ class Client:
 
     async def request(self, method: str, url: str, *,
                       headers: list[tuple[str, str]] | None = None,
-                      content: bytes | None = None, timeout: Timeout | None = None
-                      ) -> Response:
+                      content: bytes | AsyncIterable[bytes] | None = None,
+                      timeout: Timeout | None = None) -> Response:
+        """Send a request and read the whole response (redirects and retries applied)."""
         timeout = timeout or self.timeout
-        history: list[Response] = []
+        retry = self.retry
+        attempts = retry.attempts if retry and method.upper().encode() in IDEMPOTENT else 1
         with anyio.fail_after(timeout.total) if timeout.total else contextlib.nullcontext():
-            while True:
-                response = await self._once(method.upper().encode(), url, headers or [],
-                                            content, timeout)
-                response.history = list(history)
-                location = response.headers.get(b"location")
-                if not (self.follow_redirects and location and
-                        response.status in (301, 302, 303, 307, 308)):
+            for attempt in range(attempts):
+                try:
+                    streamed = await self._follow(method, url, headers or [], content, timeout)
+                    response = await streamed.read()
+                except ConnectError:
+                    if attempt == attempts - 1:
+                        raise
+                    await anyio.sleep(retry.delay(attempt, None))  # type: ignore[union-attr]
+                    continue
+                if retry is None or attempt == attempts - 1 or \
+                        response.status not in retry.statuses:
                     return response
-                if len(history) >= self.max_redirects:
-                    raise ProtocolError(f"more than {self.max_redirects} redirects from {url}")
-                history.append(response)
-                url = urllib.parse.urljoin(url, location.decode("latin-1"))
-                if response.status == 303 or (response.status in (301, 302)
-                                              and method.upper() == "POST"):
-                    method, content = ("GET" if method.upper() != "HEAD" else "HEAD"), None
+                await anyio.sleep(retry.delay(attempt, response.headers.get(b"retry-after")))
+        raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, url: str, *,
+                     headers: list[tuple[str, str]] | None = None,
+                     content: bytes | AsyncIterable[bytes] | None = None,
+                     timeout: Timeout | None = None) -> AsyncIterator[StreamingResponse]:
+        """``async with client.stream("GET", url) as r: async for chunk in r.aiter_bytes()``;
+        the connection goes back to the pool once the body is read, else it is closed."""
+        response = await self._follow(method, url, headers or [], content,
+                                      timeout or self.timeout)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    async def _follow(self, method: str, url: str, headers: list[tuple[str, str]],
+                      content: bytes | AsyncIterable[bytes] | None,
+                      timeout: Timeout) -> StreamingResponse:
+        history: list[Response] = []
+        while True:
+            response = await self._once(method.upper().encode(), url, headers, content,
+                                        timeout)
+            response.history = list(history)
+            location = response.headers.get(b"location")
+            replayable = content is None or isinstance(content, bytes)
+            if not (self.follow_redirects and location and
+                    response.status in (301, 302, 303, 307, 308)) or \
+                    (response.status in (307, 308) and not replayable):
+                return response
+            if len(history) >= self.max_redirects:
+                await response.aclose()
+                raise ProtocolError(f"more than {self.max_redirects} redirects from {url}")
+            history.append(await response.read())
+            url = urllib.parse.urljoin(url, location.decode("latin-1"))
+            if response.status == 303 or (response.status in (301, 302)
+                                          and method.upper() == "POST"):
+                method, content = ("GET" if method.upper() != "HEAD" else "HEAD"), None
 
     # --- one exchange ---
 
     async def _once(self, method: bytes, url: str, headers: list[tuple[str, str]],
-                    content: bytes | None, timeout: Timeout) -> Response:
+                    content: bytes | AsyncIterable[bytes] | None,
+                    timeout: Timeout) -> StreamingResponse:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
@@ -165,14 +233,24 @@ class Client:
         if "user-agent" not in names:
             fields.append((b"User-Agent", b"netkit"))
         fields += [(n.encode(), v.encode("latin-1")) for n, v in headers]
-        if content is not None:
+        streaming_upload = content is not None and not isinstance(content, bytes)
+        if isinstance(content, bytes):
             fields.append((b"Content-Length", b"%d" % len(content)))
+        elif streaming_upload:
+            fields.append((b"Transfer-Encoding", b"chunked"))  # length unknown
         wire = h.encode_request(h.Request(method, target.encode(), h.Headers(fields)))
         for attempt in (0, 1):
             conn, reused = await self._checkout(origin, timeout)
             try:
-                await conn.stream.send(wire + (content or b""))
-                response = await self._read_response(conn, method, url, timeout)
+                if streaming_upload:
+                    await conn.stream.send(wire)
+                    async for chunk in content:  # type: ignore[union-attr]
+                        if chunk:
+                            await conn.stream.send(h.encode_chunk(chunk))
+                    await conn.stream.send(h.encode_last_chunk())
+                else:
+                    await conn.stream.send(wire + (content or b""))  # type: ignore[operator]
+                head, decoder = await self._read_head(conn, method, url, timeout)
             except ReadTimeout:  # a TimeoutError, hence an OSError: not a stale connection
                 await conn.aclose()
                 raise
@@ -180,21 +258,20 @@ class Client:
                     OSError, RemoteProtocolError) as exc:
                 await conn.aclose()
                 # a pooled connection the server closed while idle: retry once, if safe
-                if reused and attempt == 0 and method in IDEMPOTENT and \
-                        not isinstance(exc, RemoteProtocolError):
+                if reused and attempt == 0 and method in IDEMPOTENT and not streaming_upload \
+                        and not isinstance(exc, RemoteProtocolError):
                     continue
                 raise ConnectError(f"{method.decode()} {url}: {exc or type(exc).__name__}"
                                    ) from exc
             except BaseException:
                 await conn.aclose()  # cancelled or timed out: never pooled half-read
                 raise
-            if conn.reusable:
-                self.pool.setdefault(origin, []).append(conn)
-                del self.pool[origin][:-self.max_per_origin]
-            else:
-                await conn.aclose()
-            return response
+            return StreamingResponse(self, origin, conn, head, decoder, url, timeout)
         raise AssertionError("unreachable")
+
+    def _release(self, origin: tuple[str, str, int], conn: _Conn) -> None:
+        self.pool.setdefault(origin, []).append(conn)
+        del self.pool[origin][:-self.max_per_origin]
 
     async def _checkout(self, origin: tuple[str, str, int], timeout: Timeout
                         ) -> tuple[_Conn, bool]:
@@ -246,56 +323,100 @@ class Client:
             await stream.aclose()
             raise TLSError(describe_handshake_error(exc)) from exc
 
-    async def _read_response(self, conn: _Conn, method: bytes, url: str,
-                             timeout: Timeout) -> Response:
+    async def _read_head(self, conn: _Conn, method: bytes, url: str,
+                         timeout: Timeout) -> tuple[h.Response, Any]:
         parser = conn.parser
         parser.expect_response_to(method)
-        head: h.Response | None = None
-        body: list[bytes] = []
-        size = 0
-        decoder = None
         while True:
-            ev = parser.next_event()
-            if ev is h.NEED_DATA:
-                try:
-                    with anyio.fail_after(timeout.read):
-                        data = await conn.stream.receive()
-                except anyio.EndOfStream:
-                    parser.feed_eof()
-                    continue
-                except TimeoutError:
-                    raise ReadTimeout(f"{url}: nothing received for {timeout.read} s") from None
-                parser.feed(data)
-            elif isinstance(ev, h.Response):
+            ev = await _next(conn, url, timeout)
+            if isinstance(ev, h.Response):
                 if ev.status < 200:
                     continue  # 100 Continue and friends
-                head = ev
-                encoding = ev.headers.get(b"content-encoding", b"").strip().lower()
+                encoding = (ev.headers.get(b"content-encoding") or b"").strip().lower()
+                decoder = None
                 if encoding in (b"gzip", b"x-gzip"):
                     decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
                 elif encoding == b"deflate":
                     decoder = zlib.decompressobj()
-            elif isinstance(ev, h.Data):
-                data = ev.data
-                if decoder is not None:
-                    # max_length caps what one step may inflate: a bomb stops here
-                    data = decoder.decompress(data, self.max_decoded - size + 1)
-                size += len(data)
-                if size > self.max_decoded:
-                    conn.reusable = False
-                    raise ProtocolError(f"{url}: body larger than {self.max_decoded} bytes "
-                                        "once decoded")
-                body.append(data)
-            elif isinstance(ev, h.EndOfMessage):
-                assert head is not None
-                conn.reusable = h.keep_alive(head.version, head.headers)
-                return Response(head.status, head.reason, head.headers, url, b"".join(body),
-                                [])
-            elif ev is h.CLOSED and head is None:
+                return ev, decoder
+            if ev is h.CLOSED:
                 # what a pooled connection the server timed out looks like: retried if safe
                 raise ConnectionResetError(f"{url}: connection closed without a response")
-            else:  # PAUSED: an upgrade we did not ask for
-                raise RemoteProtocolError(f"{url}: unexpected protocol switch")
+            raise RemoteProtocolError(f"{url}: unexpected {ev!r} before the response")
+
+
+async def _next(conn: _Conn, url: str, timeout: Timeout) -> object:
+    """The parser's next event, reading from the connection as needed."""
+    parser = conn.parser
+    while True:
+        ev = parser.next_event()
+        if ev is not h.NEED_DATA:
+            return ev
+        try:
+            with anyio.fail_after(timeout.read):
+                data = await conn.stream.receive()
+        except anyio.EndOfStream:
+            parser.feed_eof()
+            continue
+        except TimeoutError:
+            raise ReadTimeout(f"{url}: nothing received for {timeout.read} s") from None
+        parser.feed(data)
+
+
+class StreamingResponse:
+    """A response whose body is still on the wire; `read()` or `aiter_bytes()` takes it."""
+
+    def __init__(self, client: Client, origin: tuple[str, str, int], conn: _Conn,
+                 head: h.Response, decoder: Any, url: str, timeout: Timeout) -> None:
+        self.status, self.reason, self.headers = head.status, head.reason, head.headers
+        self.url = url
+        self.history: list[Response] = []
+        self._client, self._origin, self._conn = client, origin, conn
+        self._head, self._decoder, self._timeout = head, decoder, timeout
+        self._done = False
+        self._size = 0
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        try:
+            while not self._done:
+                ev = await _next(conn, self.url, self._timeout)
+                if isinstance(ev, h.Data):
+                    data = ev.data
+                    if self._decoder is not None:
+                        # max_length caps what one step may inflate: a bomb stops here
+                        data = self._decoder.decompress(
+                            data, self._client.max_decoded - self._size + 1)
+                    self._size += len(data)
+                    if self._size > self._client.max_decoded:
+                        raise ProtocolError(f"{self.url}: body larger than "
+                                            f"{self._client.max_decoded} bytes once decoded")
+                    if data:
+                        yield data
+                elif isinstance(ev, h.EndOfMessage):
+                    self._done = True
+                    conn.reusable = h.keep_alive(self._head.version, self._head.headers)
+                else:
+                    raise RemoteProtocolError(f"{self.url}: connection closed mid-body")
+        except BaseException:
+            conn.reusable = False
+            raise
+        finally:
+            await self.aclose()
+
+    async def read(self) -> Response:
+        body = b"".join([chunk async for chunk in self.aiter_bytes()])
+        return Response(self.status, self.reason, self.headers, self.url, body, self.history)
+
+    async def aclose(self) -> None:
+        """Back to the pool when the body was read whole; closed otherwise."""
+        conn, self._conn = self._conn, None  # type: ignore[assignment]
+        if conn is None:
+            return
+        if self._done and conn.reusable:
+            self._client._release(self._origin, conn)
+        else:
+            await conn.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
