@@ -210,3 +210,27 @@ def test_app_that_cannot_be_loaded_is_a_config_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", MODULE, "--app", "tests.apps:nothing",
                         "--check-config"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "http.app: cannot load 'tests.apps:nothing'" in r.stderr
+
+
+def test_access_log_format_is_configurable(spawn, site):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}", "--set",
+                          'http.access_log_format="{method} {path} -> {status} in {duration}s"'])
+    ((_, port),) = proc.listening(1)
+    curl(f"http://127.0.0.1:{port}/docs/a.txt")
+    proc.wait_for(r"GET /docs/a\.txt -> 200 in \d+\.\d{3}s")
+    bad = subprocess.run([sys.executable, "-m", MODULE, "--check-config", "--set",
+                          'http.access_log_format="{nope}"'], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "unknown or malformed field 'nope'" in bad.stderr
+
+
+def test_drain_does_not_wait_for_idle_keep_alive_connections(server):
+    proc, port = server
+    idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+    idle.sendall(b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"alpha" in idle.recv(4096)  # answered; the connection now idles, kept alive
+    t0 = time.monotonic()
+    proc.signal(15)
+    assert proc.proc.wait(8) == 0 and time.monotonic() - t0 < 3  # shutdown_timeout is 10 s
+    assert idle.recv(10) == b""
+    idle.close()

@@ -45,6 +45,13 @@ SECTION = "http"
 CHUNK = 256 * 1024  # file bytes read and written at a time
 
 
+#: The combined log format (Apache, nginx) with the duration appended.
+COMBINED_WITH_DURATION = \
+    '{remote} - - [{time}] "{request}" {status} {size} "{referer}" "{agent}" {duration}'
+_LOG_FIELDS = ("remote", "time", "request", "method", "path", "status", "size", "referer",
+               "agent", "duration")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The ``[http]`` section."""
@@ -70,7 +77,16 @@ class Config:
     """Request bodies an application may read (413 beyond; 0 = no limit)."""
     limits: Limits = Limits(idle_timeout=Duration(75))
     """Connections; idle_timeout is the keep-alive timeout (nginx keepalive_timeout 75 s)."""
+    access_log_format: str = COMBINED_WITH_DURATION
+    """str.format fields: {remote} {time} {request} {method} {path} {status} {size}
+    {referer} {agent} {duration} (seconds)."""
     shutdown_timeout: Duration = Duration(10)
+
+    def __post_init__(self) -> None:
+        try:
+            self.access_log_format.format(**dict.fromkeys(_LOG_FIELDS, ""))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"access_log_format: unknown or malformed field {exc}") from None
 
 
 class _Date:
@@ -551,8 +567,11 @@ class _HTTPConnection(Handler):
             if request else "-"
         when = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime())
         took = time.monotonic() - self.started if request else 0.0
-        access_log.info('%s - - [%s] "%s" %d %d "%s" "%s" %.3f', host, when, line, status,
-                        size, ref, agent, took)
+        access_log.info("%s", self.service.config.access_log_format.format(
+            remote=host, time=when, request=line, status=status, size=size, referer=ref,
+            agent=agent, duration=f"{took:.3f}",
+            method=request.method.decode() if request else "-",
+            path=request.target.decode("latin-1") if request else "-"))
 
 
 class _FileSender:
