@@ -226,11 +226,12 @@ def test_access_log_format_is_configurable(spawn, site):
 
 def test_drain_does_not_wait_for_idle_keep_alive_connections(server):
     proc, port = server
-    idle = socket.create_connection(("127.0.0.1", port), timeout=5)
-    idle.sendall(b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert b"alpha" in idle.recv(4096)  # answered; the connection now idles, kept alive
-    t0 = time.monotonic()
-    proc.signal(15)
-    assert proc.proc.wait(8) == 0 and time.monotonic() - t0 < 3  # shutdown_timeout is 10 s
-    assert idle.recv(10) == b""
-    idle.close()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as idle:
+        idle.sendall(b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"alpha\n"):
+            answer += idle.recv(4096)  # answered; the connection now idles, kept alive
+        t0 = time.monotonic()
+        proc.signal(15)
+        assert proc.proc.wait(8) == 0 and time.monotonic() - t0 < 3  # shutdown_timeout 10 s
+        assert idle.recv(10) == b""

@@ -347,7 +347,19 @@ class _HTTPConnection(Handler):
                 fields.append((b"Content-Range", b"bytes %d-%d/%d" % (start, end - 1,
                                                                        st.st_size)))
         fields.append((b"Content-Length", b"%d" % (end - start)))
-        self.conn.write(self._headers(status, fields, close))
+        head = self._headers(status, fields, close)
+        if request.method != b"HEAD" and end - start <= CHUNK:
+            # small: head and body in one write, one syscall
+            f.seek(start)
+            body = f.read(end - start)
+            f.close()
+            self.conn.write(head + body)
+            self._log(request, status, len(body))
+            if close:
+                self.closing = True
+                self.conn.close()
+            return
+        self.conn.write(head)
         if request.method == b"HEAD" or start == end:
             f.close()
             self._log(request, status, 0)
