@@ -7,8 +7,10 @@
     netkit cert NAME...        development certificates (see certs.py)
 
 A server module provides: ``SECTION`` (its TOML table), ``Config`` (a frozen
-dataclass with a ``shutdown_timeout``), ``override_listen(doc, addresses)``,
-``listen_specs(config) -> [(kind, Address)]`` and ``create(config) -> Service``.
+dataclass with ``listen`` and ``shutdown_timeout``), ``listen_specs(config) ->
+[(kind, Address)]`` and ``create(config) -> Service``; optionally
+``override_listen(doc, addresses)`` when ``--listen`` is not ``SECTION.listen``,
+and ``add_arguments``/``apply_arguments`` for flags of its own.
 The life cycle: load and check the config, bind, serve until SIGINT/SIGTERM
 (SIGHUP reloads the file: a broken new config is reported and the old one
 kept), then stop accepting, drain for ``shutdown_timeout`` seconds, cancel,
@@ -92,7 +94,10 @@ def load_config(module: ModuleType, args: argparse.Namespace) -> Any:
                 problems.append(f"--listen {text}: expected {Address.describe}")
         if problems:
             raise ConfigError(problems)
-        module.override_listen(doc, list(args.listen))
+        if hasattr(module, "override_listen"):  # servers whose addresses live deeper (tls)
+            module.override_listen(doc, list(args.listen))
+        else:
+            doc.setdefault(module.SECTION, {})["listen"] = list(args.listen)
     if hasattr(module, "apply_arguments"):
         module.apply_arguments(doc, args)
     source = str(args.config) if args.config else "<command line>"

@@ -268,3 +268,17 @@ def hierarchy(tmp_path_factory: pytest.TempPathFactory):
     h = start_hierarchy(tmp_path_factory.mktemp("dns-hierarchy"))
     yield h
     h.stop()
+
+
+def wait_listening(proc: subprocess.Popen, port: int, what: str, timeout: float = 10) -> None:
+    """Wait until a peer started by a fixture accepts on 127.0.0.1:port (or fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"{what} did not start listening on {port}") from None
+            time.sleep(0.05)

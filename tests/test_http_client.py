@@ -15,7 +15,7 @@ import pytest
 from netkit.clients.http import Client, Timeout
 from netkit.errors import ConnectError, ProtocolError, ReadTimeout, TLSError
 
-from .conftest import need
+from .conftest import need, wait_listening
 from .test_tls_wrapper import start_wrapper
 
 
@@ -56,21 +56,11 @@ http {{
 }}
 """)
     proc = subprocess.Popen([binary, "-c", str(d / "nginx.conf"), "-p", str(d), "-g",
-                             "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"nginx did not start: {proc.stderr.read()!r}") from None
-            time.sleep(0.05)
+                             "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(proc, port, "nginx")
     yield port
     proc.terminate()
     proc.wait(10)
-    proc.stderr.close()
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -251,16 +241,7 @@ PidFile "{d}/tinyproxy.pid"
 """)
     proc = subprocess.Popen([binary, "-d", "-c", str(d / "tinyproxy.conf")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("tinyproxy did not start") from None
-            time.sleep(0.05)
+    wait_listening(proc, port, "tinyproxy")
     yield port
     proc.terminate()
     proc.wait(10)

@@ -492,10 +492,6 @@ def listen_specs(config: Config) -> list[tuple[str, Address]]:
     return [(kind, a) for a in config.listen for kind in ("udp", "tcp")]
 
 
-def override_listen(doc: dict[str, Any], addresses: list[str]) -> None:
-    doc.setdefault(SECTION, {})["listen"] = addresses
-
-
 def main(argv: list[str] | None = None) -> int:
     return run_server(sys.modules[__name__], argv)
 
