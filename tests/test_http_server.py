@@ -235,3 +235,14 @@ def test_drain_does_not_wait_for_idle_keep_alive_connections(server):
         proc.signal(15)
         assert proc.proc.wait(8) == 0 and time.monotonic() - t0 < 3  # shutdown_timeout 10 s
         assert idle.recv(10) == b""
+
+
+def test_slow_request_body_gets_408(spawn, site):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}",
+                          "--set", "http.body_timeout=0.5"])
+    ((_, port),) = proc.listening(1)
+    t0 = time.monotonic()
+    out = raw(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly a little",
+              wait=5)
+    assert out.startswith(b"HTTP/1.1 408 ") and time.monotonic() - t0 < 3
+    proc.wait_for(r"request body not received in 0\.5 s")

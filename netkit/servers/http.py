@@ -66,6 +66,8 @@ class Config:
     """The Server header."""
     header_timeout: Duration = field(Duration(10), min=0.01)
     """Seconds for a request's head to arrive once it has begun (slowloris; nginx 60 s)."""
+    body_timeout: Duration = field(Duration(60), min=0.01)
+    """Seconds for a request body to arrive once its head has (a slow upload: 408)."""
     max_header_bytes: Size = field(Size(65536), min=1024)
     max_headers: int = field(100, min=1)
     max_request_line: Size = field(Size(8192), min=256)
@@ -201,6 +203,9 @@ class _HTTPConnection(Handler):
                 self._cancel_head_timer()
                 self.request = event
                 self.started = time.monotonic()
+                # the same timer now guards the body (cancelled at its end)
+                self.head_timer = self.conn.loop.call_later(
+                    self.service.config.body_timeout, self._body_timeout)
                 if self.service.handler is not None:
                     self._start_app(event)
             elif isinstance(event, h.Data):
@@ -212,6 +217,7 @@ class _HTTPConnection(Handler):
                         self.body_paused = True
                         self.conn.pause_reading()
             elif isinstance(event, h.EndOfMessage):
+                self._cancel_head_timer()
                 request, self.request = self.request, None
                 if self.app_request is not None:
                     self.app_request.finish()
@@ -229,6 +235,15 @@ class _HTTPConnection(Handler):
         log.info("http: %s: request head not received in %s s", _peer(self.conn),
                  self.service.config.header_timeout)
         self._error(408, close=True)
+
+    def _body_timeout(self) -> None:
+        self.head_timer = None
+        log.info("http: %s: request body not received in %s s", _peer(self.conn),
+                 self.service.config.body_timeout)
+        if self.app_request is None:
+            self._error(408, close=True)
+        else:  # the application may have answered already: just end the connection
+            self.conn.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._cancel_head_timer()
