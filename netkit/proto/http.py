@@ -51,10 +51,11 @@ class Limits:
 class Headers:
     """Fields in order, names case-insensitive, repeated names kept (RFC 9110 5.3)."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: list[tuple[bytes, bytes]] | None = None) -> None:
         self._items = items or []
+        self._index: dict[bytes, list[bytes]] | None = None  # lower-case name -> values
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._items)
@@ -69,8 +70,12 @@ class Headers:
         return f"Headers({self._items!r})"
 
     def get_all(self, name: bytes) -> list[bytes]:
-        name = name.lower()
-        return [v for n, v in self._items if n.lower() == name]
+        index = self._index
+        if index is None:  # built on the first lookup: a request is asked several times
+            index = self._index = {}
+            for n, v in self._items:
+                index.setdefault(n.lower(), []).append(v)
+        return list(index.get(name.lower(), ()))
 
     def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
         values = self.get_all(name)
@@ -85,6 +90,7 @@ class Headers:
 
     def add(self, name: bytes, value: bytes) -> None:
         self._items.append((name, value))
+        self._index = None
 
 
 @dataclass(frozen=True, slots=True)
