@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ServerProcess, need
+from .test_http_codec import SMUGGLING
 
 MODULE = "netkit.servers.http"
 
@@ -246,3 +247,12 @@ def test_slow_request_body_gets_408(spawn, site):
               wait=5)
     assert out.startswith(b"HTTP/1.1 408 ") and time.monotonic() - t0 < 3
     proc.wait_for(r"request body not received in 0\.5 s")
+
+
+@pytest.mark.parametrize("data,status,_message", SMUGGLING,
+                         ids=[m for _, _, m in SMUGGLING])
+def test_every_smuggling_shape_over_a_real_socket(server, data, status, _message):
+    _, port = server
+    out = raw(port, data)
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:80]
+    assert b"Connection: close" in out.split(b"\r\n\r\n")[0]  # and the connection ends
