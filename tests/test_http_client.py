@@ -122,15 +122,21 @@ def test_decompression_bomb_is_capped(spawn):
         run(main())
 
 
-def test_https_verified_and_wrong_ca_refused(spawn, tmp_path, pki, nginx):
+def https_in_front_of(port: int, spawn, tmp_path: Path, pki) -> int:  # type: ignore[no-untyped-def]
+    """Our TLS wrapper (server mode, the test CA's localhost certificate) before `port`."""
     body = f"""
 [[tls.tunnel]]
 listen = ["127.0.0.1:0"]
-forward = "127.0.0.1:{nginx}"
+forward = "127.0.0.1:{port}"
 cert = "{pki.server_cert}"
 key = "{pki.server_key}"
 """
-    _, (port,) = start_wrapper(spawn, tmp_path, body)
+    _, (tls_port,) = start_wrapper(spawn, tmp_path, body)
+    return tls_port
+
+
+def test_https_verified_and_wrong_ca_refused(spawn, tmp_path, pki, nginx):
+    port = https_in_front_of(nginx, spawn, tmp_path, pki)
 
     async def get(verify):  # type: ignore[no-untyped-def]
         async with Client(verify=verify) as c:
@@ -248,14 +254,7 @@ PidFile "{d}/tinyproxy.pid"
 
 
 def test_through_an_http_proxy_both_schemes(spawn, tmp_path, pki, nginx, tinyproxy):
-    body = f"""
-[[tls.tunnel]]
-listen = ["127.0.0.1:0"]
-forward = "127.0.0.1:{nginx}"
-cert = "{pki.server_cert}"
-key = "{pki.server_key}"
-"""
-    _, (tls_port,) = start_wrapper(spawn, tmp_path, body)
+    tls_port = https_in_front_of(nginx, spawn, tmp_path, pki)
 
     async def main():  # type: ignore[no-untyped-def]
         async with Client(proxy=f"127.0.0.1:{tinyproxy}", verify=pki.ca) as c:
