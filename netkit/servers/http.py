@@ -196,8 +196,7 @@ class _HTTPConnection(Handler):
             if event is h.NEED_DATA:
                 return
             if event is h.CLOSED or event is h.PAUSED:
-                self.closing = True
-                self.conn.close()
+                self._end()
                 return
             if isinstance(event, h.Request):
                 self._cancel_head_timer()
@@ -224,6 +223,11 @@ class _HTTPConnection(Handler):
                     self.busy = True  # the next request waits for this response
                 elif request is not None:
                     self._respond(request)
+
+    def _end(self) -> None:
+        """No more requests on this connection: close once the queued bytes are out."""
+        self.closing = True
+        self.conn.close()
 
     def _cancel_head_timer(self) -> None:
         if self.head_timer is not None:
@@ -296,8 +300,7 @@ class _HTTPConnection(Handler):
         self.conn.write(self._headers(status, fields, close) + (b"" if head_only else body))
         self._log(request, status, 0 if head_only else len(body))
         if close:
-            self.closing = True
-            self.conn.close()
+            self._end()
 
     def _respond(self, request: h.Request) -> None:
         close = not h.keep_alive(request.version, request.headers) or self.close_after
@@ -343,8 +346,7 @@ class _HTTPConnection(Handler):
             self.conn.write(self._headers(304, common, close))
             self._log(request, 304, 0)
             if close:
-                self.closing = True
-                self.conn.close()
+                self._end()
             return
         start, end, status = 0, st.st_size, 200
         fields = [(b"Content-Type", ctype), *common]
@@ -371,16 +373,14 @@ class _HTTPConnection(Handler):
             self.conn.write(head + body)
             self._log(request, status, len(body))
             if close:
-                self.closing = True
-                self.conn.close()
+                self._end()
             return
         self.conn.write(head)
         if request.method == b"HEAD" or start == end:
             f.close()
             self._log(request, status, 0)
             if close:
-                self.closing = True
-                self.conn.close()
+                self._end()
             return
         self.busy = True
         self.sending = _FileSender(self, f, start, end, request, status, close)
@@ -455,8 +455,7 @@ class _HTTPConnection(Handler):
             return
         self._log(request, status, sent)
         if close or not app_request.complete:
-            self.closing = True  # an unread request body cannot be skipped safely
-            self.conn.close()
+            self._end()  # an unread request body cannot be skipped safely
         self._app_done()
 
     async def _run_asgi(self, request: h.Request, app_request: AppRequest) -> None:
@@ -542,8 +541,7 @@ class _HTTPConnection(Handler):
             return
         self._log(request, st["status"], st["sent"])
         if close or not app_request.complete:
-            self.closing = True  # an unread request body cannot be skipped safely
-            self.conn.close()
+            self._end()  # an unread request body cannot be skipped safely
         self._app_done()
 
     def _app_done(self) -> None:
@@ -569,16 +567,14 @@ class _HTTPConnection(Handler):
                         (b"" if request.method == b"HEAD" else body))
         self._log(request, 200, len(body))
         if close:
-            self.closing = True
-            self.conn.close()
+            self._end()
 
     def finished(self, sender: _FileSender) -> None:
         self.sending = None
         self.busy = False
         self._log(sender.request, sender.status, sender.sent)
         if sender.close_after:
-            self.closing = True
-            self.conn.close()
+            self._end()
         else:
             self._process()  # a pipelined request may be waiting
 
