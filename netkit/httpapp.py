@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import urllib.parse
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,14 @@ class AppResponse:
 
 
 class AppRequest:
-    """One request as an application sees it; the body arrives as the client sends it."""
+    """One request as an application sees it; the body arrives as the client sends it.
+
+    Nothing asynchronous is made up front (no queue, no event): most requests have no
+    body and are answered without the application ever waiting on one."""
+
+    __slots__ = ("_chunks", "_disconnected", "_expect_continue", "_max_body", "_on_consumed",
+                 "_send_continue", "_waiter", "client", "complete", "headers", "method",
+                 "path", "query_string", "raw_path", "server", "target", "version")
 
     def __init__(self, method: bytes, target: bytes, headers: Headers, version: bytes,
                  client: tuple[str, int], server: tuple[str, int], *,
@@ -47,24 +55,50 @@ class AppRequest:
         self.client = client
         self.server = server
         self.complete = False  # the whole body has arrived
-        self._chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._chunks: deque[bytes | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._disconnected: asyncio.Event | bool = False
         self._on_consumed = on_consumed
         self._send_continue = send_continue
-        self._expect_continue = b"100-continue" in headers.tokens(b"expect")
+        self._expect_continue = headers.get(b"expect") is not None and \
+            b"100-continue" in headers.tokens(b"expect")
         self._max_body = max_body
-        self.disconnected = asyncio.Event()
 
     # driver side
     def feed(self, data: bytes) -> None:
-        self._chunks.put_nowait(data)
+        self._chunks.append(data)
+        self._wake()
 
     def finish(self) -> None:
         self.complete = True
-        self._chunks.put_nowait(None)
+        self._chunks.append(None)
+        self._wake()
+
+    def disconnect(self) -> None:
+        """The client went away (the server also cancels the application's task)."""
+        if isinstance(self._disconnected, asyncio.Event):
+            self._disconnected.set()
+        else:
+            self._disconnected = True
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     @property
     def buffered(self) -> int:
-        return self._chunks.qsize()
+        return len(self._chunks)
+
+    @property
+    def disconnected(self) -> asyncio.Event:
+        """Set when the client has closed the connection (made on first use)."""
+        event = self._disconnected
+        if not isinstance(event, asyncio.Event):
+            self._disconnected = asyncio.Event()
+            if event:
+                self._disconnected.set()
+            return self._disconnected
+        return event
 
     # application side
     async def stream(self) -> AsyncIterator[bytes]:
@@ -72,12 +106,20 @@ class AppRequest:
             self._expect_continue = False
             self._send_continue()  # RFC 9110 10.1.1: the client waits for this
         seen = 0
+        chunks = self._chunks
         while True:
-            chunk = await self._chunks.get()
-            self._on_consumed()
-            if chunk is None:
-                self._chunks.put_nowait(None)  # a second stream() ends at once
+            while not chunks:
+                self._waiter = asyncio.get_running_loop().create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+            chunk = chunks[0]
+            if chunk is None:  # left in place: a second stream() ends at once
+                self._on_consumed()
                 return
+            chunks.popleft()
+            self._on_consumed()
             seen += len(chunk)
             if self._max_body and seen > self._max_body:
                 raise RemoteProtocolError("request body over the limit", reply_hint=413)

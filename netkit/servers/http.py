@@ -25,6 +25,7 @@ import os
 import sys
 import time
 import urllib.parse
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -91,18 +92,21 @@ class Config:
             raise ValueError(f"access_log_format: unknown or malformed field {exc}") from None
 
 
-class _Date:
-    """The Date header, formatted once a second instead of once a response."""
+class _DateServerLines:
+    """The Date and Server lines, formatted once a second instead of once a response."""
 
-    second = -1
-    value = b""
+    def __init__(self, server_name: str) -> None:
+        self.server = b"Server: " + server_name.encode() + b"\r\n"
+        self.second = -1
+        self.lines = b""
 
-    @classmethod
-    def now(cls) -> bytes:
+    def now(self) -> bytes:
         t = int(time.time())
-        if t != cls.second:
-            cls.second, cls.value = t, email.utils.formatdate(t, usegmt=True).encode()
-        return cls.value
+        if t != self.second:
+            self.second = t
+            self.lines = b"Date: " + email.utils.formatdate(t, usegmt=True).encode() + \
+                b"\r\n" + self.server
+        return self.lines
 
 
 class HTTPService:
@@ -114,6 +118,7 @@ class HTTPService:
                                      max_header_bytes=config.max_header_bytes)
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits)
         self.handler = _load_handler(config)
+        self.date_server = _DateServerLines(config.server_name)
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         await self.server.listen(self.config.listen, presets=presets)
@@ -121,6 +126,7 @@ class HTTPService:
 
     def reload(self, config: Config) -> None:
         self.handler = _load_handler(config)
+        self.date_server = _DateServerLines(config.server_name)
         self.config = config
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
         self.server.limits = config.limits
@@ -149,8 +155,20 @@ class HTTPService:
         return real
 
 
+_STATUS_LINES: dict[int, bytes] = {}
+
+
 def _status_line(status: int) -> bytes:
-    return b"HTTP/1.1 %d %s\r\n" % (status, h.REASONS.get(status, b""))
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, h.REASONS.get(status, b""))
+        if len(_STATUS_LINES) < 1000:
+            _STATUS_LINES[status] = line
+    return line
+
+
+#: response fields the server writes itself; an application's own are dropped
+_SERVER_FIELDS = frozenset((b"date", b"server", b"connection", b"transfer-encoding"))
 
 
 class _HTTPConnection(Handler):
@@ -161,7 +179,12 @@ class _HTTPConnection(Handler):
         self.parser = h.Parser("server", service.codec_limits)
         self.busy = False  # a response is being sent: parsing waits
         self.closing = False
-        self.head_timer: asyncio.TimerHandle | None = None
+        # one deadline at a time: the rest of a request head, or of its body (slowloris).
+        # Its timer is re-armed only when it fires early, so a request that arrives whole
+        # (nearly all) costs no timer at all.
+        self.deadline = 0.0
+        self.deadline_phase = ""
+        self.deadline_timer: asyncio.TimerHandle | None = None
         self.request: h.Request | None = None
         self.started = 0.0
         self.sending: _FileSender | None = None
@@ -173,9 +196,6 @@ class _HTTPConnection(Handler):
         self.body_paused = False
 
     def data_received(self, data: bytes) -> None:
-        if self.head_timer is None and self.request is None and not self.busy:
-            self.head_timer = self.conn.loop.call_later(
-                self.service.config.header_timeout, self._head_timeout)
         self.parser.feed(data)
         self._process()
 
@@ -184,30 +204,29 @@ class _HTTPConnection(Handler):
         self._process()
 
     def _process(self) -> None:
+        parser = self.parser
         while not self.busy and not self.closing:
             try:
-                event = self.parser.next_event()
+                event = parser.next_event()
             except RemoteProtocolError as exc:
-                self._cancel_head_timer()
+                self.deadline = 0.0
                 status = exc.reply_hint or 400
                 log.info("http: %s: %s (%d)", _peer(self.conn), exc, status)
                 self._error(status, close=True)
                 return
             if event is h.NEED_DATA:
+                if self.request is not None:
+                    self._watch("body")
+                elif parser.pending:
+                    self._watch("head")
                 return
-            if event is h.CLOSED or event is h.PAUSED:
-                self._end()
-                return
-            if isinstance(event, h.Request):
-                self._cancel_head_timer()
+            if event.__class__ is h.Request:
+                self.deadline = 0.0
                 self.request = event
                 self.started = time.monotonic()
-                # the same timer now guards the body (cancelled at its end)
-                self.head_timer = self.conn.loop.call_later(
-                    self.service.config.body_timeout, self._body_timeout)
                 if self.service.handler is not None:
                     self._start_app(event)
-            elif isinstance(event, h.Data):
+            elif event.__class__ is h.Data:
                 # the static server drops request bodies (so the next pipelined request can
                 # be parsed); an application gets them, with backpressure
                 if self.app_request is not None:
@@ -215,45 +234,70 @@ class _HTTPConnection(Handler):
                     if self.app_request.buffered >= 8 and not self.body_paused:
                         self.body_paused = True
                         self.conn.pause_reading()
-            elif isinstance(event, h.EndOfMessage):
-                self._cancel_head_timer()
+            elif event.__class__ is h.EndOfMessage:
+                self.deadline = 0.0
                 request, self.request = self.request, None
                 if self.app_request is not None:
                     self.app_request.finish()
                     self.busy = True  # the next request waits for this response
                 elif request is not None:
                     self._respond(request)
+            else:  # CLOSED or PAUSED
+                self._end()
+                return
 
     def _end(self) -> None:
         """No more requests on this connection: close once the queued bytes are out."""
         self.closing = True
+        self.deadline = 0.0
         self.conn.close()
 
-    def _cancel_head_timer(self) -> None:
-        if self.head_timer is not None:
-            self.head_timer.cancel()
-            self.head_timer = None
+    def _watch(self, phase: str) -> None:
+        """Start the head or body deadline, unless that phase's clock already runs."""
+        if self.deadline and self.deadline_phase == phase:
+            return
+        config = self.service.config
+        loop = self.conn.loop
+        self.deadline_phase = phase
+        self.deadline = loop.time() + (config.header_timeout if phase == "head"
+                                       else config.body_timeout)
+        timer = self.deadline_timer
+        if timer is not None and timer.when() > self.deadline:
+            timer.cancel()
+            timer = None
+        if timer is None:
+            self.deadline_timer = loop.call_at(self.deadline, self._deadline_passed)
 
-    def _head_timeout(self) -> None:
-        self.head_timer = None
-        log.info("http: %s: request head not received in %s s", _peer(self.conn),
-                 self.service.config.header_timeout)
-        self._error(408, close=True)
-
-    def _body_timeout(self) -> None:
-        self.head_timer = None
+    def _deadline_passed(self) -> None:
+        self.deadline_timer = None
+        if not self.deadline or self.closing:
+            return
+        loop = self.conn.loop
+        if loop.time() < self.deadline:  # a later request's deadline: wait for it
+            self.deadline_timer = loop.call_at(self.deadline, self._deadline_passed)
+            return
+        self.deadline = 0.0
+        config = self.service.config
+        if self.deadline_phase == "head":
+            log.info("http: %s: request head not received in %s s", _peer(self.conn),
+                     config.header_timeout)
+            self._error(408, close=True)
+            return
         log.info("http: %s: request body not received in %s s", _peer(self.conn),
-                 self.service.config.body_timeout)
+                 config.body_timeout)
         if self.app_request is None:
             self._error(408, close=True)
         else:  # the application may have answered already: just end the connection
             self.conn.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._cancel_head_timer()
+        self.deadline = 0.0
+        if self.deadline_timer is not None:
+            self.deadline_timer.cancel()
+            self.deadline_timer = None
         self.can_write.set()
         if self.app_request is not None:
-            self.app_request.disconnected.set()
+            self.app_request.disconnect()
         if self.app_task is not None and not self.app_task.done():
             self.app_task.cancel()
         if self.sending is not None:
@@ -282,13 +326,10 @@ class _HTTPConnection(Handler):
     # --- responses ---
 
     def _headers(self, status: int, fields: list[tuple[bytes, bytes]], close: bool) -> bytes:
-        lines = [_status_line(status), b"Date: ", _Date.now(), b"\r\nServer: ",
-                 self.service.config.server_name.encode(), b"\r\n"]
+        lines = [_status_line(status), self.service.date_server.now()]
         for name, value in fields:
-            lines += [name, b": ", value, b"\r\n"]
-        if close:
-            lines.append(b"Connection: close\r\n")
-        lines.append(b"\r\n")
+            lines += (name, b": ", value, b"\r\n")
+        lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
         return b"".join(lines)
 
     def _error(self, status: int, *, close: bool, request: h.Request | None = None,
@@ -390,53 +431,70 @@ class _HTTPConnection(Handler):
 
     def _start_app(self, request: h.Request) -> None:
         conn = self.conn
-        self.app_request = AppRequest(
+        self.app_request = app_request = AppRequest(
             request.method, request.target, request.headers, request.version, conn.peer,
             conn.local, on_consumed=self._body_consumed, max_body=self.service.config.max_body,
-            send_continue=lambda: conn.write(b"HTTP/1.1 100 Continue\r\n\r\n"))
-        run = self._run_asgi if self.service.config.app_type == "asgi" else self._run_app
-        self.app_task = conn.loop.create_task(run(request, self.app_request))
+            send_continue=self._send_continue)
+        close = not h.keep_alive(request.version, request.headers) or self.close_after
+        if self.service.config.app_type == "asgi":
+            run = _ASGICycle(self, request, app_request, close).run(self.service.handler)
+        else:
+            run = self._run_app(request, app_request, close)
+        self.app_task = conn.loop.create_task(run)
+
+    def _send_continue(self) -> None:
+        self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _body_consumed(self) -> None:
         if self.body_paused and self.app_request is not None and self.app_request.buffered < 4:
             self.body_paused = False
             self.conn.resume_reading()
 
-    async def _run_app(self, request: h.Request, app_request: AppRequest) -> None:
-        close = not h.keep_alive(request.version, request.headers) or self.close_after
-        status, sent = 500, 0
+    def _app_failed(self, request: h.Request, status: int, started: bool) -> None:
+        """The application failed or broke the protocol: 500 (or its error status) if
+        nothing was sent yet, else the connection is cut (a short body must not look
+        whole)."""
+        if started:
+            self.conn.abort()
+        else:
+            self._error(status, close=True, request=request)
+        self._app_done()
+
+    def _app_finished(self, request: h.Request, status: int, sent: int, close: bool) -> None:
+        self._log(request, status, sent)
+        assert self.app_request is not None
+        if close or not self.app_request.complete:
+            self._end()  # an unread request body cannot be skipped safely
+        self._app_done()
+
+    async def _run_app(self, request: h.Request, app_request: AppRequest, close: bool) -> None:
         try:
             assert self.service.handler is not None
             response = await self.service.handler(app_request)
         except RemoteProtocolError as exc:
-            status = exc.reply_hint or 400
-            self._error(status, close=True, request=request)
-            self._app_done()
+            self._app_failed(request, exc.reply_hint or 400, started=False)
             return
         except Exception:
             log.exception("http: the application failed on %s %s", request.method.decode(),
                           request.target.decode("latin-1"))
-            self._error(500, close=True, request=request)
-            self._app_done()
+            self._app_failed(request, 500, started=False)
             return
-        status = response.status
-        fields = [(n, v) for n, v in response.headers if n.lower() not in (
-            b"date", b"server", b"connection", b"transfer-encoding")]
+        status, sent = response.status, 0
+        fields = [(n, v) for n, v in response.headers if n.lower() not in _SERVER_FIELDS]
+        has_length = any(n.lower() == b"content-length" for n, _ in fields)
         head_only = request.method == b"HEAD" or status in (204, 304)
         try:
             if isinstance(response.body, bytes | bytearray):
-                if not any(n.lower() == b"content-length" for n, _ in fields):
+                if not has_length:
                     fields.append((b"Content-Length", b"%d" % len(response.body)))
-                body = b"" if head_only else bytes(response.body)
+                body = b"" if head_only else response.body
                 self.conn.write(self._headers(status, fields, close) + body)
                 sent = len(body)
             else:
-                chunked = request.version == b"1.1" and not any(
-                    n.lower() == b"content-length" for n, _ in fields)
+                chunked = request.version == b"1.1" and not has_length
                 if chunked and not head_only:
                     fields.append((b"Transfer-Encoding", b"chunked"))
-                close = close or (not chunked and not any(
-                    n.lower() == b"content-length" for n, _ in fields))
+                close = close or (not chunked and not has_length)
                 self.conn.write(self._headers(status, fields, close))
                 async for chunk in response.body:
                     if head_only or not chunk:
@@ -453,96 +511,7 @@ class _HTTPConnection(Handler):
                           request.target.decode("latin-1"))
             self.conn.abort()  # the head is out: a short body must not look complete
             return
-        self._log(request, status, sent)
-        if close or not app_request.complete:
-            self._end()  # an unread request body cannot be skipped safely
-        self._app_done()
-
-    async def _run_asgi(self, request: h.Request, app_request: AppRequest) -> None:
-        """ASGI 3 in the request's own task: `send` writes to the connection directly (no
-        queue, no second task), coalescing the head with the first body part."""
-        close = not h.keep_alive(request.version, request.headers) or self.close_after
-        head_only = request.method == b"HEAD"
-        body = app_request.stream()
-        st: dict[str, Any] = {"head": None, "started": False, "done": False, "chunked": False,
-                              "status": 500, "sent": 0, "body_done": False}
-
-        async def receive() -> dict[str, Any]:
-            if st["body_done"]:
-                await app_request.disconnected.wait()
-                return {"type": "http.disconnect"}
-            try:
-                chunk = await body.__anext__()
-            except StopAsyncIteration:
-                st["body_done"] = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            return {"type": "http.request", "body": chunk, "more_body": True}
-
-        async def send(message: dict[str, Any]) -> None:
-            nonlocal close
-            kind = message["type"]
-            if kind == "http.response.start":
-                if st["started"]:
-                    raise RuntimeError("http.response.start sent twice")
-                st["started"] = True
-                status = st["status"] = message["status"]
-                fields = [(bytes(n), bytes(v)) for n, v in message.get("headers", ())
-                          if bytes(n).lower() not in (b"date", b"server", b"connection",
-                                                      b"transfer-encoding")]
-                has_length = any(n.lower() == b"content-length" for n, _ in fields)
-                no_body = head_only or status in (204, 304) or status < 200
-                st["chunked"] = not has_length and not no_body and request.version == b"1.1"
-                if st["chunked"]:
-                    fields.append((b"Transfer-Encoding", b"chunked"))
-                close = close or (not has_length and not no_body and not st["chunked"])
-                st["no_body"] = no_body
-                st["head"] = self._headers(status, fields, close)
-            elif kind == "http.response.body":
-                if not st["started"] or st["done"]:
-                    raise RuntimeError("http.response.body outside a response")
-                data = bytes(message.get("body", b""))
-                more = message.get("more_body", False)
-                out = st.pop("head", None) or b""
-                if data and not st["no_body"]:
-                    out += h.encode_chunk(data) if st["chunked"] else data
-                    st["sent"] += len(data)
-                if not more:
-                    st["done"] = True
-                    if st["chunked"]:
-                        out += h.encode_last_chunk()
-                if out:
-                    self.conn.write(out)
-                if more:
-                    await self.can_write.wait()  # backpressure: the client reads slowly
-
-        try:
-            await self.service.handler(asgi_scope(app_request), receive, send)
-        except Exception:
-            where = f"{request.method.decode()} {request.target.decode('latin-1')}"
-            if st["done"]:  # e.g. Starlette sends its 500 page, then re-raises
-                log.exception("http: the application failed on %s (after its response)",
-                              where)
-            else:
-                log.exception("http: the application failed on %s", where)
-                if not st["started"]:
-                    self._error(500, close=True, request=request)
-                else:
-                    self.conn.abort()  # the head is out: a short body must not look whole
-                self._app_done()
-                return
-        if not st["done"]:
-            log.error("http: the application sent no complete response to %s",
-                      request.target.decode("latin-1"))
-            if st["started"]:
-                self.conn.abort()
-            else:
-                self._error(500, close=True, request=request)
-            self._app_done()
-            return
-        self._log(request, st["status"], st["sent"])
-        if close or not app_request.complete:
-            self._end()  # an unread request body cannot be skipped safely
-        self._app_done()
+        self._app_finished(request, status, sent, close)
 
     def _app_done(self) -> None:
         self.app_request = None
@@ -595,6 +564,115 @@ class _HTTPConnection(Handler):
             agent=agent, duration=f"{took:.3f}",
             method=request.method.decode() if request else "-",
             path=request.target.decode("latin-1") if request else "-"))
+
+
+class _ASGICycle:
+    """One request through an ASGI 3 application, in the request's own task: `send` writes
+    straight to the connection (no queue, no second task), the head coalesced with the
+    first body part."""
+
+    __slots__ = ("body", "body_done", "chunked", "chunks", "close", "done", "head", "no_body",
+                 "owner", "request", "sent", "started", "status")
+
+    def __init__(self, owner: _HTTPConnection, request: h.Request, app_request: AppRequest,
+                 close: bool) -> None:
+        self.owner, self.request, self.close = owner, request, close
+        self.body = app_request
+        self.chunks: AsyncIterator[bytes] | None = None  # the body, once the app reads it
+        self.head: bytes | None = None
+        self.started = self.done = self.chunked = self.no_body = self.body_done = False
+        self.status, self.sent = 500, 0
+
+    async def run(self, app: Any) -> None:
+        owner, request = self.owner, self.request
+        try:
+            await app(asgi_scope(self.body), self.receive, self.send)
+        except Exception:
+            where = f"{request.method.decode()} {request.target.decode('latin-1')}"
+            if not self.done:
+                log.exception("http: the application failed on %s", where)
+                owner._app_failed(request, 500, self.started)
+                return
+            # e.g. Starlette sends its 500 page, then re-raises
+            log.exception("http: the application failed on %s (after its response)", where)
+        if not self.done:
+            log.error("http: the application sent no complete response to %s",
+                      request.target.decode("latin-1"))
+            owner._app_failed(request, 500, self.started)
+            return
+        owner._app_finished(request, self.status, self.sent, self.close)
+
+    async def receive(self) -> dict[str, Any]:
+        if self.body_done:
+            await self.body.disconnected.wait()
+            return {"type": "http.disconnect"}
+        if self.chunks is None:
+            if self.body.complete and self.body.buffered == 1:  # no body: no generator
+                self.body_done = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            self.chunks = self.body.stream()
+        try:
+            chunk = await self.chunks.__anext__()
+        except StopAsyncIteration:
+            self.body_done = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return {"type": "http.request", "body": chunk, "more_body": True}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started or self.done:
+                raise RuntimeError("http.response.body outside a response")
+            data = message.get("body", b"")
+            more = message.get("more_body", False)
+            out = self.head or b""
+            self.head = None
+            if data and not self.no_body:
+                out += h.encode_chunk(data) if self.chunked else data
+                self.sent += len(data)
+            if not more:
+                self.done = True
+                if self.chunked:
+                    out += h.encode_last_chunk()
+            owner = self.owner
+            if out:
+                owner.conn.write(out)
+            if more:
+                await owner.can_write.wait()  # backpressure: the client reads slowly
+        elif kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.started = True
+            self.status = status = message["status"]
+            self.head = self._head(status, message.get("headers", ()))
+
+    def _head(self, status: int, headers: Any) -> bytes:
+        owner = self.owner
+        lines = [_status_line(status), owner.service.date_server.now()]
+        has_length = False
+        for name, value in headers:
+            key = name.lower()
+            if key in _SERVER_FIELDS:
+                continue
+            if key == b"content-length":
+                has_length = True
+            lines += (name, b": ", value, b"\r\n")
+        self.no_body = no_body = self.request.method == b"HEAD" or status in (204, 304) \
+            or status < 200
+        self.chunked = chunked = not has_length and not no_body and \
+            self.request.version == b"1.1"
+        if chunked:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        elif not has_length and not no_body:
+            self.close = True  # HTTP/1.0 without a length: the body ends with the connection
+        lines.append(b"Connection: close\r\n\r\n" if self.close else b"\r\n")
+        head = b"".join(lines)
+        # a CR or LF inside a name or value would split the response (header injection):
+        # the head must hold exactly one CRLF per line written above
+        crlfs = 3 + (len(lines) - 3) // 4 + chunked + (2 if self.close else 1)
+        if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
+            raise RuntimeError(f"CR or LF in a response header: {list(headers)!r}")
+        return head
 
 
 class _FileSender:
