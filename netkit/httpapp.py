@@ -48,7 +48,9 @@ class AppRequest:
         self.target = target
         path, _, query = target.partition(b"?")
         self.raw_path = path
-        self.path = urllib.parse.unquote(path.decode("latin-1"))
+        self.path = path.decode("latin-1")
+        if b"%" in path:
+            self.path = urllib.parse.unquote(self.path)
         self.query_string = query
         self.headers = headers
         self.version = version
@@ -60,7 +62,7 @@ class AppRequest:
         self._disconnected: asyncio.Event | bool = False
         self._on_consumed = on_consumed
         self._send_continue = send_continue
-        self._expect_continue = headers.get(b"expect") is not None and \
+        self._expect_continue = b"expect" in headers and \
             b"100-continue" in headers.tokens(b"expect")
         self._max_body = max_body
 

@@ -300,6 +300,24 @@ class Connection(asyncio.Protocol):
     def get_write_buffer_size(self) -> int:
         return self.transport.get_write_buffer_size() if self.transport else 0
 
+    def raw_fd(self) -> int | None:
+        """The socket's descriptor for a zero-copy write (os.sendfile) around the transport,
+        or None when that would be wrong: TLS, a closing connection, or bytes still queued
+        in the transport (they must go first). The caller writes nothing else meanwhile
+        and reports what it sent with `sent_around()`."""
+        transport = self.transport
+        if self._tls is not None or self._state != _OPEN or transport is None or \
+                transport.is_closing() or transport.get_write_buffer_size():
+            return None
+        sock = transport.get_extra_info("socket")
+        return None if sock is None else sock.fileno()
+
+    def sent_around(self, n: int) -> None:
+        """Count bytes written with `raw_fd()` (and keep the idle timer from firing)."""
+        self._last = self.loop.time()
+        self.counters.bytes_out += n
+        self.bytes_out += n
+
     def is_closing(self) -> bool:
         return self.transport is None or self.transport.is_closing()
 

@@ -47,3 +47,12 @@ async def bomb(request: AppRequest) -> AppResponse:
     import gzip
     return AppResponse(200, [(b"Content-Encoding", b"gzip")],
                        gzip.compress(b"\0" * (10 << 20)))
+
+
+async def injector(scope, receive, send):  # type: ignore[no-untyped-def]
+    """A raw ASGI app that tries to split its response with a CR LF in a header value."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"x-note", b"a\r\nSet-Cookie: stolen=1")]})
+    await send({"type": "http.response.body", "body": b"never\n"})

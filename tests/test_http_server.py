@@ -184,6 +184,31 @@ def test_asgi_app_with_starlette(asgi_server, tmp_path):
     assert curl(f"http://127.0.0.1:{port}/hello").stdout == b"hello world\n"  # still serving
 
 
+def test_asgi_request_body_over_the_limit_gets_413(spawn):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", "tests.apps:starlette_app",
+                          "--set", "http.max_body=1000"])
+    ((_, port),) = proc.listening(1)
+    url = f"http://127.0.0.1:{port}/echo"
+    # known from Content-Length: the app never runs
+    r = curl("-i", "--data-binary", "x" * 5000, url)
+    assert r.stdout.startswith(b"HTTP/1.1 413") and b"Connection: close" in r.stdout
+    # chunked: found out while the app reads; the server answers, not the app (no 500)
+    r = curl("-i", "-H", "Transfer-Encoding: chunked", "--data-binary", "x" * 5000, url)
+    assert r.stdout.startswith(b"HTTP/1.1 413")
+    assert b"Internal Server Error" not in r.stdout
+    r = curl("-i", "--data-binary", "x" * 1000, url)  # at the limit: fine
+    assert r.stdout.startswith(b"HTTP/1.1 200") and r.stdout.endswith(b"x" * 1000)
+
+
+def test_asgi_header_with_crlf_is_refused_not_sent(spawn):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", "tests.apps:injector"])
+    ((_, port),) = proc.listening(1)
+    r = curl("-i", f"http://127.0.0.1:{port}/")
+    assert r.stdout.startswith(b"HTTP/1.1 500")
+    assert b"stolen" not in r.stdout and b"never" not in r.stdout
+    proc.wait_for(r"CR or LF in a response header")
+
+
 def test_expect_100_continue(asgi_server):
     _, port = asgi_server
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -256,3 +281,59 @@ def test_every_smuggling_shape_over_a_real_socket(server, data, status, _message
     out = raw(port, data)
     assert out.startswith(b"HTTP/1.1 %d " % status), out[:80]
     assert b"Connection: close" in out.split(b"\r\n\r\n")[0]  # and the connection ends
+
+
+@pytest.mark.anyio
+async def test_large_files_go_out_with_sendfile_and_nothing_leaks(site, monkeypatch):
+    """In-process, to count os.sendfile calls: a slow reader forces the writability waits;
+    a reader that leaves mid-file must not leave the watched descriptor or the file open."""
+    import anyio
+
+    from netkit.config import Address
+    from netkit.servers import http as server_module
+
+    calls = []
+    real_sendfile = os.sendfile
+
+    def counting_sendfile(*args):  # type: ignore[no-untyped-def]
+        calls.append(args[2:])
+        return real_sendfile(*args)
+
+    monkeypatch.setattr(server_module.os, "sendfile", counting_sendfile)
+    service = server_module.HTTPService(server_module.Config(
+        root=site, listen=(Address("127.0.0.1", 0),)))
+    await service.server.listen(service.config.listen)
+    port = service.server.addresses[0].port
+    big = os.urandom(24 << 20)  # beyond what loopback socket buffers take in one call
+    (site / "huge.bin").write_bytes(big)
+    fds_before = len(os.listdir("/proc/self/fd"))
+
+    async def fetch(extra: bytes = b"", *, stop_after: int = 0) -> bytes:
+        async with await anyio.connect_tcp("127.0.0.1", port) as s:
+            await s.send(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n" + extra + b"\r\n")
+            out = b""
+            with anyio.fail_after(20):
+                while True:
+                    out += await s.receive(65536)
+                    head, _, body = out.partition(b"\r\n\r\n")
+                    if stop_after and len(body) >= stop_after:
+                        return out
+                    length = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
+                    if len(body) == length:
+                        return out
+                    await anyio.sleep(0.0002)  # read slowly: the socket buffer fills
+
+    try:
+        head, _, body = (await fetch()).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body == big
+        assert len(calls) > 1  # it waited for the slow reader at least once
+        calls.clear()
+        head, _, body = (await fetch(b"Range: bytes=1000-2999999\r\n")).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 206") and body == big[1000:3000000]
+        assert calls and calls[0][0] == 1000
+        await fetch(stop_after=100_000)  # leaves mid-file
+        with anyio.fail_after(5):
+            while len(os.listdir("/proc/self/fd")) > fds_before:
+                await anyio.sleep(0.01)
+    finally:
+        await service.drain(1)

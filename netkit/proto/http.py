@@ -66,6 +66,9 @@ class Headers:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __contains__(self, name: bytes) -> bool:
+        return bool(self.get_all(name)) if self._index is None else name.lower() in self._index
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._items == other._items
 
@@ -166,6 +169,11 @@ class Parser:
         self._eof = True
 
     @property
+    def body_length(self) -> int:
+        """Bytes of body still to come by Content-Length (0 for chunked or none)."""
+        return self._left if self._state == _LENGTH else 0
+
+    @property
     def pending(self) -> int:
         """Bytes received and not yet parsed (part of a head, say)."""
         return len(self._buf)
@@ -209,6 +217,8 @@ class Parser:
 
     def _head(self) -> object:
         buf = self._buf
+        if not buf and not self._eof:
+            return NEED_DATA  # between messages (keep-alive): the common case
         if self.role == "server":
             # RFC 9112 2.2: ignore at least one empty line before a request
             while buf.startswith(b"\r\n"):
