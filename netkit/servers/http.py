@@ -337,6 +337,43 @@ class _HTTPConnection(Handler):
         lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
         return b"".join(lines)
 
+    def _app_head(self, request: h.Request, status: int, fields: Any, close: bool,
+                  length: int | None) -> tuple[bytes, bool, bool, bool]:
+        """An application's response head: (head, chunked, close, no_body). Its Date,
+        Server, Connection and Transfer-Encoding fields are dropped (the server writes its
+        own); `length` is the body's size when known (Content-Length added if missing);
+        no length and HTTP/1.1: chunked; no length and HTTP/1.0: the body ends at close."""
+        lines = [_status_line(status), self.service.date_server.now()]
+        has_length = False
+        for name, value in fields:
+            key = name.lower()
+            if key in _SERVER_FIELDS:
+                continue
+            if key == b"content-length":
+                has_length = True
+            lines += (name, b": ", value, b"\r\n")
+        crlfs = 3 + (len(lines) - 2) // 4  # status, Date, Server, one per field
+        no_body = request.method == b"HEAD" or status in (204, 304) or status < 200
+        chunked = False
+        if not has_length and status not in (204, 304) and status >= 200:
+            if length is not None:
+                lines.append(b"Content-Length: %d\r\n" % length)
+                crlfs += 1
+            elif request.version == b"1.1":
+                chunked = not no_body
+                if chunked:
+                    lines.append(b"Transfer-Encoding: chunked\r\n")
+                    crlfs += 1
+            elif not no_body:
+                close = True  # HTTP/1.0 without a length: the body ends with the connection
+        lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
+        crlfs += 2 if close else 1
+        head = b"".join(lines)
+        # a CR or LF inside a name or value would split the response (header injection)
+        if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
+            raise RuntimeError(f"CR or LF in a response header: {list(fields)!r}")
+        return head, chunked, close, no_body
+
     def _error(self, status: int, *, close: bool, request: h.Request | None = None,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
         body = b"%d %s\n" % (status, h.REASONS.get(status, b""))
@@ -489,38 +526,37 @@ class _HTTPConnection(Handler):
                           request.target.decode("latin-1"))
             self._app_failed(request, 500, started=False)
             return
-        status, sent = response.status, 0
-        fields = [(n, v) for n, v in response.headers if n.lower() not in _SERVER_FIELDS]
-        has_length = any(n.lower() == b"content-length" for n, _ in fields)
-        head_only = request.method == b"HEAD" or status in (204, 304)
+        status, sent, body = response.status, 0, response.body
+        whole = isinstance(body, bytes | bytearray)
         try:
-            if isinstance(response.body, bytes | bytearray):
-                if not has_length:
-                    fields.append((b"Content-Length", b"%d" % len(response.body)))
-                body = b"" if head_only else response.body
-                self.conn.write(self._headers(status, fields, close) + body)
-                sent = len(body)
-            else:
-                chunked = request.version == b"1.1" and not has_length
-                if chunked and not head_only:
-                    fields.append((b"Transfer-Encoding", b"chunked"))
-                close = close or (not chunked and not has_length)
-                self.conn.write(self._headers(status, fields, close))
-                async for chunk in response.body:
-                    if head_only or not chunk:
+            head, chunked, close, no_body = self._app_head(
+                request, status, response.headers, close, len(body) if whole else None)
+        except Exception:
+            log.exception("http: the application's response to %s is invalid",
+                          request.target.decode("latin-1"))
+            self._app_failed(request, 500, started=False)
+            return
+        if whole:
+            self.conn.write(head if no_body else head + body)
+            sent = 0 if no_body else len(body)
+        else:
+            self.conn.write(head)
+            try:
+                async for chunk in body:
+                    if no_body or not chunk:
                         continue
                     self.conn.write(h.encode_chunk(chunk) if chunked else chunk)
                     sent += len(chunk)
                     await self.can_write.wait()  # backpressure: the client reads slowly
                     if self.conn.is_closing():
                         return
-                if chunked and not head_only:
-                    self.conn.write(h.encode_last_chunk())
-        except Exception:
-            log.exception("http: the application failed while sending %s",
-                          request.target.decode("latin-1"))
-            self.conn.abort()  # the head is out: a short body must not look complete
-            return
+            except Exception:
+                log.exception("http: the application failed while sending %s",
+                              request.target.decode("latin-1"))
+                self.conn.abort()  # the head is out: a short body must not look complete
+                return
+            if chunked:
+                self.conn.write(h.encode_last_chunk())
         self._app_finished(request, status, sent, close)
 
     def _app_done(self) -> None:
@@ -668,36 +704,9 @@ class _ASGICycle:
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             status = message["status"]
-            self.head = self._head(status, message.get("headers", ()))
+            self.head, self.chunked, self.close, self.no_body = self.owner._app_head(
+                self.request, status, message.get("headers", ()), self.close, None)
             self.started, self.status = True, status
-
-    def _head(self, status: int, headers: Any) -> bytes:
-        owner = self.owner
-        lines = [_status_line(status), owner.service.date_server.now()]
-        has_length = False
-        for name, value in headers:
-            key = name.lower()
-            if key in _SERVER_FIELDS:
-                continue
-            if key == b"content-length":
-                has_length = True
-            lines += (name, b": ", value, b"\r\n")
-        self.no_body = no_body = self.request.method == b"HEAD" or status in (204, 304) \
-            or status < 200
-        self.chunked = chunked = not has_length and not no_body and \
-            self.request.version == b"1.1"
-        if chunked:
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        elif not has_length and not no_body:
-            self.close = True  # HTTP/1.0 without a length: the body ends with the connection
-        lines.append(b"Connection: close\r\n\r\n" if self.close else b"\r\n")
-        head = b"".join(lines)
-        # a CR or LF inside a name or value would split the response (header injection):
-        # the head must hold exactly one CRLF per line written above
-        crlfs = 3 + (len(lines) - 3) // 4 + chunked + (2 if self.close else 1)
-        if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
-            raise RuntimeError(f"CR or LF in a response header: {list(headers)!r}")
-        return head
 
 
 class _FileSender:
