@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dnslib import EDNS0, QTYPE, RCODE, RR, DNSQuestion, DNSRecord
+from dnslib import QTYPE, RCODE
 
 from . import dnsexchange
+from .proto import dnsmsg
 from .proto.dns import (
     EDE,
     Cache,
@@ -36,6 +37,7 @@ from .proto.dns import (
     name_key,
     parse_root_hints,
 )
+from .proto.dnsmsg import Message, Record
 
 log = logging.getLogger("netkit.resolver")
 
@@ -52,8 +54,8 @@ STALE_TTL = 30  # RFC 8767 section 4: the TTL of a stale answer
 @dataclass
 class Result:
     rcode: int
-    answer: list[RR] = field(default_factory=list)
-    authority: list[RR] = field(default_factory=list)
+    answer: list[Record] = field(default_factory=list)
+    authority: list[Record] = field(default_factory=list)
     ede: tuple[int, str] | None = None
 
 
@@ -138,13 +140,12 @@ class Resolver:
         if not self.cache.stale_for:
             return None
         now = self.clock()
-        chain: list[RR] = []
+        chain: list[Record] = []
         name = qname
         for _ in range(MAX_CNAME_CHAIN + 1):
             entry = self.cache.get_stale(name, qtype, now) or self.cache.get(name, qtype, now)
             if entry is not None:
-                rrs = [RR(rr.rname, rr.rtype, rr.rclass, STALE_TTL, rr.rdata)
-                       for rr in entry.rrs]
+                rrs = [rr.with_ttl(STALE_TTL) for rr in entry.rrs]
                 why = failed.ede[1] if failed.ede else "resolution failed"
                 ede = (EDE.STALE_ANSWER, f"stale answer: {why}")
                 if entry.negative:
@@ -155,15 +156,15 @@ class Resolver:
             if cname is None:
                 return None
             rr = cname.rrs[0]
-            chain.append(RR(rr.rname, rr.rtype, rr.rclass, STALE_TTL, rr.rdata))
-            name = name_key(rr.rdata.label)
+            chain.append(rr.with_ttl(STALE_TTL))
+            name = rr.target
         return None
 
     # --- the iteration ---
 
     async def _resolve(self, qname: str, qtype: int, depth: int,
                        resolving: set[tuple[str, int]]) -> Result:
-        chain: list[RR] = []
+        chain: list[Record] = []
         name = qname
         seen = {name}
         for _ in range(MAX_CNAME_CHAIN + 1):
@@ -194,7 +195,7 @@ class Resolver:
                 assert cname is not None
                 chain.extend(outcome.answer)  # a DNAME that synthesised the CNAME
             chain.append(cname)
-            name = name_key(cname.rdata.label)
+            name = cname.target
             if name in seen:
                 raise Failure(EDE.INVALID_DATA, f"CNAME loop at {name}")
             seen.add(name)
@@ -254,18 +255,18 @@ class Resolver:
                 problems.append(f"{host}:{port}: {exc.strerror or exc}")
                 continue
             now = self.clock()
-            if response.header.rcode == RCODE.SERVFAIL:
+            if response.rcode == RCODE.SERVFAIL:
                 problems.append(f"{host}:{port}: SERVFAIL")
                 continue
-            groups: dict[tuple[str, int], list[RR]] = {}
-            for rr in response.rr:
-                groups.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
+            groups: dict[tuple[str, int], list[Record]] = {}
+            for rr in response.answer:
+                groups.setdefault((rr.name, rr.rtype), []).append(rr)
             for (owner, rtype), rrs in groups.items():
                 self.cache.put(owner, rtype, rrs, now)
-            if not response.rr:
-                soa = next((rr for rr in response.auth if rr.rtype == QTYPE.SOA), None)
-                self.cache.put_negative(name, qtype, response.header.rcode, soa, now)
-            return Result(response.header.rcode, list(response.rr), list(response.auth))
+            if not response.answer:
+                soa = next((rr for rr in response.authority if rr.rtype == QTYPE.SOA), None)
+                self.cache.put_negative(name, qtype, response.rcode, soa, now)
+            return Result(response.rcode, list(response.answer), list(response.authority))
         raise Failure(EDE.NO_REACHABLE_AUTHORITY,
                       "no forwarder answered: " + "; ".join(problems))
 
@@ -289,7 +290,7 @@ class Resolver:
                 result = await self._resolve(ns, QTYPE.A, depth + 1, resolving | {key})
             except Failure:
                 continue
-            found = [str(rr.rdata) for rr in result.answer if rr.rtype == QTYPE.A]
+            found = [rr.address for rr in result.answer if rr.rtype == QTYPE.A]
             if found:
                 return found
         return []
@@ -359,18 +360,25 @@ class Resolver:
         self.dead_until[server] = self.clock() + 60
 
     async def _query(self, server: str, name: str, qtype: int, *, port: int | None = None,
-                     rd: bool = False) -> DNSRecord:
+                     rd: bool = False) -> Message:
         self.upstream_queries += 1
         port = port or self.port
         if self.use_caps_for_id:
             # draft-vixie-dnsext-dns0x20: every letter's case is one more random bit
             name = "".join(c.upper() if self.rng.random() < 0.5 else c.lower() for c in name)
-        request = DNSRecord(q=DNSQuestion(name, qtype))
-        request.header.id = self.rng.randrange(65536)
-        request.header.rd = int(rd)
-        request.add_ar(EDNS0(udp_len=EDNS_SIZE))
-        response = await dnsexchange.udp(server, port, request, self.server_timeout,
-                                         exact_case=self.use_caps_for_id)
-        if response.header.tc:
-            response = await dnsexchange.tcp(server, port, request, self.server_timeout * 2)
+        query = dnsmsg.encode_query(self.rng.getrandbits(16), name, qtype, rd=rd,
+                                    edns_size=EDNS_SIZE)
+        data = await dnsexchange.udp(server, port, query, self.server_timeout,
+                                     exact_case=self.use_caps_for_id)
+        response = _parse(data, server)
+        if response.tc:
+            data = await dnsexchange.tcp(server, port, query, self.server_timeout * 2)
+            response = _parse(data, server)
         return response
+
+
+def _parse(data: bytes, server: str) -> Message:
+    try:
+        return dnsmsg.parse(data)
+    except dnsmsg.FormatError as exc:  # counted like a server that did not answer
+        raise OSError(f"malformed answer from {server}: {exc}") from None

@@ -80,5 +80,5 @@ def test_identical_concurrent_questions_make_one_upstream_query():
 
     results = asyncio.run(main())
     auth.close()
-    assert all(str(r.answer[0].rdata) == "192.0.2.7" for r in results)
+    assert all(r.answer[0].address == "192.0.2.7" for r in results)
     assert len(seen) == 1 and resolver.upstream_queries == 1

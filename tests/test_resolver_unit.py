@@ -2,30 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from dnslib import QTYPE, RCODE, RR, DNSRecord
 
-from netkit.dnsexchange import _Waiter
-from netkit.proto.dns import Cache, Kind, classify, minimised
+from netkit.dnsexchange import matches, question_end
+from netkit.proto import dnsmsg
+from netkit.proto.dns import Cache, Kind, minimised
+from netkit.proto.dns import classify as classify_message
+
+
+def classify(r: DNSRecord, qname: str, qtype: int, zone: str):  # type: ignore[no-untyped-def]
+    return classify_message(dnsmsg.parse(r.pack()), qname, qtype, zone)
+
+
+def record(text: str) -> dnsmsg.Record:
+    r = DNSRecord.question("x.test", "A").reply()
+    r.add_answer(*RR.fromZone(text))
+    return dnsmsg.parse(r.pack()).answer[0]
 
 
 def test_answers_must_match_id_question_and_with_0x20_the_case():
-    async def main() -> None:
-        q = DNSRecord.question("wWw.ExAmple.com", "A")
-        strict = _Waiter(q, exact_case=True)
-        wrong_id = q.reply()
-        wrong_id.header.id = (q.header.id + 1) % 65536
-        strict.datagram_received(wrong_id.pack(), ("127.0.0.1", 53))
-        wrong_case = DNSRecord.question("www.example.com", "A")
-        wrong_case.header.id = q.header.id
-        strict.datagram_received(wrong_case.reply().pack(), ("127.0.0.1", 53))
-        strict.datagram_received(b"garbage", ("127.0.0.1", 53))
-        assert not strict.done.done()
-        strict.datagram_received(q.reply().pack(), ("127.0.0.1", 53))
-        assert strict.done.done()
-
-    asyncio.run(main())
+    q = DNSRecord.question("wWw.ExAmple.com", "A")
+    query = q.pack()
+    end = question_end(query)
+    wrong_id = q.reply()
+    wrong_id.header.id = (q.header.id + 1) % 65536
+    assert not matches(query, wrong_id.pack(), end, exact_case=True)
+    wrong_case = DNSRecord.question("www.example.com", "A")
+    wrong_case.header.id = q.header.id
+    assert not matches(query, wrong_case.reply().pack(), end, exact_case=True)
+    assert matches(query, wrong_case.reply().pack(), end, exact_case=False)
+    assert not matches(query, b"garbage", end)
+    assert not matches(query, query, end)  # QR clear: a query, not an answer
+    other_type = DNSRecord.question("wWw.ExAmple.com", "AAAA")
+    other_type.header.id = q.header.id
+    assert not matches(query, other_type.reply().pack(), end)
+    assert matches(query, q.reply().pack(), end, exact_case=True)
 
 
 def test_out_of_bailiwick_records_are_ignored():
@@ -35,7 +46,7 @@ def test_out_of_bailiwick_records_are_ignored():
     r.add_answer(*RR.fromZone("www.example.com. 60 IN A 192.0.2.1"))
     r.add_answer(*RR.fromZone("www.bank.test. 60 IN A 198.51.100.66"))  # poison attempt
     out = classify(r, "www.example.com.", QTYPE.A, "example.com.")
-    assert out.kind is Kind.ANSWER and [str(rr.rname) for rr in out.answer] == ["www.example.com."]
+    assert out.kind is Kind.ANSWER and [rr.name for rr in out.answer] == ["www.example.com."]
     bad = q.reply()
     bad.add_answer(*RR.fromZone("www.example.com. 60 IN A 203.0.113.9"))
     # a server for another zone answering for this name is not believed
@@ -63,16 +74,15 @@ def test_upward_referral_is_lame():
 
 def test_cache_ttls_caps_lru_and_negative():
     cache = Cache(max_entries=2, max_ttl=100, min_ttl=5)
-    rr = RR.fromZone("a.test. 1000 IN A 192.0.2.1")
-    cache.put("a.test", QTYPE.A, rr, now=0)
+    cache.put("a.test", QTYPE.A, [record("a.test. 1000 IN A 192.0.2.1")], now=0)
     assert cache.get("a.test", QTYPE.A, 99) is not None
     assert cache.get("a.test", QTYPE.A, 100) is None  # capped at max_ttl
-    cache.put("b.test", QTYPE.A, RR.fromZone("b.test. 1 IN A 192.0.2.2"), now=0)
+    cache.put("b.test", QTYPE.A, [record("b.test. 1 IN A 192.0.2.2")], now=0)
     assert cache.get("b.test", QTYPE.A, 4) is not None  # floored at min_ttl
-    cache.put("c.test", QTYPE.A, RR.fromZone("c.test. 50 IN A 192.0.2.3"), now=0)
-    cache.put("d.test", QTYPE.A, RR.fromZone("d.test. 50 IN A 192.0.2.4"), now=0)
+    cache.put("c.test", QTYPE.A, [record("c.test. 50 IN A 192.0.2.3")], now=0)
+    cache.put("d.test", QTYPE.A, [record("d.test. 50 IN A 192.0.2.4")], now=0)
     assert len(cache.entries) == 2 and cache.get("b.test", QTYPE.A, 1) is None  # LRU
-    soa = RR.fromZone("test. 3600 IN SOA ns.test. a.test. 1 2 3 4 30")[0]
+    soa = record("test. 3600 IN SOA ns.test. a.test. 1 2 3 4 30")
     cache.put_negative("x.test", QTYPE.A, RCODE.NXDOMAIN, soa, now=0)
     entry = cache.get("x.test", QTYPE.A, 29)
     assert entry is not None and entry.negative and entry.rcode == RCODE.NXDOMAIN

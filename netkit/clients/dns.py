@@ -64,16 +64,18 @@ async def resolve(name: str, rdtype: str = "A", *,
                  for s in servers]
     request = DNSRecord(q=DNSQuestion(name, getattr(QTYPE, rdtype.upper())))
     request.header.id = _rng.randrange(65536)
+    request.header.rd = 1
     request.add_ar(EDNS0(udp_len=1232))
+    query = request.pack()
     problems = []
     for address in addresses:
         try:
             used_tcp = tcp
             exchange = dnsexchange.tcp if tcp else dnsexchange.udp
-            msg = await exchange(address.host, address.port, request, timeout)
+            msg = _parse(await exchange(address.host, address.port, query, timeout))
             if msg.header.tc and not tcp:
                 used_tcp = True
-                msg = await dnsexchange.tcp(address.host, address.port, request, timeout)
+                msg = _parse(await dnsexchange.tcp(address.host, address.port, query, timeout))
         except TimeoutError:
             problems.append((str(address), "timed out"))
             continue
@@ -86,6 +88,13 @@ async def resolve(name: str, rdtype: str = "A", *,
         raise ResolveTimeout(f"no answer for {name} {rdtype}: " +
                              "; ".join(f"{a}: {w}" for a, w in problems))
     raise ConnectError(f"no answer for {name} {rdtype}", problems)
+
+
+def _parse(data: bytes) -> DNSRecord:
+    try:
+        return DNSRecord.parse(data)
+    except Exception as exc:  # dnslib raises many kinds on garbage
+        raise OSError(f"malformed answer: {exc}") from None
 
 
 def _print_answer(answer: Answer) -> None:
@@ -109,8 +118,9 @@ async def trace(name: str, rdtype: str, hints: str, timeout: float) -> int:
                                    f"({', '.join(outcome.ns_names)})"
                                    f"{'' if outcome.glue else ', no glue'}",
             Kind.ANSWER: lambda: "answer: " + "; ".join(
-                f"{rr.rname} {rr.ttl} {QTYPE.get(rr.rtype)} {rr.rdata}" for rr in outcome.answer),
-            Kind.CNAME: lambda: f"CNAME {outcome.cname.rdata}" if outcome.cname else "CNAME",
+                f"{rr.name} {rr.ttl} {QTYPE.get(rr.rtype)} {rr.rdata_text()}"
+                for rr in outcome.answer),
+            Kind.CNAME: lambda: f"CNAME {outcome.cname.target}" if outcome.cname else "CNAME",
             Kind.NXDOMAIN: lambda: "NXDOMAIN",
             Kind.NODATA: lambda: "NODATA",
             Kind.LAME: lambda: f"lame ({outcome.why})",

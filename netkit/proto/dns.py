@@ -1,4 +1,4 @@
-"""Pieces of a recursive resolver over dnslib, with no sockets and no clock.
+"""Pieces of a recursive resolver, with no sockets and no clock.
 
 - `parse_root_hints`: the named.root zone-file format.
 - `Cache`: RRsets and negative answers (RFC 2308) with TTLs counted against a
@@ -15,7 +15,9 @@ import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from dnslib import CNAME, QTYPE, RCODE, RR, DNSLabel, DNSRecord
+from dnslib import QTYPE, RCODE, DNSLabel
+
+from .dnsmsg import CNAME, DNAME, NS, SOA, Message, Record, name_to_wire
 
 #: IANA's root servers (named.root, 2024): the default when no hints file is given.
 IANA_ROOT_HINTS = """
@@ -103,7 +105,7 @@ def parse_root_hints(text: str) -> list[tuple[str, str]]:
 @dataclass(slots=True)
 class CacheEntry:
     expires: float
-    rrs: list[RR]
+    rrs: list[Record]
     rcode: int = RCODE.NOERROR  # NXDOMAIN/NOERROR for negative entries (rrs then hold the SOA)
     negative: bool = False
     hits: int = 0
@@ -128,17 +130,17 @@ class Cache:
     def _ttl(self, ttl: int) -> int:
         return max(self.min_ttl, min(self.max_ttl, ttl))
 
-    def put(self, name: str, rtype: int, rrs: list[RR], now: float) -> None:
+    def put(self, name: str, rtype: int, rrs: list[Record], now: float) -> None:
         if not rrs:
             return
         ttl = self._ttl(min(rr.ttl for rr in rrs))
         self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, stored=now))
 
-    def put_negative(self, name: str, rtype: int, rcode: int, soa: RR | None,
+    def put_negative(self, name: str, rtype: int, rcode: int, soa: Record | None,
                      now: float) -> None:
         ttl = 0
         if soa is not None:
-            ttl = min(soa.ttl, soa.rdata.times[-1], self.max_negative_ttl)
+            ttl = min(soa.ttl, soa.soa_minimum, self.max_negative_ttl)
         ttl = self._ttl(ttl)
         self._store((name_key(name), rtype),
                     CacheEntry(now + ttl, [soa] if soa else [], rcode, True, stored=now))
@@ -169,7 +171,8 @@ class Cache:
             if e.expires + self.stale_for > now:
                 out.append({"name": name, "type": rtype, "expires": wall + (e.expires - now),
                             "rcode": e.rcode, "negative": e.negative,
-                            "rrs": [rr.toZone() for rr in e.rrs]})
+                            "rrs": [[rr.name, rr.rtype, rr.rclass, rr.ttl, rr.rdata.hex(),
+                                     rr.target] for rr in e.rrs]})
         return out
 
     def load(self, items: list[dict], now: float, wall: float) -> int:
@@ -180,8 +183,9 @@ class Cache:
             if left + self.stale_for <= 0:
                 continue
             try:
-                rrs = [RR.fromZone(text)[0] for text in item["rrs"]]
-            except Exception:  # a record dnslib cannot read back is skipped
+                rrs = [Record(name, rtype, rclass, ttl, bytes.fromhex(rdata), target)
+                       for name, rtype, rclass, ttl, rdata, target in item["rrs"]]
+            except (TypeError, ValueError):  # a file of an older format: skipped
                 continue
             self._store((item["name"], item["type"]),
                         CacheEntry(now + left, rrs, item["rcode"], item["negative"],
@@ -196,26 +200,10 @@ class Cache:
             return None
         return entry
 
-    def with_ttls(self, entry: CacheEntry, now: float) -> list[RR]:
+    def with_ttls(self, entry: CacheEntry, now: float) -> list[Record]:
         """The entry's records with TTLs counted down to what is left."""
         left = max(0, int(entry.expires - now))
-        out = []
-        for rr in entry.rrs:
-            copy = RR(rr.rname, rr.rtype, rr.rclass, min(rr.ttl, left), rr.rdata)
-            out.append(copy)
-        return out
-
-
-def _dname_target(rr: RR) -> str:
-    # dnslib parses DNAME rdata as opaque bytes: an uncompressed name (RFC 6672 2.5)
-    data = getattr(rr.rdata, "data", None)
-    if isinstance(data, bytes | bytearray):
-        labels, i = [], 0
-        while i < len(data) and data[i]:
-            labels.append(bytes(data[i + 1:i + 1 + data[i]]).decode("ascii", "replace"))
-            i += 1 + data[i]
-        return ".".join(labels) + "."
-    return str(getattr(rr.rdata, "label", rr.rdata))
+        return [rr.with_ttl(min(rr.ttl, left)) for rr in entry.rrs]
 
 
 # --- what a response means ----------------------------------------------------------------
@@ -232,9 +220,9 @@ class Kind(enum.Enum):
 @dataclass
 class Classified:
     kind: Kind
-    answer: list[RR] = field(default_factory=list)  # the RRset for (qname, qtype)
-    cname: RR | None = None
-    soa: RR | None = None
+    answer: list[Record] = field(default_factory=list)  # the RRset for (qname, qtype)
+    cname: Record | None = None
+    soa: Record | None = None
     zone: str = ""  # referral: the delegated zone
     ttl: int = 0  # referral: the NS RRset's TTL
     ns_names: list[str] = field(default_factory=list)
@@ -242,50 +230,56 @@ class Classified:
     why: str = ""
 
 
-def classify(response: DNSRecord, qname: str, qtype: int, zone: str) -> Classified:
-    """Interpret an authority's answer for (qname, qtype), asked of a server for `zone`."""
+def classify(response: Message, qname: str, qtype: int, zone: str) -> Classified:
+    """Interpret an authority's answer for (qname, qtype), asked of a server for `zone`.
+    Names are in key form already (dnsmsg), so they compare as they are."""
     qn = name_key(qname)
-    rcode = response.header.rcode
+    zone = name_key(zone)
+    rcode = response.rcode
     if rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
         return Classified(Kind.LAME, why=f"rcode {RCODE.get(rcode)}")
     # records outside the server's zone are never believed (anti-poisoning)
-    answers = [rr for rr in response.rr if in_bailiwick(rr.rname, zone)]
-    matching = [rr for rr in answers if name_key(rr.rname) == qn and
+    answers = [rr for rr in response.answer if _under(rr.name, zone)]
+    matching = [rr for rr in answers if rr.name == qn and
                 (rr.rtype == qtype or qtype == QTYPE.ANY)]
     if matching:
         return Classified(Kind.ANSWER, answer=matching)
-    dnames = [rr for rr in answers if rr.rtype == QTYPE.DNAME
-              and name_key(rr.rname) != qn and in_bailiwick(qn, rr.rname)]
-    cnames = [rr for rr in answers if name_key(rr.rname) == qn and rr.rtype == QTYPE.CNAME]
+    dnames = [rr for rr in answers if rr.rtype == DNAME and rr.name != qn
+              and _under(qn, rr.name)]
+    cnames = [rr for rr in answers if rr.name == qn and rr.rtype == CNAME]
     if dnames:
         # RFC 6672: the DNAME maps the whole subtree; the CNAME is synthesised here rather
         # than trusted from the server, and the DNAME goes into the answer before it
         dname = dnames[0]
-        owner = name_key(dname.rname)
-        target = qn[: -len(owner)] + name_key(_dname_target(dname))
-        cname = RR(qn, QTYPE.CNAME, ttl=dname.ttl, rdata=CNAME(target))
+        target = qn[: -len(dname.name)] + dname.target
+        cname = Record(qn, CNAME, 1, dname.ttl, name_to_wire(target), target)
         return Classified(Kind.CNAME, answer=[dname], cname=cname)
     if cnames:
         return Classified(Kind.CNAME, cname=cnames[0])
-    soas = [rr for rr in response.auth if rr.rtype == QTYPE.SOA and in_bailiwick(rr.rname, zone)
-            and in_bailiwick(qn, rr.rname)]
+    soas = [rr for rr in response.authority if rr.rtype == SOA and _under(rr.name, zone)
+            and _under(qn, rr.name)]
     if rcode == RCODE.NXDOMAIN:
         return Classified(Kind.NXDOMAIN, soa=soas[0] if soas else None)
-    ns = [rr for rr in response.auth if rr.rtype == QTYPE.NS]
+    ns = [rr for rr in response.authority if rr.rtype == NS]
     if ns and not soas:
-        cut = name_key(ns[0].rname)
-        if not in_bailiwick(qn, cut) or not in_bailiwick(cut, zone) or cut == name_key(zone):
+        cut = ns[0].name
+        if not _under(qn, cut) or not _under(cut, zone) or cut == zone:
             # a referral sideways or upwards: the server is lame for this zone
             return Classified(Kind.LAME, why=f"bad referral to {cut} from a server for {zone}")
-        names = [name_key(rr.rdata.label) for rr in ns if name_key(rr.rname) == cut]
+        names = [rr.target for rr in ns if rr.name == cut]
         glue: dict[str, list[str]] = {}
-        for rr in response.ar:
-            n = name_key(rr.rname)
+        for rr in response.additional:
+            n = rr.name
             # glue is believed only for names inside the zone that sent it
-            if rr.rtype in (QTYPE.A, QTYPE.AAAA) and n in names and in_bailiwick(n, zone):
-                glue.setdefault(n, []).append(str(rr.rdata))
+            if rr.rtype in (QTYPE.A, QTYPE.AAAA) and n in names and _under(n, zone):
+                glue.setdefault(n, []).append(rr.address)
         return Classified(Kind.REFERRAL, zone=cut, ns_names=names, glue=glue,
                           ttl=min(rr.ttl for rr in ns))
-    if not response.header.aa and not soas:
+    if not response.aa and not soas:
         return Classified(Kind.LAME, why="not authoritative and no referral")
     return Classified(Kind.NODATA, soa=soas[0] if soas else None)
+
+
+def _under(name: str, zone: str) -> bool:
+    """in_bailiwick for names already in key form."""
+    return zone == "." or name == zone or name.endswith("." + zone)

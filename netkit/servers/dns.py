@@ -23,14 +23,15 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
-from dnslib import EDNS0, QTYPE, RCODE, RD, RR, DNSRecord, EDNSOption
+from dnslib import EDNS0, QTYPE, RCODE, RD, RR, DNSRecord
 
 from ..cli import run_server
 from ..config import Address, Duration, Network, field
 from ..errors import ConfigError
+from ..proto import dnsmsg
 from ..proto.dns import IANA_ROOT_HINTS, Cache, in_bailiwick, name_key
 from ..proto.dnswire import AnswerCache, parse_question, wire_to_name
-from ..resolver import EDNS_SIZE, Resolver, Result
+from ..resolver import EDNS_SIZE, Resolver
 from ..transport import (
     Counters,
     DatagramEndpoint,
@@ -167,6 +168,7 @@ class DNSService:
                       stale_for=float(config.cache.serve_stale))
         self.resolver = _build_resolver(config, cache)
         self.local = _build_local(config)
+        self.local_names = {n for n, _ in self.local}
         self.answers = AnswerCache(config.cache.max_entries)
         self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last time)
         self._allowed: dict[str, bool] = {}
@@ -226,6 +228,7 @@ class DNSService:
         if config.listen != self.config.listen or config.cache != self.config.cache:
             log.warning("dns: listen and cache settings changed; restart to apply them")
         self.config, self.resolver, self.local = config, resolver, local
+        self.local_names = {n for n, _ in local}
         self._allowed.clear()
         self.buckets.clear()
         self.answers.entries.clear()  # answers may differ now (local records, forwards)
@@ -266,16 +269,16 @@ class DNSService:
         return False
 
     def fast_answer(self, data: bytes, client: str) -> tuple[bytes | None, tuple | None]:
-        """(answer from the wire cache or None, the key to store the answer under)."""
+        """(answer from the wire cache or None, the plain query's parsed question or None
+        when the query is not plain or the client not allowed: the slow path decides)."""
         q = parse_question(data)
         if q is None or not self.allowed_cached(client):
             return None, None
         qname, qtype, qend, has_opt = q
-        key = (qname, qtype, has_opt)
-        out = self.answers.answer(data, key, qend, time.monotonic())
+        out = self.answers.answer(data, (qname, qtype, has_opt), qend, time.monotonic())
         if self.answers.due:
             self._prefetch()
-        return out, key
+        return out, q
 
     def _prefetch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -288,16 +291,15 @@ class DNSService:
     async def _refresh(self, key: tuple[bytes, int, bool]) -> None:
         qname, qtype, has_opt = key
         name = wire_to_name(qname)
-        request = DNSRecord.question(name, QTYPE.get(qtype))
-        if has_opt:
-            request.add_ar(EDNS0(udp_len=EDNS_SIZE))
         # the resolver's own copy is near expiry too: drop it so the refresh asks upstream
         self.resolver.cache.entries.pop((name_key(name), qtype), None)
         result = await self.resolver.resolve(name, qtype)
         if result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) and result.ede is None:
-            data = _pack(_from_result(request, result), request, 65535)
+            question = qname + struct.pack("!HH", qtype, 1)
+            data = dnsmsg.encode_reply(0, 0x0100, question, result.rcode, result.answer,
+                                       result.authority, edns=has_opt)
             if not data[2] & 0x02:
-                self.answers.store(key, data, 12 + len(qname) + 4, time.monotonic())
+                self.answers.store(key, data, 12 + len(question), time.monotonic())
                 log.debug("dns: prefetched %s %s", name, QTYPE.get(qtype))
 
     def allowed(self, host: str) -> bool:
@@ -310,8 +312,18 @@ class DNSService:
         return any(addr in net for net in self.config.allow)
 
     def handle(self, data: bytes, client: str, reply: Any, max_size: int | None,
-               key: tuple | None = None) -> None:
-        """Parse, check, and answer `data` (reply(bytes) sends); max_size None means TCP."""
+               plain: tuple[bytes, int, int, bool] | None = None) -> None:
+        """Answer `data` (reply(bytes) sends); max_size None means TCP. `plain` is the
+        question of a plain query from an allowed client (`fast_answer`): unless a local
+        answer applies, it goes to the resolver without dnslib seeing it."""
+        if plain is not None and not self._maybe_local(plain[0], plain[1]):
+            qname, qtype, qend, has_opt = plain
+            edns_size = struct.unpack_from("!H", data, qend + 3)[0] if has_opt else 0
+            self._recurse_soon(_Query(
+                reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
+                data[12:qend], wire_to_name(qname), qtype, edns_size, has_opt, max_size,
+                (qname, qtype, has_opt)))
+            return
         try:
             request = DNSRecord.parse(data)
         except Exception:
@@ -340,8 +352,26 @@ class DNSService:
         if local is not None:
             reply(_pack(local, request, max_size))
             return
-        task = asyncio.get_running_loop().create_task(
-            self._recurse(request, reply, max_size, key))
+        q = request.q
+        opt = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+        try:
+            question = dnsmsg.name_to_wire(str(q.qname)) + struct.pack("!HH", q.qtype,
+                                                                       q.qclass)
+        except dnsmsg.FormatError:
+            self.stats["formerr"] += 1
+            reply(_error(request, RCODE.FORMERR))
+            return
+        self._recurse_soon(_Query(
+            reply, request.header.id, data[2] << 8 | data[3], question, name_key(q.qname),
+            q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
+
+    def _maybe_local(self, qname: bytes, qtype: int) -> bool:
+        """A plain query that a local answer may serve (ANY, localhost, [[dns.local]])."""
+        return qtype == QTYPE.ANY or qname.endswith(b"\x09localhost\x00") or \
+            (bool(self.local_names) and wire_to_name(qname) in self.local_names)
+
+    def _recurse_soon(self, query: _Query) -> None:
+        task = asyncio.get_running_loop().create_task(self._recurse(query))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -361,8 +391,7 @@ class DNSService:
             elif q.qtype == QTYPE.AAAA:
                 r.add_answer(*RR.fromZone(f"{qn} 86400 IN AAAA ::1"))
             return r
-        names = {n for n, _ in self.local}
-        if qn in names:
+        if qn in self.local_names:
             r = _reply(request)
             r.header.aa = 1
             rrs = self.local.get((qn, q.qtype)) or self.local.get((qn, QTYPE.CNAME), [])
@@ -370,20 +399,44 @@ class DNSService:
             return r
         return None
 
-    async def _recurse(self, request: DNSRecord, reply: Any, max_size: int | None,
-                       key: tuple | None) -> None:
-        q = request.q
-        result = await self.resolver.resolve(str(q.qname), q.qtype)
+    async def _recurse(self, query: _Query) -> None:
+        result = await self.resolver.resolve(query.qname, query.qtype)
         if result.rcode == RCODE.SERVFAIL:
             self.stats["servfail"] += 1
-            log.info("dns: SERVFAIL for %s %s: %s", q.qname, QTYPE.get(q.qtype),
+            log.info("dns: SERVFAIL for %s %s: %s", query.qname, QTYPE.get(query.qtype),
                      result.ede[1] if result.ede else "")
-        log.debug("dns: %s %s -> %s", q.qname, QTYPE.get(q.qtype), RCODE.get(result.rcode))
-        data = _pack(_from_result(request, result), request, max_size)
-        if key is not None and result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) \
+        if self.debug:
+            log.debug("dns: %s %s -> %s", query.qname, QTYPE.get(query.qtype),
+                      RCODE.get(result.rcode))
+        if query.max_size is None:
+            limit = 65535
+        elif query.edns:
+            limit = min(max(query.edns_size, 512), EDNS_SIZE)
+        else:
+            limit = 512
+        data = dnsmsg.encode_reply(query.ident, query.flags, query.question, result.rcode,
+                                   result.answer, result.authority, edns=query.edns,
+                                   ede=result.ede, max_size=limit)
+        if query.key is not None and result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) \
                 and not data[2] & 0x02:  # never a truncated answer
-            self.answers.store(key, data, 12 + len(key[0]) + 4, time.monotonic())
-        reply(data)
+            self.answers.store(query.key, data, 12 + len(query.question), time.monotonic())
+        query.reply(data)
+
+
+@dataclass(slots=True)
+class _Query:
+    """A query on its way to the resolver: what its reply needs."""
+
+    reply: Any
+    ident: int
+    flags: int
+    question: bytes  # as the client sent it (its letter case kept)
+    qname: str
+    qtype: int
+    edns_size: int
+    edns: bool
+    max_size: int | None  # None: TCP
+    key: tuple[bytes, int, bool] | None  # where the answer cache keeps the answer
 
 
 def _hinfo() -> RD:
@@ -411,18 +464,6 @@ def _bare_error(data: bytes, rcode: int) -> bytes:
     return struct.pack("!HHHHHH", ident, flags, 0, 0, 0, 0)
 
 
-def _from_result(request: DNSRecord, result: Result) -> DNSRecord:
-    r = _reply(request)
-    r.header.rcode = result.rcode
-    r.add_answer(*result.answer)
-    r.add_auth(*result.authority)
-    if result.ede is not None and request.ar:
-        code, text = result.ede
-        r.add_ar(EDNS0(udp_len=EDNS_SIZE, opts=[
-            EDNSOption(15, struct.pack("!H", int(code)) + text.encode()[:200])]))
-    return r
-
-
 def _pack(response: DNSRecord, request: DNSRecord, max_size: int | None) -> bytes:
     edns = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
     if edns is not None and not any(rr.rtype == QTYPE.OPT for rr in response.ar):
@@ -447,14 +488,14 @@ class _UDP(DatagramHandler):
         service = self.service
         if service.config.rate_limit and service.over_rate(addr[0]):
             return
-        out, key = service.fast_answer(data, addr[0])
-        if out is not None and key is not None and len(out) <= (1232 if key[2] else 512):
+        out, plain = service.fast_answer(data, addr[0])
+        if out is not None and plain is not None and len(out) <= (1232 if plain[3] else 512):
             endpoint.send(out, addr)
             if service.debug:
-                log.debug("dns: %s %s %s -> from cache", addr[0], wire_to_name(key[0]),
-                          QTYPE.get(key[1]))
+                log.debug("dns: %s %s %s -> from cache", addr[0], wire_to_name(plain[0]),
+                          QTYPE.get(plain[1]))
             return
-        service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535, key)
+        service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535, plain)
 
 
 class _TCP(Handler):
@@ -473,11 +514,11 @@ class _TCP(Handler):
             if len(self.buffer) < 2 + size:
                 return
             message, self.buffer = self.buffer[2:2 + size], self.buffer[2 + size:]
-            out, key = self.service.fast_answer(message, self.conn.peer[0])
+            out, plain = self.service.fast_answer(message, self.conn.peer[0])
             if out is not None:
                 self._send(out)
             else:
-                self.service.handle(message, self.conn.peer[0], self._send, None, key)
+                self.service.handle(message, self.conn.peer[0], self._send, None, plain)
 
     def _send(self, data: bytes) -> None:
         self.conn.write(struct.pack("!H", len(data)) + data)
