@@ -17,6 +17,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -79,7 +80,7 @@ class Resolver:
                  server_timeout: float = 0.8, total_timeout: float = 5.0,
                  query_private_authorities: bool = False,
                  clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None,
+                 rng: random.Random | _UrandomBits | None = None,
                  on_step: Callable[[str, str, str, int, Classified], None] | None = None,
                  qname_minimisation: bool = True,
                  use_caps_for_id: bool = False,
@@ -92,7 +93,7 @@ class Resolver:
         self.total_timeout = total_timeout
         self.query_private_authorities = query_private_authorities
         self.clock = clock
-        self.rng = rng or random.SystemRandom()
+        self.rng = rng or _UrandomBits()
         self.srtt: dict[str, float] = {}
         self.dead_until: dict[str, float] = {}
         self.delegations: dict[str, tuple[float, list[str]]] = {}
@@ -125,15 +126,21 @@ class Resolver:
             del self._inflight[key]
 
     async def _resolve_with_deadline(self, qname: str, qtype: int) -> Result:
+        # the deadline is passed down and every wait is cut to it (no timer of its own:
+        # one less per resolution on the cold path)
+        deadline = self.clock() + self.total_timeout
         try:
-            async with asyncio.timeout(self.total_timeout):
-                return await self._resolve(qname, qtype, 0, set())
+            return await self._resolve(qname, qtype, 0, set(), deadline)
         except Failure as exc:
             failed = Result(RCODE.SERVFAIL, ede=(exc.code, exc.text))
-        except TimeoutError:
-            failed = Result(RCODE.SERVFAIL, ede=(EDE.NO_REACHABLE_AUTHORITY,
-                                                 f"no answer within {self.total_timeout} s"))
         return self._stale(qname, qtype, failed) or failed
+
+    def _time_left(self, deadline: float) -> float:
+        left = deadline - self.clock()
+        if left <= 0:
+            raise Failure(EDE.NO_REACHABLE_AUTHORITY,
+                          f"no answer within {self.total_timeout} s")
+        return left
 
     def _stale(self, qname: str, qtype: int, failed: Result) -> Result | None:
         """RFC 8767: when resolution fails, an expired answer beats none (TTL 30, EDE 3)."""
@@ -163,14 +170,14 @@ class Resolver:
     # --- the iteration ---
 
     async def _resolve(self, qname: str, qtype: int, depth: int,
-                       resolving: set[tuple[str, int]]) -> Result:
+                       resolving: set[tuple[str, int]], deadline: float) -> Result:
         chain: list[Record] = []
         name = qname
         seen = {name}
         for _ in range(MAX_CNAME_CHAIN + 1):
             forwarders = self._forwarders(name) if self.forwards else None
             if forwarders is not None:
-                result = await self._forward(forwarders, name, qtype)
+                result = await self._forward(forwarders, name, qtype, deadline)
                 result.answer[:0] = chain
                 return result
             now = self.clock()
@@ -185,7 +192,7 @@ class Resolver:
             if cached_cname is not None:
                 cname = self.cache.with_ttls(cached_cname, now)[0]
             else:
-                outcome = await self._iterate(name, qtype, depth, resolving)
+                outcome = await self._iterate(name, qtype, depth, resolving, deadline)
                 if outcome.kind is not Kind.CNAME:
                     if outcome.kind is Kind.ANSWER:
                         return Result(RCODE.NOERROR, chain + outcome.answer)
@@ -202,12 +209,13 @@ class Resolver:
         raise Failure(EDE.INVALID_DATA, f"CNAME chain longer than {MAX_CNAME_CHAIN}")
 
     async def _iterate(self, name: str, qtype: int, depth: int,
-                       resolving: set[tuple[str, int]]) -> Classified:
+                       resolving: set[tuple[str, int]], deadline: float) -> Classified:
         zone, servers = self._closest(name)
         extra = 1  # labels below the zone cut that the next minimised question reveals
         for _ in range(MAX_REFERRALS + MAX_MINIMISE_STEPS):
             ask = minimised(name, zone, extra) if self.qname_minimisation else name
-            outcome = await self._ask(zone, servers, ask, qtype if ask == name else QTYPE.A)
+            outcome = await self._ask(zone, servers, ask, qtype if ask == name else QTYPE.A,
+                                      deadline)
             now = self.clock()
             if ask != name and outcome.kind is not Kind.REFERRAL:
                 if outcome.kind is Kind.NXDOMAIN:
@@ -230,7 +238,7 @@ class Resolver:
             # a referral: find the new zone's servers' addresses, with glue or without
             addresses = [a for n in outcome.ns_names for a in outcome.glue.get(n, [])]
             if not addresses:
-                addresses = await self._glueless(outcome, depth, resolving)
+                addresses = await self._glueless(outcome, depth, resolving, deadline)
             if not addresses:
                 raise Failure(EDE.NO_REACHABLE_AUTHORITY,
                               f"no address for any server of {outcome.zone} "
@@ -242,13 +250,15 @@ class Resolver:
             zone, servers, extra = outcome.zone, addresses, 1
         raise Failure(EDE.OTHER, f"more than {MAX_REFERRALS} referrals for {name}")
 
-    async def _forward(self, servers: list[tuple[str, int]], name: str, qtype: int) -> Result:
+    async def _forward(self, servers: list[tuple[str, int]], name: str, qtype: int,
+                       deadline: float) -> Result:
         """A forward zone: ask its servers to recurse (RD=1) and take their answer."""
         problems = []
         for host, port in servers:
             try:
-                response = await self._query(host, name, qtype, port=port, rd=True)
+                response = await self._query(host, name, qtype, deadline, port=port, rd=True)
             except TimeoutError:
+                self._time_left(deadline)  # the whole resolution's time is up: say so
                 problems.append(f"{host}:{port}: timed out")
                 continue
             except OSError as exc:
@@ -258,15 +268,20 @@ class Resolver:
             if response.rcode == RCODE.SERVFAIL:
                 problems.append(f"{host}:{port}: SERVFAIL")
                 continue
+            try:
+                authority = response.authority
+            except dnsmsg.FormatError as exc:
+                problems.append(f"{host}:{port}: malformed answer: {exc}")
+                continue
             groups: dict[tuple[str, int], list[Record]] = {}
             for rr in response.answer:
                 groups.setdefault((rr.name, rr.rtype), []).append(rr)
             for (owner, rtype), rrs in groups.items():
                 self.cache.put(owner, rtype, rrs, now)
             if not response.answer:
-                soa = next((rr for rr in response.authority if rr.rtype == QTYPE.SOA), None)
+                soa = next((rr for rr in authority if rr.rtype == QTYPE.SOA), None)
                 self.cache.put_negative(name, qtype, response.rcode, soa, now)
-            return Result(response.rcode, list(response.answer), list(response.authority))
+            return Result(response.rcode, list(response.answer), list(authority))
         raise Failure(EDE.NO_REACHABLE_AUTHORITY,
                       "no forwarder answered: " + "; ".join(problems))
 
@@ -278,7 +293,7 @@ class Resolver:
         return best[1] if best else None
 
     async def _glueless(self, referral: Classified, depth: int,
-                        resolving: set[tuple[str, int]]) -> list[str]:
+                        resolving: set[tuple[str, int]], deadline: float) -> list[str]:
         if depth >= MAX_GLUELESS_DEPTH:
             raise Failure(EDE.OTHER, f"glueless delegations nested deeper than "
                                      f"{MAX_GLUELESS_DEPTH} at {referral.zone}")
@@ -287,7 +302,8 @@ class Resolver:
             if key in resolving:
                 continue  # a delegation loop: this name is already being looked up
             try:
-                result = await self._resolve(ns, QTYPE.A, depth + 1, resolving | {key})
+                result = await self._resolve(ns, QTYPE.A, depth + 1, resolving | {key},
+                                             deadline)
             except Failure:
                 continue
             found = [rr.address for rr in result.answer if rr.rtype == QTYPE.A]
@@ -312,9 +328,10 @@ class Resolver:
         alive = [s for s in servers if self.dead_until.get(s, 0) <= now]
         # unknown servers get a small random RTT so each is tried before settling
         return sorted(alive or servers,
-                      key=lambda s: self.srtt.get(s, 0.05 + self.rng.random() * 0.01))
+                      key=lambda s: self.srtt.get(s, 0.05 + random.random() * 0.01))
 
-    async def _ask(self, zone: str, servers: list[str], name: str, qtype: int) -> Classified:
+    async def _ask(self, zone: str, servers: list[str], name: str, qtype: int,
+                   deadline: float) -> Classified:
         problems: list[str] = []
         for server in self._order(servers):
             if not self._may_query(server):
@@ -322,8 +339,9 @@ class Resolver:
                 continue
             t0 = self.clock()
             try:
-                response = await self._query(server, name, qtype)
+                response = await self._query(server, name, qtype, deadline)
             except TimeoutError:
+                self._time_left(deadline)  # the whole resolution's time is up: say so
                 self._penalise(server)
                 problems.append(f"{server}: timed out")
                 continue
@@ -335,7 +353,11 @@ class Resolver:
             self._forget_servers_if_too_many()
             old = self.srtt.get(server)
             self.srtt[server] = rtt if old is None else 0.7 * old + 0.3 * rtt
-            outcome = classify(response, name, qtype, zone)
+            try:
+                outcome = classify(response, name, qtype, zone)
+            except dnsmsg.FormatError as exc:  # in a section parsed only now
+                problems.append(f"{server}: malformed answer: {exc}")
+                continue
             if self.on_step is not None:
                 self.on_step(zone, server, name, qtype, outcome)
             if outcome.kind is Kind.LAME:
@@ -359,8 +381,8 @@ class Resolver:
         self.srtt[server] = max(self.srtt.get(server, 0.1) * 2, self.server_timeout)
         self.dead_until[server] = self.clock() + 60
 
-    async def _query(self, server: str, name: str, qtype: int, *, port: int | None = None,
-                     rd: bool = False) -> Message:
+    async def _query(self, server: str, name: str, qtype: int, deadline: float, *,
+                     port: int | None = None, rd: bool = False) -> Message:
         self.upstream_queries += 1
         port = port or self.port
         if self.use_caps_for_id:
@@ -368,13 +390,35 @@ class Resolver:
             name = "".join(c.upper() if self.rng.random() < 0.5 else c.lower() for c in name)
         query = dnsmsg.encode_query(self.rng.getrandbits(16), name, qtype, rd=rd,
                                     edns_size=EDNS_SIZE)
-        data = await dnsexchange.udp(server, port, query, self.server_timeout,
+        timeout = min(self.server_timeout, self._time_left(deadline))
+        data = await dnsexchange.udp(server, port, query, timeout,
                                      exact_case=self.use_caps_for_id)
         response = _parse(data, server)
         if response.tc:
-            data = await dnsexchange.tcp(server, port, query, self.server_timeout * 2)
+            timeout = min(self.server_timeout * 2, self._time_left(deadline))
+            data = await dnsexchange.tcp(server, port, query, timeout)
             response = _parse(data, server)
         return response
+
+
+class _UrandomBits:
+    """Unpredictable query IDs and 0x20 bits (RFC 5452) from os.urandom, read 4 KiB at a
+    time: SystemRandom makes a system call per ID."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def getrandbits(self, k: int) -> int:
+        n = (k + 7) // 8
+        if self._at + n > len(self._pool):
+            self._pool, self._at = os.urandom(4096), 0
+        value = int.from_bytes(self._pool[self._at:self._at + n], "big")
+        self._at += n
+        return value >> (n * 8 - k)
+
+    def random(self) -> float:
+        return self.getrandbits(53) / (1 << 53)
 
 
 def _parse(data: bytes, server: str) -> Message:

@@ -21,7 +21,6 @@ import functools
 import re
 import socket
 import struct
-from dataclasses import dataclass, field
 
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
@@ -93,18 +92,58 @@ class Record:
         return f"Record({self.to_zone()!r})"
 
 
-@dataclass(slots=True)
 class Message:
-    id: int
-    flags: int
-    qname: str  # key form
-    qtype: int
-    qclass: int
-    question: bytes  # the question section as sent (letter case kept: 0x20 checks it)
-    answer: list[Record] = field(default_factory=list)
-    authority: list[Record] = field(default_factory=list)
-    additional: list[Record] = field(default_factory=list)  # OPT not included
-    edns_size: int = 0  # the OPT's UDP size; 0 when there was no OPT
+    """A parsed message. The authority and additional sections are parsed when first
+    looked at (`parse` has checked that they are there): an answer that settles the
+    question never needs them."""
+
+    __slots__ = ("_additional", "_authority", "_data", "_edns_size", "_rest", "answer",
+                 "flags", "id", "qclass", "qname", "qtype", "question")
+
+    def __init__(self, ident: int, flags: int, qname: str, qtype: int, qclass: int,
+                 question: bytes) -> None:
+        self.id = ident
+        self.flags = flags
+        self.qname = qname  # key form
+        self.qtype = qtype
+        self.qclass = qclass
+        self.question = question  # as sent (letter case kept: 0x20 checks it)
+        self.answer: list[Record] = []
+        self._authority: list[Record] | None = None
+        self._additional: list[Record] = []  # OPT not included
+        self._edns_size = 0
+        self._data = b""
+        self._rest = (0, 0, 0)  # offset of the authority section, and the two counts
+
+    @property
+    def authority(self) -> list[Record]:
+        if self._authority is None:
+            self._parse_rest()
+        assert self._authority is not None
+        return self._authority
+
+    @property
+    def additional(self) -> list[Record]:
+        if self._authority is None:
+            self._parse_rest()
+        return self._additional
+
+    @property
+    def edns_size(self) -> int:
+        """The OPT record's UDP size; 0 when there was none."""
+        if self._authority is None:
+            self._parse_rest()
+        return self._edns_size
+
+    def _parse_rest(self) -> None:
+        i, ns, ar = self._rest
+        authority: list[Record] = []
+        for _ in range(ns):
+            i = _read_record(self._data, i, authority, self)
+        for _ in range(ar):
+            i = _read_record(self._data, i, self._additional, self)
+        self._authority = authority
+        self._data = b""
 
     @property
     def rcode(self) -> int:
@@ -223,7 +262,9 @@ def _unescape_labels(text: str) -> list[bytes]:
 # --- parsing -------------------------------------------------------------------------------
 
 def parse(data: bytes) -> Message:
-    """A whole message with exactly one question (what every answer to us has)."""
+    """A whole message with exactly one question (what every answer to us has). The
+    authority and additional sections are walked here (so a malformed message fails
+    now, not later) but turned into records only when asked for."""
     try:
         ident, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
     except struct.error:
@@ -236,12 +277,39 @@ def parse(data: bytes) -> Message:
     qtype, qclass = _QUESTION_FIXED.unpack_from(data, i)
     msg = Message(ident, flags, qname, qtype, qclass, data[12:i + 4])
     i += 4
-    for section, count in ((msg.answer, an), (msg.authority, ns), (msg.additional, ar)):
-        for _ in range(count):
-            i = _read_record(data, i, section, msg)
+    for _ in range(an):
+        i = _read_record(data, i, msg.answer, msg)
+    msg._data, msg._rest = data, (i, ns, ar)
+    for _ in range(ns + ar):
+        i = _skip_record(data, i)
     if i != len(data):
         raise FormatError("bytes after the last record")
     return msg
+
+
+def _skip_record(data: bytes, i: int) -> int:
+    """The offset after the record at i, checking only its framing (names inside RDATA
+    are checked when the record is parsed)."""
+    end = len(data)
+    while True:
+        if i >= end:
+            raise FormatError("name runs past the end of the message")
+        n = data[i]
+        if n == 0:
+            i += 1
+            break
+        if n >= 0xC0:
+            i += 2
+            break
+        if n > 63:
+            raise FormatError(f"label type {n >> 6} is not supported")
+        i += 1 + n
+    if i + 10 > end:
+        raise FormatError("truncated record")
+    i += 10 + int.from_bytes(data[i + 8:i + 10], "big")
+    if i > end:
+        raise FormatError("RDATA runs past the end")
+    return i
 
 
 def _read_record(data: bytes, i: int, section: list[Record], msg: Message) -> int:
@@ -254,12 +322,14 @@ def _read_record(data: bytes, i: int, section: list[Record], msg: Message) -> in
     if end > len(data):
         raise FormatError("RDATA runs past the end")
     if rtype == OPT:
-        msg.edns_size = rclass
+        msg._edns_size = rclass
         return end
     if ttl > 0x7FFFFFFF:
         ttl = 0  # RFC 2181 8: a TTL with the top bit set is zero
     layout = _NAMES_IN_RDATA.get(rtype)
     if layout is None:
+        if (rtype == A and length != 4) or (rtype == AAAA and length != 16):
+            raise FormatError("an address record of the wrong size")
         section.append(Record(name, rtype, rclass, ttl, data[i:end]))
         return end
     fixed, count = layout
