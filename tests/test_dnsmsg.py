@@ -93,3 +93,13 @@ def test_mutated_answers_only_raise_format_error(data):
                 _ = rr.address  # glue and answers are read as addresses
     except dnsmsg.FormatError:
         pass
+
+
+def test_reply_ttl_offsets_are_where_the_cache_would_find_them():
+    from netkit.proto.dnswire import ttl_offsets
+
+    msg = dnsmsg.parse(reply(*ZONE_LINES))
+    offsets: list[int] = []
+    out = dnsmsg.encode_reply(1, 0, msg.question, 0, msg.answer, msg.authority, edns=True,
+                              ttl_offsets=offsets)
+    assert offsets == ttl_offsets(out, 12 + len(msg.question)) and len(offsets) == 10

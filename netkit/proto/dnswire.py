@@ -117,12 +117,15 @@ class AnswerCache:
         self.due: list[tuple[bytes, int, bool]] = []  # popular answers near expiry: refresh
 
     def store(self, key: tuple[bytes, int, bool], message: bytes, question_end: int,
-              now: float) -> None:
+              now: float, offsets: list[int] | None = None) -> None:
+        """Keep `message` (a whole answer) for `key`; `offsets` are its TTLs' offsets when
+        the caller built it and knows them, else they are found here."""
         if self.max_entries <= 0:
             return
-        offsets = ttl_offsets(message, question_end)
         if offsets is None:
-            return
+            offsets = ttl_offsets(message, question_end)
+            if offsets is None:
+                return
         ttls = [(off - question_end, struct.unpack_from("!I", message, off)[0])
                 for off in offsets]
         lifetime = min((t for _, t in ttls), default=0)

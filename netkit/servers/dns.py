@@ -414,12 +414,14 @@ class DNSService:
             limit = min(max(query.edns_size, 512), EDNS_SIZE)
         else:
             limit = 512
+        offsets: list[int] = []
         data = dnsmsg.encode_reply(query.ident, query.flags, query.question, result.rcode,
                                    result.answer, result.authority, edns=query.edns,
-                                   ede=result.ede, max_size=limit)
+                                   ede=result.ede, max_size=limit, ttl_offsets=offsets)
         if query.key is not None and result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) \
                 and not data[2] & 0x02:  # never a truncated answer
-            self.answers.store(query.key, data, 12 + len(query.question), time.monotonic())
+            self.answers.store(query.key, data, 12 + len(query.question), time.monotonic(),
+                               offsets)
         query.reply(data)
 
 
