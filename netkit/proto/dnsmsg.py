@@ -277,8 +277,13 @@ def parse(data: bytes) -> Message:
     qtype, qclass = _QUESTION_FIXED.unpack_from(data, i)
     msg = Message(ident, flags, qname, qtype, qclass, data[12:i + 4])
     i += 4
+    # answers nearly always name their owner by a bare pointer to the question's name
+    pointer = b"\xc0\x0c"
     for _ in range(an):
-        i = _read_record(data, i, msg.answer, msg)
+        if data[i:i + 2] == pointer:
+            i = _read_record(data, i, msg.answer, msg, qname)
+        else:
+            i = _read_record(data, i, msg.answer, msg)
     msg._data, msg._rest = data, (i, ns, ar)
     for _ in range(ns + ar):
         i = _skip_record(data, i)
@@ -312,8 +317,12 @@ def _skip_record(data: bytes, i: int) -> int:
     return i
 
 
-def _read_record(data: bytes, i: int, section: list[Record], msg: Message) -> int:
-    name, i = read_name(data, i)
+def _read_record(data: bytes, i: int, section: list[Record], msg: Message,
+                 owner: str = "") -> int:
+    if owner:  # the caller saw a pointer to a name it already has
+        name, i = owner, i + 2
+    else:
+        name, i = read_name(data, i)
     if i + 10 > len(data):
         raise FormatError("truncated record")
     rtype, rclass, ttl, length = _RR_FIXED.unpack_from(data, i)
