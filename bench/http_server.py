@@ -109,8 +109,6 @@ def main() -> int:
     report("http-native-vs-uvicorn", rates["netkit-native"], rates["uvicorn"], "req/s")
     report("http-native-vs-aiohttp", rates["netkit-native"], rates["aiohttp"], "req/s")
     report("http-static-1mib-vs-nginx", rates["netkit-static"], rates["nginx"], "MiB/s")
-    report("http-static-1mib-vs-nginx-per-cpu", per_cpu["netkit-static"], per_cpu["nginx"],
-           "MiB/cpu-s")
     return 0
 
 
