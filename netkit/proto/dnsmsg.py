@@ -292,27 +292,30 @@ def parse(data: bytes) -> Message:
     return msg
 
 
-def _skip_record(data: bytes, i: int) -> int:
-    """The offset after the record at i, checking only its framing (names inside RDATA
-    are checked when the record is parsed)."""
+def skip_name(data: bytes, i: int) -> int:
+    """The offset after the name written at i (its labels, up to a root or a pointer)."""
     end = len(data)
     while True:
         if i >= end:
             raise FormatError("name runs past the end of the message")
         n = data[i]
         if n == 0:
-            i += 1
-            break
+            return i + 1
         if n >= 0xC0:
-            i += 2
-            break
+            return i + 2
         if n > 63:
             raise FormatError(f"label type {n >> 6} is not supported")
         i += 1 + n
-    if i + 10 > end:
+
+
+def _skip_record(data: bytes, i: int) -> int:
+    """The offset after the record at i, checking only its framing (names inside RDATA
+    are checked when the record is parsed)."""
+    i = skip_name(data, i)
+    if i + 10 > len(data):
         raise FormatError("truncated record")
     i += 10 + int.from_bytes(data[i + 8:i + 10], "big")
-    if i > end:
+    if i > len(data):
         raise FormatError("RDATA runs past the end")
     return i
 

@@ -15,6 +15,8 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from .dnsmsg import FormatError, skip_name
+
 _HEADER = struct.Struct("!HHHHHH")
 #: Prefetch (Unbound: prefetch) an answer hit at least twice once it is in the last
 #: tenth of its lifetime, so popular names never expire in front of a client.
@@ -77,21 +79,13 @@ def ttl_offsets(message: bytes, question_end: int) -> list[int] | None:
         i = question_end
         out = []
         for _ in range(an + ns + ar):
-            while True:  # the owner name
-                n = message[i]
-                if n == 0:
-                    i += 1
-                    break
-                if n & 0xC0 == 0xC0:
-                    i += 2
-                    break
-                i += 1 + n
+            i = skip_name(message, i)  # the owner name
             rtype, _, _, rdlength = struct.unpack_from("!HHIH", message, i)
             if rtype != 41:
                 out.append(i + 4)
             i += 10 + rdlength
         return out if i == len(message) else None
-    except (IndexError, struct.error):
+    except (FormatError, struct.error):
         return None
 
 
