@@ -62,7 +62,7 @@ class AppRequest:
         self._disconnected: asyncio.Event | bool = False
         self._on_consumed = on_consumed
         self._send_continue = send_continue
-        self._expect_continue = b"expect" in headers and \
+        self._expect_continue = headers.has(b"expect") and \
             b"100-continue" in headers.tokens(b"expect")
         self._max_body = max_body
 

@@ -56,9 +56,11 @@ class Headers:
 
     __slots__ = ("_index", "_items")
 
-    def __init__(self, items: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(self, items: list[tuple[bytes, bytes]] | None = None,
+                 index: dict[bytes, list[bytes]] | None = None) -> None:
         self._items = items or []
-        self._index: dict[bytes, list[bytes]] | None = None  # lower-case name -> values
+        # lower-case name -> values: built on the first lookup, or handed in by the parser
+        self._index = index
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._items)
@@ -67,7 +69,12 @@ class Headers:
         return len(self._items)
 
     def __contains__(self, name: bytes) -> bool:
-        return bool(self.get_all(name)) if self._index is None else name.lower() in self._index
+        return self.has(name.lower())
+
+    def has(self, lower_name: bytes) -> bool:
+        """`lower_name in headers`, for a name already in lower case (no lower() per call)."""
+        index = self._index
+        return lower_name in index if index is not None else bool(self.get_all(lower_name))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._items == other._items
@@ -436,9 +443,7 @@ def _parse_fields(lines: list[bytes], first: int = 0) -> Headers:
             index[key] = [value]
         else:
             values.append(value)
-    headers = Headers(items)
-    headers._index = index
-    return headers
+    return Headers(items, index)
 
 
 def _field_error(line: bytes) -> None:

@@ -124,6 +124,7 @@ class HTTPService:
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits)
         self.handler = _load_handler(config)
         self.date_server = _DateServerLines(config.server_name)
+        self.access_logged = access_log.isEnabledFor(logging.INFO)  # checked per request
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         await self.server.listen(self.config.listen, presets=presets)
@@ -132,6 +133,7 @@ class HTTPService:
     def reload(self, config: Config) -> None:
         self.handler = _load_handler(config)
         self.date_server = _DateServerLines(config.server_name)
+        self.access_logged = access_log.isEnabledFor(logging.INFO)
         self.config = config
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
         self.server.limits = config.limits
@@ -228,7 +230,8 @@ class _HTTPConnection(Handler):
             if event.__class__ is h.Request:
                 self.deadline = 0.0
                 self.request = event
-                self.started = time.monotonic()
+                if self.service.access_logged:  # the duration field
+                    self.started = time.monotonic()
                 if self.service.handler is not None:
                     self._start_app(event)
             elif event.__class__ is h.Data:
@@ -508,7 +511,8 @@ class _HTTPConnection(Handler):
         self._app_done()
 
     def _app_finished(self, request: h.Request, status: int, sent: int, close: bool) -> None:
-        self._log(request, status, sent)
+        if self.service.access_logged:
+            self._log(request, status, sent)
         assert self.app_request is not None
         if close or not self.app_request.complete:
             self._end()  # an unread request body cannot be skipped safely
@@ -594,7 +598,7 @@ class _HTTPConnection(Handler):
             self._process()  # a pipelined request may be waiting
 
     def _log(self, request: h.Request | None, status: int, size: int) -> None:
-        if not access_log.isEnabledFor(logging.INFO):
+        if not self.service.access_logged:
             return
         host = self.conn.peer[0] or "-"
         line = "-" if request is None else \
