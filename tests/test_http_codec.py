@@ -281,3 +281,17 @@ def test_same_result_as_h11_where_both_accept(method, path, fields, body, chunke
     assert [(n.lower(), v) for n, v in our_req.headers] == list(h_req.headers)
     assert b"".join(e.data for e in ours if isinstance(e, Data)) == \
         b"".join(bytes(e.data) for e in theirs if isinstance(e, h11.Data))
+
+
+def test_bodiless_requests_can_end_with_their_head():
+    p = Parser("server")
+    p.feed(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nPOST /b HTTP/1.1\r\nHost: x\r\n"
+           b"Content-Length: 2\r\n\r\nhiGET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert isinstance(p.next_event(), Request) and p.end_if_bodiless()
+    post = p.next_event()
+    assert post.target == b"/b" and not p.end_if_bodiless()  # a body follows: events go on
+    assert p.next_event() == Data(b"hi") and isinstance(p.next_event(), EndOfMessage)
+    assert p.next_event().target == b"/c" and p.end_if_bodiless()
+    assert p.idle and p.next_event() is NEED_DATA
+    p.feed_eof()
+    assert not p.idle and p.next_event() is CLOSED

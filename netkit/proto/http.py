@@ -175,6 +175,20 @@ class Parser:
     def feed_eof(self) -> None:
         self._eof = True
 
+    def end_if_bodiless(self) -> bool:
+        """Right after a head: True when the message has no body, which then counts as
+        over (no EndOfMessage event follows): the common GET, one event instead of two."""
+        if self._state == _LENGTH and self._left == 0:
+            self._state = _HEAD
+            return True
+        return False
+
+    @property
+    def idle(self) -> bool:
+        """Between messages with nothing buffered and no EOF: next_event() would only
+        say NEED_DATA."""
+        return not self._buf and not self._eof and self._state == _HEAD
+
     @property
     def body_length(self) -> int:
         """Bytes of body still to come by Content-Length (0 for chunked or none)."""

@@ -234,6 +234,8 @@ class _HTTPConnection(Handler):
                     self.started = time.monotonic()
                 if self.service.handler is not None:
                     self._start_app(event)
+                if not self.closing and parser.end_if_bodiless():
+                    self._request_complete()
             elif event.__class__ is h.Data:
                 # the static server drops request bodies (so the next pipelined request can
                 # be parsed); an application gets them, with backpressure
@@ -243,16 +245,20 @@ class _HTTPConnection(Handler):
                         self.body_paused = True
                         self.conn.pause_reading()
             elif event.__class__ is h.EndOfMessage:
-                self.deadline = 0.0
-                request, self.request = self.request, None
-                if self.app_request is not None:
-                    self.app_request.finish()
-                    self.busy = True  # the next request waits for this response
-                elif request is not None:
-                    self._respond(request)
+                self._request_complete()
             else:  # CLOSED or PAUSED
                 self._end()
                 return
+
+    def _request_complete(self) -> None:
+        """The whole request (head and body) is in."""
+        self.deadline = 0.0
+        request, self.request = self.request, None
+        if self.app_request is not None:
+            self.app_request.finish()
+            self.busy = True  # the next request waits for this response
+        elif request is not None:
+            self._respond(request)
 
     def _end(self) -> None:
         """No more requests on this connection: close once the queued bytes are out."""
@@ -570,8 +576,8 @@ class _HTTPConnection(Handler):
             self.body_paused = False
             self.conn.resume_reading()
         self.busy = False
-        if not self.closing:
-            self._process()
+        if not self.closing and not self.parser.idle:
+            self._process()  # a pipelined request (or EOF) is waiting
 
     def _listing(self, request: h.Request, path: Path, close: bool) -> None:
         names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
