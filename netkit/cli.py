@@ -36,7 +36,7 @@ from . import log as log_mod
 from .config import Address
 from .errors import ConfigError
 from .transport import SocketPresets
-from .tuning import keep_freed_memory
+from .tuning import calm_gc, keep_freed_memory
 
 log = logging.getLogger("netkit")
 
@@ -139,6 +139,7 @@ def run_server(module: ModuleType, argv: list[str] | None = None) -> int:
 def _serve(module: ModuleType, args: argparse.Namespace, config: Any,
            presets: SocketPresets) -> int:
     keep_freed_memory()
+    calm_gc()
     try:
         return anyio.run(_lifecycle, module, args, config, presets, backend="asyncio",
                          backend_options={"use_uvloop": args.loop == "uvloop"})

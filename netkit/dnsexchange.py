@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import _socket
 import asyncio
+import heapq
+import select
 import socket
 import struct
+from collections.abc import Callable
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: a socket non-blocking from birth
 
@@ -38,14 +41,76 @@ def question_end(query: bytes) -> int:
     return i + 5
 
 
+class _InFlight:
+    """Every UDP question in flight on one event loop: their sockets watched through one
+    epoll descriptor that the loop watches (registered once), their deadlines in a heap
+    under one timer. Per question that is one epoll_ctl (closing a socket drops it from
+    epoll by itself) where the loop's add_reader/remove_reader and call_later made six
+    system calls and three handles: 7-10% of the resolver's cold path (py-spy)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.epoll = select.epoll()
+        self.waiting: dict[int, Callable[[], None]] = {}  # socket fd -> its reader
+        self.deadlines: list[tuple[float, int, asyncio.Future[bytes]]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
+        self.serial = 0  # orders equal deadlines in the heap
+        loop.add_reader(self.epoll.fileno(), self._ready)
+
+    def add(self, fd: int, reader: Callable[[], None], done: asyncio.Future[bytes],
+            timeout: float) -> None:
+        self.epoll.register(fd, select.EPOLLIN)
+        self.waiting[fd] = reader
+        deadline = self.loop.time() + timeout
+        self.serial += 1
+        heapq.heappush(self.deadlines, (deadline, self.serial, done))
+        if self.timer is None or deadline < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer, self.timer_at = self.loop.call_at(deadline, self._expire), deadline
+
+    def remove(self, fd: int) -> None:
+        # the socket is closed right after: epoll forgets it then, no call needed here
+        del self.waiting[fd]
+
+    def _ready(self) -> None:
+        for fd, _ in self.epoll.poll(0):
+            reader = self.waiting.get(fd)
+            if reader is not None:
+                reader()
+
+    def _expire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        heap = self.deadlines
+        while heap and heap[0][0] <= now:
+            done = heapq.heappop(heap)[2]
+            if not done.done():
+                done.set_exception(TimeoutError())
+        if heap:  # answered questions stay in the heap until their deadline: cheap
+            self.timer, self.timer_at = self.loop.call_at(heap[0][0], self._expire), heap[0][0]
+
+
+_in_flight: _InFlight | None = None
+
+
+def _in_flight_on(loop: asyncio.AbstractEventLoop) -> _InFlight:
+    global _in_flight
+    if _in_flight is None or _in_flight.loop is not loop:
+        if _in_flight is not None and _in_flight.loop.is_closed():
+            _in_flight.epoll.close()
+        _in_flight = _InFlight(loop)
+    return _in_flight
+
+
 async def udp(server: str, port: int, query: bytes, timeout: float, *,
               exact_case: bool = False) -> bytes:
     """Send over UDP and wait for the matching answer; TimeoutError or OSError."""
     loop = asyncio.get_running_loop()
+    in_flight = _in_flight_on(loop)
     # the C socket object, without socket.socket's Python layer (a few us a query), made
-    # non-blocking at birth (no ioctl); it is watched directly (add_reader), not wrapped
-    # in a datagram transport: 32 us a query against 46 us with
-    # create_datagram_endpoint(sock=...) (uvloop)
+    # non-blocking at birth (no ioctl)
     sock = _socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET,
                           socket.SOCK_DGRAM | _NONBLOCK)
     try:
@@ -71,18 +136,12 @@ async def udp(server: str, port: int, query: bytes, timeout: float, *,
             if matches(query, data, end, exact_case):
                 done.set_result(data)
 
-    def expired() -> None:
-        if not done.done():
-            done.set_exception(TimeoutError())
-
     fd = sock.fileno()
-    loop.add_reader(fd, readable)
-    timer = loop.call_later(timeout, expired)
+    in_flight.add(fd, readable, done, timeout)
     try:
         return await done
     finally:
-        timer.cancel()
-        loop.remove_reader(fd)
+        in_flight.remove(fd)
         sock.close()
 
 

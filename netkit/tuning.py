@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger("netkit")
@@ -35,3 +36,14 @@ def keep_freed_memory(mmap_threshold: int = 4 << 20, trim_threshold: int = 64 <<
         mallopt(_M_TRIM_THRESHOLD, trim_threshold))
     log.debug("malloc tuning %s", "applied" if ok else "refused")
     return ok
+
+
+def calm_gc(young: int = 20_000) -> None:
+    """Collect the young generation every `young` allocations (CPython: 700), after moving
+    everything alive at start-up out of the collector's sight (gc.freeze). A server
+    makes many short-lived objects per request; py-spy showed the collector walking
+    them for 2-3% of the DNS cold path. Reference cycles are still collected, in
+    larger batches."""
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(young, older, oldest)

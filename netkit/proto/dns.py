@@ -15,9 +15,22 @@ import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, DNSLabel
+from dnslib import RCODE, DNSLabel
 
-from .dnsmsg import CNAME, DNAME, NS, SOA, Message, Record, name_to_wire
+from .dnsmsg import (
+    AAAA,
+    ANY,
+    CNAME,
+    DNAME,
+    NOERROR,
+    NS,
+    NXDOMAIN,
+    SOA,
+    A,
+    Message,
+    Record,
+    name_to_wire,
+)
 
 #: IANA's root servers (named.root, 2024): the default when no hints file is given.
 IANA_ROOT_HINTS = """
@@ -236,12 +249,12 @@ def classify(response: Message, qname: str, qtype: int, zone: str) -> Classified
     qn = name_key(qname)
     zone = name_key(zone)
     rcode = response.rcode
-    if rcode not in (RCODE.NOERROR, RCODE.NXDOMAIN):
+    if rcode not in (NOERROR, NXDOMAIN):
         return Classified(Kind.LAME, why=f"rcode {RCODE.get(rcode)}")
     # records outside the server's zone are never believed (anti-poisoning)
     answers = [rr for rr in response.answer if _under(rr.name, zone)]
     matching = [rr for rr in answers if rr.name == qn and
-                (rr.rtype == qtype or qtype == QTYPE.ANY)]
+                (rr.rtype == qtype or qtype == ANY)]
     if matching:
         return Classified(Kind.ANSWER, answer=matching)
     dnames = [rr for rr in answers if rr.rtype == DNAME and rr.name != qn
@@ -258,7 +271,7 @@ def classify(response: Message, qname: str, qtype: int, zone: str) -> Classified
         return Classified(Kind.CNAME, cname=cnames[0])
     soas = [rr for rr in response.authority if rr.rtype == SOA and _under(rr.name, zone)
             and _under(qn, rr.name)]
-    if rcode == RCODE.NXDOMAIN:
+    if rcode == NXDOMAIN:
         return Classified(Kind.NXDOMAIN, soa=soas[0] if soas else None)
     ns = [rr for rr in response.authority if rr.rtype == NS]
     if ns and not soas:
@@ -271,7 +284,7 @@ def classify(response: Message, qname: str, qtype: int, zone: str) -> Classified
         for rr in response.additional:
             n = rr.name
             # glue is believed only for names inside the zone that sent it
-            if rr.rtype in (QTYPE.A, QTYPE.AAAA) and n in names and _under(n, zone):
+            if rr.rtype in (A, AAAA) and n in names and _under(n, zone):
                 glue.setdefault(n, []).append(rr.address)
         return Classified(Kind.REFERRAL, zone=cut, ns_names=names, glue=glue,
                           ttl=min(rr.ttl for rr in ns))

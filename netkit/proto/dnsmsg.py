@@ -26,7 +26,10 @@ _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")
 _QUESTION_FIXED = struct.Struct("!HH")
 
-A, NS, CNAME, SOA, PTR, MX, AAAA, SRV, DNAME, OPT = 1, 2, 5, 6, 12, 15, 28, 33, 39, 41
+# types and rcodes as plain ints: dnslib's QTYPE.A is a Python-level attribute lookup
+# (Bimap.__getattr__), which the cold path paid a dozen times a query
+A, NS, CNAME, SOA, PTR, MX, AAAA, SRV, DNAME, OPT, ANY = 1, 2, 5, 6, 12, 15, 28, 33, 39, 41, 255
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 #: where each name-bearing type keeps its names: (fixed bytes before the name, names)
 _NAMES_IN_RDATA = {NS: (0, 1), CNAME: (0, 1), PTR: (0, 1), DNAME: (0, 1), MX: (2, 1),
                    SRV: (6, 1), SOA: (0, 2)}

@@ -23,8 +23,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from dnslib import QTYPE, RCODE
-
 from . import dnsmsg
 from .dns import (
     EDE,
@@ -36,7 +34,7 @@ from .dns import (
     minimised,
     name_key,
 )
-from .dnsmsg import Message, Record
+from .dnsmsg import CNAME, NOERROR, NXDOMAIN, SERVFAIL, SOA, A, Message, Record
 
 MAX_CNAME_CHAIN = 16
 MAX_REFERRALS = 30
@@ -135,7 +133,7 @@ class Recursion:
         try:
             return (yield from self._resolve(qname, qtype, 0, set(), run))
         except Failure as exc:
-            failed = Result(RCODE.SERVFAIL, ede=(exc.code, exc.text))
+            failed = Result(SERVFAIL, ede=(exc.code, exc.text))
         return self._stale(qname, qtype, failed, run.now) or failed
 
     def _time_left(self, run: _Run) -> float:
@@ -159,9 +157,9 @@ class Recursion:
                 ede = (EDE.STALE_ANSWER, f"stale answer: {why}")
                 if entry.negative:
                     return Result(entry.rcode, chain, rrs, ede)
-                return Result(RCODE.NOERROR, chain + rrs, ede=ede)
-            cname = self.cache.get_stale(name, QTYPE.CNAME, now) or \
-                self.cache.get(name, QTYPE.CNAME, now)
+                return Result(NOERROR, chain + rrs, ede=ede)
+            cname = self.cache.get_stale(name, CNAME, now) or \
+                self.cache.get(name, CNAME, now)
             if cname is None:
                 return None
             rr = cname.rrs[0]
@@ -188,8 +186,8 @@ class Recursion:
                 rrs = self.cache.with_ttls(hit, now)
                 if hit.negative:
                     return Result(hit.rcode, chain, rrs)
-                return Result(RCODE.NOERROR, chain + rrs)
-            cached_cname = self.cache.get(name, QTYPE.CNAME, now) if qtype != QTYPE.CNAME \
+                return Result(NOERROR, chain + rrs)
+            cached_cname = self.cache.get(name, CNAME, now) if qtype != CNAME \
                 else None
             if cached_cname is not None:
                 cname = self.cache.with_ttls(cached_cname, now)[0]
@@ -197,8 +195,8 @@ class Recursion:
                 outcome = yield from self._iterate(name, qtype, depth, resolving, run)
                 if outcome.kind is not Kind.CNAME:
                     if outcome.kind is Kind.ANSWER:
-                        return Result(RCODE.NOERROR, chain + outcome.answer)
-                    rcode = RCODE.NXDOMAIN if outcome.kind is Kind.NXDOMAIN else RCODE.NOERROR
+                        return Result(NOERROR, chain + outcome.answer)
+                    rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
                     return Result(rcode, chain, [outcome.soa] if outcome.soa else [])
                 cname = outcome.cname
                 assert cname is not None
@@ -217,12 +215,12 @@ class Recursion:
         for _ in range(MAX_REFERRALS + MAX_MINIMISE_STEPS):
             ask = minimised(name, zone, extra) if self.qname_minimisation else name
             outcome = yield from self._ask(zone, servers, ask,
-                                           qtype if ask == name else QTYPE.A, run)
+                                           qtype if ask == name else A, run)
             now = run.now
             if ask != name and outcome.kind is not Kind.REFERRAL:
                 if outcome.kind is Kind.NXDOMAIN:
                     # RFC 8020: nothing exists below a name that does not exist
-                    self.cache.put_negative(name, qtype, RCODE.NXDOMAIN, outcome.soa, now)
+                    self.cache.put_negative(name, qtype, NXDOMAIN, outcome.soa, now)
                     return outcome
                 extra += 1  # the name exists here (or is an empty non-terminal): go deeper
                 continue
@@ -231,10 +229,10 @@ class Recursion:
                 return outcome
             if outcome.kind is Kind.CNAME:
                 assert outcome.cname is not None
-                self.cache.put(name, QTYPE.CNAME, [outcome.cname], now)
+                self.cache.put(name, CNAME, [outcome.cname], now)
                 return outcome
             if outcome.kind in (Kind.NXDOMAIN, Kind.NODATA):
-                rcode = RCODE.NXDOMAIN if outcome.kind is Kind.NXDOMAIN else RCODE.NOERROR
+                rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
                 self.cache.put_negative(name, qtype, rcode, outcome.soa, now)
                 return outcome
             # a referral: find the new zone's servers' addresses, with glue or without
@@ -262,7 +260,7 @@ class Recursion:
                 problems.append(f"{host}:{port}: {run.error}")
                 continue
             now = run.now
-            if response.rcode == RCODE.SERVFAIL:
+            if response.rcode == SERVFAIL:
                 problems.append(f"{host}:{port}: SERVFAIL")
                 continue
             try:
@@ -276,7 +274,7 @@ class Recursion:
             for (owner, rtype), rrs in groups.items():
                 self.cache.put(owner, rtype, rrs, now)
             if not response.answer:
-                soa = next((rr for rr in authority if rr.rtype == QTYPE.SOA), None)
+                soa = next((rr for rr in authority if rr.rtype == SOA), None)
                 self.cache.put_negative(name, qtype, response.rcode, soa, now)
             return Result(response.rcode, list(response.answer), list(authority))
         raise Failure(EDE.NO_REACHABLE_AUTHORITY,
@@ -295,15 +293,15 @@ class Recursion:
             raise Failure(EDE.OTHER, f"glueless delegations nested deeper than "
                                      f"{MAX_GLUELESS_DEPTH} at {referral.zone}")
         for ns in referral.ns_names:
-            key = (ns, QTYPE.A)
+            key = (ns, A)
             if key in resolving:
                 continue  # a delegation loop: this name is already being looked up
             try:
-                result = yield from self._resolve(ns, QTYPE.A, depth + 1, resolving | {key},
+                result = yield from self._resolve(ns, A, depth + 1, resolving | {key},
                                                   run)
             except Failure:
                 continue
-            found = [rr.address for rr in result.answer if rr.rtype == QTYPE.A]
+            found = [rr.address for rr in result.answer if rr.rtype == A]
             if found:
                 return found
         return []

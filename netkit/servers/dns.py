@@ -367,7 +367,7 @@ class DNSService:
 
     def _maybe_local(self, qname: bytes, qtype: int) -> bool:
         """A plain query that a local answer may serve (ANY, localhost, [[dns.local]])."""
-        return qtype == QTYPE.ANY or qname.endswith(b"\x09localhost\x00") or \
+        return qtype == dnsmsg.ANY or qname.endswith(b"\x09localhost\x00") or \
             (bool(self.local_names) and wire_to_name(qname) in self.local_names)
 
     def _recurse_soon(self, query: _Query) -> None:
@@ -401,7 +401,7 @@ class DNSService:
 
     async def _recurse(self, query: _Query) -> None:
         result = await self.resolver.resolve(query.qname, query.qtype)
-        if result.rcode == RCODE.SERVFAIL:
+        if result.rcode == dnsmsg.SERVFAIL:
             self.stats["servfail"] += 1
             log.info("dns: SERVFAIL for %s %s: %s", query.qname, QTYPE.get(query.qtype),
                      result.ede[1] if result.ede else "")
@@ -418,7 +418,7 @@ class DNSService:
         data = dnsmsg.encode_reply(query.ident, query.flags, query.question, result.rcode,
                                    result.answer, result.authority, edns=query.edns,
                                    ede=result.ede, max_size=limit, ttl_offsets=offsets)
-        if query.key is not None and result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) \
+        if query.key is not None and result.rcode in (dnsmsg.NOERROR, dnsmsg.NXDOMAIN) \
                 and not data[2] & 0x02:  # never a truncated answer
             self.answers.store(query.key, data, 12 + len(query.question), time.monotonic(),
                                offsets)
