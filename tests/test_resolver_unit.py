@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from dnslib import QTYPE, RCODE, RR, DNSRecord
 
 from netkit.dnsexchange import matches, question_end
@@ -95,3 +97,45 @@ def test_minimised_names():
     assert minimised("a.b.example.com.", "com.", 1) == "example.com."
     assert minimised("a.b.example.com.", "example.com.", 2) == "a.b.example.com."
     assert minimised("example.com.", "example.com.", 1) == "example.com."
+
+
+def test_udp_exchanges_share_one_watcher_and_keep_their_own_deadlines():
+    import os
+    import socket
+    import time
+
+    import pytest
+
+    from netkit import dnsexchange
+
+    async def main() -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))  # reads nothing, answers nothing
+        port = silent.getsockname()[1]
+        closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+        closed.close()  # nothing listens there: ICMP port unreachable
+        q = DNSRecord.question("www.example.com", "A").pack()
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionRefusedError):
+            await dnsexchange.udp("127.0.0.1", closed_port, q, 2.0)
+        assert time.monotonic() - t0 < 1.5  # refused at once, not after the timeout
+        fds = len(os.listdir("/proc/self/fd"))  # the loop's watcher made by now
+
+        async def timed(timeout: float) -> float:
+            with pytest.raises(TimeoutError):
+                await dnsexchange.udp("127.0.0.1", port, q, timeout)
+            return time.monotonic() - t0
+
+        # the later deadline is armed first: the earlier one must still fire on time
+        slow = asyncio.ensure_future(timed(0.4))
+        await asyncio.sleep(0)
+        fast = await timed(0.05)
+        assert fast < 0.3
+        assert 0.35 < await slow < 1.5
+        assert len(os.listdir("/proc/self/fd")) == fds  # every query's socket closed
+        silent.close()
+
+    asyncio.run(main())
+    asyncio.run(main())  # a second event loop gets its own watcher
