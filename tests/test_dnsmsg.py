@@ -99,7 +99,9 @@ def test_reply_ttl_offsets_are_where_the_cache_would_find_them():
     from netkit.proto.dnswire import ttl_offsets
 
     msg = dnsmsg.parse(reply(*ZONE_LINES))
-    offsets: list[int] = []
+    ttls: list[tuple[int, int]] = []
     out = dnsmsg.encode_reply(1, 0, msg.question, 0, msg.answer, msg.authority, edns=True,
-                              ttl_offsets=offsets)
-    assert offsets == ttl_offsets(out, 12 + len(msg.question)) and len(offsets) == 10
+                              ttls=ttls)
+    qend = 12 + len(msg.question)
+    assert [off + qend for off, _ in ttls] == ttl_offsets(out, qend) and len(ttls) == 10
+    assert [ttl for _, ttl in ttls] == [rr.ttl for rr in msg.answer + msg.authority]

@@ -383,12 +383,12 @@ def question_of(query: bytes) -> bytes:
 def encode_reply(ident: int, flags: int, question: bytes, rcode: int,
                  answer: list[Record], authority: list[Record], *, edns: bool = False,
                  ede: tuple[int, str] | None = None, max_size: int = 65535,
-                 ttl_offsets: list[int] | None = None) -> bytes:
+                 ttls: list[tuple[int, int]] | None = None) -> bytes:
     """A reply: `flags` are the query's (RD and CD are kept), QR and RA set; an OPT when
     the query had one (`edns`), carrying the Extended DNS Error if any. Over
     `max_size` the sections are dropped and TC set (the client retries over TCP).
-    `ttl_offsets`, when given, receives where each record's TTL is in the reply (what
-    the answer cache patches on a hit)."""
+    `ttls`, when given, receives (offset after the question, TTL) for each record: what
+    the answer cache patches on a hit."""
     flags = 0x8080 | (flags & 0x0110) | (rcode & 0x0F)
     opt = b""
     if edns:
@@ -399,18 +399,18 @@ def encode_reply(ident: int, flags: int, question: bytes, rcode: int,
         opt = b"\x00" + _RR_FIXED.pack(OPT, 1232, 0, len(options)) + options
     parts = [_HEADER.pack(ident, flags, 1, len(answer), len(authority), 1 if opt else 0),
              question]
-    at = 12 + len(question)
+    at = 0  # after the question
     for rr in answer + authority:
         owner = name_to_wire(rr.name)
-        if ttl_offsets is not None:
-            ttl_offsets.append(at + len(owner) + 4)
+        if ttls is not None:
+            ttls.append((at + len(owner) + 4, rr.ttl))
         parts += (owner, _RR_FIXED.pack(rr.rtype, rr.rclass, rr.ttl, len(rr.rdata)),
                   rr.rdata)
         at += len(owner) + 10 + len(rr.rdata)
     parts.append(opt)
     out = b"".join(parts)
     if len(out) > max_size:
-        if ttl_offsets is not None:
-            ttl_offsets.clear()
+        if ttls is not None:
+            ttls.clear()
         out = _HEADER.pack(ident, flags | 0x0200, 1, 0, 0, 1 if opt else 0) + question + opt
     return out

@@ -111,18 +111,19 @@ class AnswerCache:
         self.due: list[tuple[bytes, int, bool]] = []  # popular answers near expiry: refresh
 
     def store(self, key: tuple[bytes, int, bool], message: bytes, question_end: int,
-              now: float, offsets: list[int] | None = None) -> None:
-        """Keep `message` (a whole answer) for `key`; `offsets` are its TTLs' offsets when
-        the caller built it and knows them, else they are found here."""
+              now: float, ttls: list[tuple[int, int]] | None = None) -> None:
+        """Keep `message` (a whole answer) for `key`. `ttls`: (offset after the question,
+        TTL) of each record when the caller built the message and knows them; else they
+        are read here."""
         if self.max_entries <= 0:
             return
-        if offsets is None:
+        if ttls is None:
             offsets = ttl_offsets(message, question_end)
             if offsets is None:
                 return
-        ttls = [(off - question_end, struct.unpack_from("!I", message, off)[0])
-                for off in offsets]
-        lifetime = min((t for _, t in ttls), default=0)
+            ttls = [(off - question_end, struct.unpack_from("!I", message, off)[0])
+                    for off in offsets]
+        lifetime = min([t for _, t in ttls], default=0)
         if lifetime <= 0:
             return
         flags = struct.unpack_from("!H", message, 2)[0] & ~0x0100

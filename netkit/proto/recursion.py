@@ -45,7 +45,7 @@ MAX_MINIMISE_STEPS = 10  # RFC 9156 section 2.3: MAX_MINIMISE_COUNT
 STALE_TTL = 30  # RFC 8767 section 4: the TTL of a stale answer
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Query:
     """Ask `server` (port) for (name, qtype); RD set for forwarders. Wait at most
     `timeout` over UDP, `tcp_timeout` over TCP when the answer comes truncated."""
@@ -59,7 +59,7 @@ class Query:
     tcp_timeout: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Exchange:
     """What came of a Query: the answer, or None with why (`timed_out` for silence)."""
 
@@ -115,6 +115,7 @@ class Recursion:
                  qname_minimisation: bool = True,
                  forwards: dict[str, list[tuple[str, int]]] | None = None) -> None:
         self.hints = hints
+        self.hint_addresses = [addr for _, addr in hints]
         self.cache = cache
         self.port = port
         self.server_timeout = server_timeout
@@ -307,17 +308,20 @@ class Recursion:
         return []
 
     def _closest(self, name: str, now: float) -> tuple[str, list[str]]:
-        labels = name.rstrip(".").split(".") if name != "." else []
-        for i in range(len(labels)):
-            zone = ".".join(labels[i:]) + "."
+        """The deepest zone cut known for `name` (key form), and its servers' addresses."""
+        zone = name
+        while zone != ".":
             entry = self.delegations.get(zone)
             if entry is not None and entry[0] > now:
                 return zone, entry[1]
-        return ".", [addr for _, addr in self.hints]
+            zone = zone[zone.index(".") + 1:] or "."
+        return ".", self.hint_addresses
 
     # --- asking one zone's servers ---
 
     def _order(self, servers: list[str], now: float) -> list[str]:
+        if len(servers) == 1:
+            return servers  # nothing to choose (dead or not, it is the only one)
         alive = [s for s in servers if self.dead_until.get(s, 0) <= now]
         # unknown servers get a small random RTT so each is tried before settling
         return sorted(alive or servers,

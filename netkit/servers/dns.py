@@ -414,14 +414,14 @@ class DNSService:
             limit = min(max(query.edns_size, 512), EDNS_SIZE)
         else:
             limit = 512
-        offsets: list[int] = []
+        ttls: list[tuple[int, int]] = []
         data = dnsmsg.encode_reply(query.ident, query.flags, query.question, result.rcode,
                                    result.answer, result.authority, edns=query.edns,
-                                   ede=result.ede, max_size=limit, ttl_offsets=offsets)
+                                   ede=result.ede, max_size=limit, ttls=ttls)
         if query.key is not None and result.rcode in (dnsmsg.NOERROR, dnsmsg.NXDOMAIN) \
                 and not data[2] & 0x02:  # never a truncated answer
             self.answers.store(query.key, data, 12 + len(query.question), time.monotonic(),
-                               offsets)
+                               ttls)
         query.reply(data)
 
 
