@@ -63,27 +63,34 @@ class Resolver:
         self.clock = clock
         self.rng = rng or _UrandomBits()
         self.use_caps_for_id = use_caps_for_id
-        self._inflight: dict[tuple[str, int], asyncio.Future[Result]] = {}
+        self._inflight: dict[tuple[str, int], list[asyncio.Future[Result]]] = {}
         self.upstream_queries = 0
 
     async def resolve(self, qname: str, qtype: int) -> Result:
-        """Resolve, coalescing identical concurrent questions into one resolution."""
+        """Resolve, coalescing identical concurrent questions into one resolution: the
+        first one resolves, the ones that arrive meanwhile wait for its result (a future
+        each, made only for them: the common lone question makes none)."""
         key = (name_key(qname), qtype)
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        waiters = self._inflight.get(key)
+        if waiters is not None:
+            future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+            waiters.append(future)
+            return await future
+        waiters = self._inflight[key] = []
         try:
             result = await self._drive(self.engine.resolve(key[0], qtype, self.clock()))
-            future.set_result(result)
-            return result
         except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it themselves
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(exc)
+                    future.exception()  # retrieved: each waiter re-raises it itself
             raise
         finally:
             del self._inflight[key]
+        for future in waiters:
+            if not future.done():  # a waiter cancelled on its own is left alone
+                future.set_result(result)
+        return result
 
     async def _drive(self, steps: Steps[Result]) -> Result:
         """The whole driver: answer each Query the engine yields until it returns."""
