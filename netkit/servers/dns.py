@@ -3,7 +3,8 @@
 Listens on UDP and TCP (127.0.0.1:5300 by default), answers clients in
 `allow` (loopback and private ranges by default; others get REFUSED: never an
 open resolver), serves `[[dns.local]]` records and ``localhost`` itself, and
-resolves everything else from the root hints (`proto/dns.py`, `resolver.py`).
+resolves everything else from the root hints (the engine in `proto/recursion.py`,
+driven by `resolver.py`; messages by `proto/dnsmsg.py`).
 Bad input gets FORMERR or NOTIMP, or is dropped, and is counted.
 """
 
