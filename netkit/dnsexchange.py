@@ -41,6 +41,10 @@ def question_end(query: bytes) -> int:
     return i + 5
 
 
+#: what a UDP exchange calls once, at its end: (answer, None) or (None, the error)
+Done = Callable[[bytes | None, BaseException | None], None]
+
+
 class _InFlight:
     """Every UDP question in flight on one event loop: their sockets watched through one
     epoll descriptor that the loop watches (registered once), their deadlines in a heap
@@ -51,45 +55,80 @@ class _InFlight:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.epoll = select.epoll()
-        self.waiting: dict[int, Callable[[], None]] = {}  # socket fd -> its reader
-        self.deadlines: list[tuple[float, int, asyncio.Future[bytes]]] = []
+        self.waiting: dict[int, _Pending] = {}  # socket fd -> its question
+        self.deadlines: list[tuple[float, int, _Pending]] = []
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.serial = 0  # orders equal deadlines in the heap
         loop.add_reader(self.epoll.fileno(), self._ready)
 
-    def add(self, fd: int, reader: Callable[[], None], done: asyncio.Future[bytes],
-            timeout: float) -> None:
-        self.epoll.register(fd, select.EPOLLIN)
-        self.waiting[fd] = reader
+    def add(self, pending: _Pending, timeout: float) -> None:
+        self.epoll.register(pending.fd, select.EPOLLIN)
+        self.waiting[pending.fd] = pending
         deadline = self.loop.time() + timeout
         self.serial += 1
-        heapq.heappush(self.deadlines, (deadline, self.serial, done))
+        heapq.heappush(self.deadlines, (deadline, self.serial, pending))
         if self.timer is None or deadline < self.timer_at:
             if self.timer is not None:
                 self.timer.cancel()
             self.timer, self.timer_at = self.loop.call_at(deadline, self._expire), deadline
 
-    def remove(self, fd: int) -> None:
-        # the socket is closed right after: epoll forgets it then, no call needed here
-        del self.waiting[fd]
-
     def _ready(self) -> None:
         for fd, _ in self.epoll.poll(0):
-            reader = self.waiting.get(fd)
-            if reader is not None:
-                reader()
+            pending = self.waiting.get(fd)
+            if pending is not None:
+                pending.readable()
 
     def _expire(self) -> None:
         self.timer = None
         now = self.loop.time()
         heap = self.deadlines
         while heap and heap[0][0] <= now:
-            done = heapq.heappop(heap)[2]
-            if not done.done():
-                done.set_exception(TimeoutError())
+            heapq.heappop(heap)[2].finish(None, TimeoutError())
         if heap:  # answered questions stay in the heap until their deadline: cheap
             self.timer, self.timer_at = self.loop.call_at(heap[0][0], self._expire), heap[0][0]
+
+
+class _Pending:
+    """One UDP question on the wire: its own socket (a random source port), the matching
+    rules, and `done` called exactly once."""
+
+    __slots__ = ("done", "end", "exact_case", "fd", "in_flight", "query", "sock")
+
+    def __init__(self, in_flight: _InFlight, sock: _socket.socket, query: bytes,
+                 exact_case: bool, done: Done) -> None:
+        self.in_flight, self.sock, self.query = in_flight, sock, query
+        self.exact_case, self.done = exact_case, done
+        self.fd = sock.fileno()
+        self.end = question_end(query)
+
+    def readable(self) -> None:
+        while self.fd >= 0:
+            try:
+                data = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP port unreachable and the like
+                self.finish(None, exc)
+                return
+            if matches(self.query, data, self.end, self.exact_case):
+                self.finish(data, None)
+
+    def finish(self, data: bytes | None, error: BaseException | None) -> None:
+        if self.fd < 0:
+            return  # answered (or given up) already
+        # the socket is closed here: epoll forgets it by itself, no call needed
+        del self.in_flight.waiting[self.fd]
+        self.fd = -1
+        self.sock.close()
+        self.done(data, error)
+
+    def cancel(self) -> None:
+        """Give up without calling `done` (the one waiting went away)."""
+        if self.fd >= 0:
+            del self.in_flight.waiting[self.fd]
+            self.fd = -1
+            self.sock.close()
 
 
 _in_flight: _InFlight | None = None
@@ -104,11 +143,29 @@ def _in_flight_on(loop: asyncio.AbstractEventLoop) -> _InFlight:
     return _in_flight
 
 
-async def udp(server: str, port: int, query: bytes, timeout: float, *,
-              exact_case: bool = False) -> bytes:
-    """Send over UDP and wait for the matching answer; TimeoutError or OSError."""
-    loop = asyncio.get_running_loop()
-    in_flight = _in_flight_on(loop)
+def close_in_flight() -> int:
+    """Shutting down: close every UDP question still waiting (their `done` is not
+    called) and the watcher itself. Returns how many were dropped."""
+    global _in_flight
+    in_flight, _in_flight = _in_flight, None
+    if in_flight is None:
+        return 0
+    dropped = list(in_flight.waiting.values())
+    for pending in dropped:
+        pending.cancel()
+    if in_flight.timer is not None:
+        in_flight.timer.cancel()
+    if not in_flight.loop.is_closed():
+        in_flight.loop.remove_reader(in_flight.epoll.fileno())
+    in_flight.epoll.close()
+    return len(dropped)
+
+
+def udp_start(loop: asyncio.AbstractEventLoop, server: str, port: int, query: bytes,
+              timeout: float, done: Done, *, exact_case: bool = False) -> _Pending | None:
+    """Send over UDP; `done(answer, None)` or `done(None, TimeoutError | OSError)` later
+    (an error in sending comes through `done` too, on the next loop turn). No task and
+    no future: the resolver's cold path runs on these callbacks."""
     # the C socket object, without socket.socket's Python layer (a few us a query), made
     # non-blocking at birth (no ioctl)
     sock = _socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET,
@@ -118,31 +175,35 @@ async def udp(server: str, port: int, query: bytes, timeout: float, *,
             sock.setblocking(False)
         sock.connect((server, port))
         sock.send(query)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
-    done: asyncio.Future[bytes] = loop.create_future()
-    end = question_end(query)
+        loop.call_soon(done, None, exc)
+        return None
+    pending = _Pending(_in_flight_on(loop), sock, query, exact_case, done)
+    pending.in_flight.add(pending, timeout)
+    return pending
 
-    def readable() -> None:
-        while not done.done():
-            try:
-                data = sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # ICMP port unreachable and the like
-                done.set_exception(exc)
-                return
-            if matches(query, data, end, exact_case):
-                done.set_result(data)
 
-    fd = sock.fileno()
-    in_flight.add(fd, readable, done, timeout)
+async def udp(server: str, port: int, query: bytes, timeout: float, *,
+              exact_case: bool = False) -> bytes:
+    """Send over UDP and wait for the matching answer; TimeoutError or OSError."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bytes] = loop.create_future()
+
+    def done(data: bytes | None, error: BaseException | None) -> None:
+        if answer.done():
+            return
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(data)  # type: ignore[arg-type]
+
+    pending = udp_start(loop, server, port, query, timeout, done, exact_case=exact_case)
     try:
-        return await done
+        return await answer
     finally:
-        in_flight.remove(fd)
-        sock.close()
+        if pending is not None:
+            pending.cancel()
 
 
 async def tcp(server: str, port: int, query: bytes, timeout: float) -> bytes:

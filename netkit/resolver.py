@@ -4,7 +4,10 @@ The algorithm (referrals, server choice, cache, limits, every SERVFAIL reason)
 is the pure engine in `proto/recursion.py`; this module runs it: for each
 `Query` it yields, one UDP exchange (TCP when the answer is truncated), parsed
 by `proto/dnsmsg.py`, sent back as an `Exchange` with the time. Identical
-questions asked at the same time share one resolution.
+questions asked at the same time share one resolution. It runs on callbacks
+(`start`), not a task per question: on the cold path the task, the futures and
+the coroutine frames cost more than the engine itself; `resolve` is the
+awaitable face for scripts.
 
 Anti-spoofing: a fresh UDP socket per query (so a kernel-chosen random source
 port), a random ID, and an answer is accepted only from the address asked
@@ -24,7 +27,9 @@ from collections.abc import Callable
 from . import dnsexchange
 from .proto import dnsmsg
 from .proto.dns import Cache, Classified, name_key, parse_root_hints
+from .proto.dnsmsg import SERVFAIL
 from .proto.recursion import (
+    EDE,
     MAX_CNAME_CHAIN,
     Exchange,
     Failure,
@@ -63,45 +68,53 @@ class Resolver:
         self.clock = clock
         self.rng = rng or _UrandomBits()
         self.use_caps_for_id = use_caps_for_id
-        self._inflight: dict[tuple[str, int], list[asyncio.Future[Result]]] = {}
+        # questions being resolved -> who waits for each (the first asker included)
+        self._inflight: dict[tuple[str, int], list[Callable[[Result], None]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()  # TCP retries, referenced while running
         self.upstream_queries = 0
 
     async def resolve(self, qname: str, qtype: int) -> Result:
-        """Resolve, coalescing identical concurrent questions into one resolution: the
-        first one resolves, the ones that arrive meanwhile wait for its result (a future
-        each, made only for them: the common lone question makes none)."""
+        """Resolve (the awaitable face of `start`)."""
+        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self.start(qname, qtype, lambda result: answer.done() or answer.set_result(result))
+        return await answer
+
+    def start(self, qname: str, qtype: int, done: Callable[[Result], None]) -> None:
+        """Resolve and call `done(result)` once; identical questions asked meanwhile
+        share the one resolution. Callbacks all the way (no task, no future per query):
+        the server's cold path runs on this."""
         key = (name_key(qname), qtype)
         waiters = self._inflight.get(key)
         if waiters is not None:
-            future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-            waiters.append(future)
-            return await future
-        waiters = self._inflight[key] = []
-        try:
-            result = await self._drive(self.engine.resolve(key[0], qtype, self.clock()))
-        except BaseException as exc:
-            for future in waiters:
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # retrieved: each waiter re-raises it itself
-            raise
-        finally:
-            del self._inflight[key]
-        for future in waiters:
-            if not future.done():  # a waiter cancelled on its own is left alone
-                future.set_result(result)
-        return result
+            waiters.append(done)
+            return
+        self._inflight[key] = [done]
+        self._advance(key, self.engine.resolve(key[0], qtype, self.clock()), None)
 
-    async def _drive(self, steps: Steps[Result]) -> Result:
-        """The whole driver: answer each Query the engine yields until it returns."""
+    def _advance(self, key: tuple[str, int], steps: Steps[Result],
+                 exchange: Exchange | None) -> None:
+        """The whole driver: hand the engine what came of its last Query, send the next."""
         try:
-            query = next(steps)
-            while True:
-                query = steps.send(await self._exchange(query))
-        except StopIteration as done:
-            return done.value
+            query = next(steps) if exchange is None else steps.send(exchange)
+        except StopIteration as finished:
+            self._finish(key, finished.value)
+            return
+        except Exception:  # a bug in the engine: this question fails, the server lives
+            log.exception("resolver: resolving %s type %d failed", key[0], key[1])
+            self._finish(key, Result(SERVFAIL, ede=(EDE.OTHER, "internal error")))
+            return
+        self._exchange(query, lambda answer: self._advance(key, steps, answer))
 
-    async def _exchange(self, query: Query) -> Exchange:
+    def _finish(self, key: tuple[str, int], result: Result) -> None:
+        for done in self._inflight.pop(key):
+            try:
+                done(result)
+            except Exception:  # one waiter's failure is not the others'
+                log.exception("resolver: delivering the answer for %s failed", key[0])
+
+    def _exchange(self, query: Query, then: Callable[[Exchange], None]) -> None:
+        """One question to one server over UDP (TCP when the answer is truncated);
+        `then(Exchange)` with the parsed answer or why there is none."""
         self.upstream_queries += 1
         name = query.name
         if self.use_caps_for_id:
@@ -109,21 +122,41 @@ class Resolver:
             name = "".join(c.upper() if self.rng.random() < 0.5 else c.lower() for c in name)
         wire = dnsmsg.encode_query(self.rng.getrandbits(16), name, query.qtype, rd=query.rd,
                                    edns_size=EDNS_SIZE)
-        try:
-            data = await dnsexchange.udp(query.server, query.port, wire, query.timeout,
-                                         exact_case=self.use_caps_for_id)
-            response = dnsmsg.parse(data)
-            if response.tc:
-                data = await dnsexchange.tcp(query.server, query.port, wire,
-                                             query.tcp_timeout)
+
+        def answered(data: bytes | None, error: BaseException | None) -> None:
+            if error is not None:
+                then(self._failed(error))
+                return
+            assert data is not None
+            try:
                 response = dnsmsg.parse(data)
-        except TimeoutError:
+            except dnsmsg.FormatError as exc:  # counted like a server that did not answer
+                then(Exchange(self.clock(), None, f"malformed answer: {exc}"))
+                return
+            if response.tc:  # rare: a task for the TCP retry
+                task = asyncio.get_running_loop().create_task(self._tcp(query, wire, then))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            then(Exchange(self.clock(), response))
+
+        dnsexchange.udp_start(asyncio.get_running_loop(), query.server, query.port, wire,
+                              query.timeout, answered, exact_case=self.use_caps_for_id)
+
+    async def _tcp(self, query: Query, wire: bytes, then: Callable[[Exchange], None]) -> None:
+        try:
+            data = await dnsexchange.tcp(query.server, query.port, wire, query.tcp_timeout)
+            exchange = Exchange(self.clock(), dnsmsg.parse(data))
+        except dnsmsg.FormatError as exc:
+            exchange = Exchange(self.clock(), None, f"malformed answer: {exc}")
+        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+            exchange = self._failed(exc)
+        then(exchange)
+
+    def _failed(self, error: BaseException) -> Exchange:
+        if isinstance(error, TimeoutError):
             return Exchange(self.clock(), None, "timed out", timed_out=True)
-        except dnsmsg.FormatError as exc:  # counted like a server that did not answer
-            return Exchange(self.clock(), None, f"malformed answer: {exc}")
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            return Exchange(self.clock(), None, getattr(exc, "strerror", None) or str(exc))
-        return Exchange(self.clock(), response)
+        return Exchange(self.clock(), None, getattr(error, "strerror", None) or str(error))
 
 
 class _UrandomBits:

@@ -26,13 +26,14 @@ import anyio
 import anyio.abc
 from dnslib import EDNS0, QTYPE, RCODE, RD, RR, DNSRecord
 
+from .. import dnsexchange
 from ..cli import run_server
 from ..config import Address, Duration, Network, field
 from ..errors import ConfigError
 from ..proto import dnsmsg
 from ..proto.dns import IANA_ROOT_HINTS, Cache, in_bailiwick, name_key
 from ..proto.dnswire import AnswerCache, parse_question, wire_to_name
-from ..resolver import EDNS_SIZE, Resolver
+from ..resolver import EDNS_SIZE, Resolver, Result
 from ..transport import (
     Counters,
     DatagramEndpoint,
@@ -238,6 +239,7 @@ class DNSService:
     async def drain(self, timeout: float) -> None:
         self.udp.close()
         await self.tcp.drain(timeout)
+        dnsexchange.close_in_flight()  # resolutions still asking upstream: dropped
         self.save_cache()
         log.info("dns: %s", self.stats)
 
@@ -320,7 +322,7 @@ class DNSService:
         if plain is not None and not self._maybe_local(plain[0], plain[1]):
             qname, qtype, qend, has_opt = plain
             edns_size = struct.unpack_from("!H", data, qend + 3)[0] if has_opt else 0
-            self._recurse_soon(_Query(
+            self._recurse(_Query(
                 reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
                 data[12:qend], wire_to_name(qname), qtype, edns_size, has_opt, max_size,
                 (qname, qtype, has_opt)))
@@ -362,7 +364,7 @@ class DNSService:
             self.stats["formerr"] += 1
             reply(_error(request, RCODE.FORMERR))
             return
-        self._recurse_soon(_Query(
+        self._recurse(_Query(
             reply, request.header.id, data[2] << 8 | data[3], question, name_key(q.qname),
             q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
 
@@ -370,11 +372,6 @@ class DNSService:
         """A plain query that a local answer may serve (ANY, localhost, [[dns.local]])."""
         return qtype == dnsmsg.ANY or qname.endswith(b"\x09localhost\x00") or \
             (bool(self.local_names) and wire_to_name(qname) in self.local_names)
-
-    def _recurse_soon(self, query: _Query) -> None:
-        task = asyncio.get_running_loop().create_task(self._recurse(query))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     def answer_locally(self, request: DNSRecord) -> DNSRecord | None:
         q = request.q
@@ -400,8 +397,11 @@ class DNSService:
             return r
         return None
 
-    async def _recurse(self, query: _Query) -> None:
-        result = await self.resolver.resolve(query.qname, query.qtype)
+    def _recurse(self, query: _Query) -> None:
+        self.resolver.start(query.qname, query.qtype,
+                            lambda result: self._answer(query, result))
+
+    def _answer(self, query: _Query, result: Result) -> None:
         if result.rcode == dnsmsg.SERVFAIL:
             self.stats["servfail"] += 1
             log.info("dns: SERVFAIL for %s %s: %s", query.qname, QTYPE.get(query.qtype),
