@@ -76,6 +76,8 @@ class EDE(enum.IntEnum):
 
 def name_key(name: str | DNSLabel) -> str:
     """Lower-case, dot-terminated: the form names are compared and cached in."""
+    if name.__class__ is str and name.endswith(".") and name.islower():
+        return name  # already (the resolver's names nearly always are): no copy
     text = str(name).lower()
     return text if text.endswith(".") else text + "."
 
@@ -88,10 +90,11 @@ def in_bailiwick(name: str | DNSLabel, zone: str | DNSLabel) -> bool:
 
 def minimised(name: str, zone: str, extra: int) -> str:
     """RFC 9156: `name` cut to `extra` labels below `zone` (the whole name when shorter)."""
-    labels = name_key(name).rstrip(".").split(".")
-    zone_labels = 0 if name_key(zone) == "." else name_key(zone).rstrip(".").count(".") + 1
-    keep = zone_labels + extra
-    return name_key(name) if keep >= len(labels) else ".".join(labels[-keep:]) + "."
+    name, zone = name_key(name), name_key(zone)
+    keep = (0 if zone == "." else zone.count(".")) + extra
+    if keep >= name.count("."):
+        return name
+    return ".".join(name[:-1].split(".")[-keep:]) + "."
 
 
 def parse_root_hints(text: str) -> list[tuple[str, str]]:
