@@ -15,10 +15,13 @@ from __future__ import annotations
 import _socket
 import asyncio
 import heapq
+import logging
 import select
 import socket
 import struct
 from collections.abc import Callable
+
+log = logging.getLogger("netkit.dns")
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: a socket non-blocking from birth
 
@@ -77,14 +80,24 @@ class _InFlight:
         for fd, _ in self.epoll.poll(0):
             pending = self.waiting.get(fd)
             if pending is not None:
-                pending.readable()
+                try:
+                    pending.readable()
+                except Exception:  # a bug in one waiter's callback: not the others'
+                    log.exception("dns: handling an answer failed")
 
     def _expire(self) -> None:
         self.timer = None
         now = self.loop.time()
         heap = self.deadlines
         while heap and heap[0][0] <= now:
-            heapq.heappop(heap)[2].finish(None, TimeoutError())
+            # may start the next question at once (another server), arming a timer
+            try:
+                heapq.heappop(heap)[2].finish(None, TimeoutError())
+            except Exception:
+                log.exception("dns: handling a timeout failed")
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if heap:  # answered questions stay in the heap until their deadline: cheap
             self.timer, self.timer_at = self.loop.call_at(heap[0][0], self._expire), heap[0][0]
 
