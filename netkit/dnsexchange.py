@@ -102,6 +102,10 @@ class _InFlight:
             self.timer, self.timer_at = self.loop.call_at(heap[0][0], self._expire), heap[0][0]
 
 
+def _ignore(data: bytes | None, error: BaseException | None) -> None:
+    pass
+
+
 class _Pending:
     """One UDP question on the wire: its own socket (a random source port), the matching
     rules, and `done` called exactly once."""
@@ -130,18 +134,20 @@ class _Pending:
     def finish(self, data: bytes | None, error: BaseException | None) -> None:
         if self.fd < 0:
             return  # answered (or given up) already
-        # the socket is closed here: epoll forgets it by itself, no call needed
-        del self.in_flight.waiting[self.fd]
-        self.fd = -1
-        self.sock.close()
-        self.done(data, error)
+        done = self.done
+        self.cancel()
+        done(data, error)
 
     def cancel(self) -> None:
         """Give up without calling `done` (the one waiting went away)."""
         if self.fd >= 0:
+            # the socket is closed here: epoll forgets it by itself, no call needed
             del self.in_flight.waiting[self.fd]
             self.fd = -1
             self.sock.close()
+            # the deadline heap keeps this object until its deadline: let go of the
+            # callback (and the resolution it holds) and the query now
+            self.done, self.query = _ignore, b""
 
 
 _in_flight: _InFlight | None = None
