@@ -63,7 +63,29 @@ class _InFlight:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
         self.serial = 0  # orders equal deadlines in the heap
+        self.outbox: list[_Pending] = []  # questions to send at the end of this loop turn
         loop.add_reader(self.epoll.fileno(), self._ready)
+
+    def send_soon(self, pending: _Pending) -> None:
+        """Send at the end of this loop turn, with the turn's other questions: sends that
+        follow each other find the authority awake, where one send every few tens of
+        microseconds pays for waking it each time (the dearest part of a send)."""
+        if not self.outbox:
+            self.loop.call_soon(self._flush)
+        self.outbox.append(pending)
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        for pending in outbox:
+            if pending.fd < 0:
+                continue  # given up before it went out
+            try:
+                pending.sock.send(pending.query)
+            except OSError as exc:
+                try:
+                    pending.finish(None, exc)
+                except Exception:
+                    log.exception("dns: handling a send error failed")
 
     def add(self, pending: _Pending, timeout: float) -> None:
         self.epoll.register(pending.fd, select.EPOLLIN)
@@ -193,13 +215,13 @@ def udp_start(loop: asyncio.AbstractEventLoop, server: str, port: int, query: by
         if not _NONBLOCK:
             sock.setblocking(False)
         sock.connect((server, port))
-        sock.send(query)
     except OSError as exc:
         sock.close()
         loop.call_soon(done, None, exc)
         return None
     pending = _Pending(_in_flight_on(loop), sock, query, exact_case, done)
     pending.in_flight.add(pending, timeout)
+    pending.in_flight.send_soon(pending)
     return pending
 
 
