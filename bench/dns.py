@@ -7,7 +7,7 @@
 Servers on core 0; dnsperf and the NSD authorities on core 1. Also per server
 CPU-second. Needs root (NSD binds 127.0.0.2-7 port 53) and nsd, unbound, dnsperf.
 
-    python bench/dns.py [--seconds 5] [--names 2000] [--rounds 3]
+    python bench/dns.py [--seconds 5] [--names 4000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def wait_dns(port: int, timeout: float = 15) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--names", type=int, default=2000)
+    parser.add_argument("--names", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="netkit-bench-dns-"))

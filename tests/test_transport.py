@@ -240,6 +240,23 @@ async def test_udp_echo_and_counters():
     server.close()
 
 
+async def test_udp_sends_of_one_loop_turn_leave_together_in_order():
+    class Burst(DatagramHandler):
+        def datagram_received(self, data, addr, endpoint: DatagramEndpoint) -> None:
+            for i in range(3):
+                endpoint.send(b"%s-%d" % (data, i), addr)
+            # held for the end of this loop turn (sent back to back), not sent yet
+            assert len(endpoint._outbox) == 3
+
+    server = DatagramServer("u", Burst())
+    (addr,) = await server.listen([LOOP])
+    async with await anyio.create_connected_udp_socket("127.0.0.1", addr.port) as s:
+        await s.send(b"q")
+        with anyio.fail_after(5):
+            assert [await s.receive() for _ in range(3)] == [b"q-0", b"q-1", b"q-2"]
+    server.close()
+
+
 def test_handshake_failure_does_not_leak_a_traceback(pki, caplog):
     ctx = server_context(pki.server_cert, pki.server_key)
 
