@@ -319,14 +319,16 @@ class DNSService:
         """Answer `data` (reply(bytes) sends); max_size None means TCP. `plain` is the
         question of a plain query from an allowed client (`fast_answer`): unless a local
         answer applies, it goes to the resolver without dnslib seeing it."""
-        if plain is not None and not self._maybe_local(plain[0], plain[1]):
+        if plain is not None:
             qname, qtype, qend, has_opt = plain
-            edns_size = struct.unpack_from("!H", data, qend + 3)[0] if has_opt else 0
-            self._recurse(_Query(
-                reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
-                data[12:qend], wire_to_name(qname), qtype, edns_size, has_opt, max_size,
-                (qname, qtype, has_opt)))
-            return
+            name = wire_to_name(qname)
+            if not self._maybe_local(qname, name, qtype):
+                edns_size = struct.unpack_from("!H", data, qend + 3)[0] if has_opt else 0
+                self._recurse(_Query(
+                    reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
+                    data[12:qend], name, qtype, edns_size, has_opt, max_size,
+                    (qname, qtype, has_opt)))
+                return
         try:
             request = DNSRecord.parse(data)
         except Exception:
@@ -368,10 +370,10 @@ class DNSService:
             reply, request.header.id, data[2] << 8 | data[3], question, name_key(q.qname),
             q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
 
-    def _maybe_local(self, qname: bytes, qtype: int) -> bool:
+    def _maybe_local(self, qname: bytes, name: str, qtype: int) -> bool:
         """A plain query that a local answer may serve (ANY, localhost, [[dns.local]])."""
         return qtype == dnsmsg.ANY or qname.endswith(b"\x09localhost\x00") or \
-            (bool(self.local_names) and wire_to_name(qname) in self.local_names)
+            name in self.local_names
 
     def answer_locally(self, request: DNSRecord) -> DNSRecord | None:
         q = request.q
