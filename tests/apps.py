@@ -56,3 +56,9 @@ async def injector(scope, receive, send):  # type: ignore[no-untyped-def]
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"x-note", b"a\r\nSet-Cookie: stolen=1")]})
     await send({"type": "http.response.body", "body": b"never\n"})
+
+
+async def whoami(request: AppRequest) -> AppResponse:
+    """The worker's PID: which process of a --workers group answered."""
+    import os
+    return AppResponse(200, [(b"Content-Type", b"text/plain")], b"%d" % os.getpid())

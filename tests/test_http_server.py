@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -337,3 +338,40 @@ async def test_large_files_go_out_with_sendfile_and_nothing_leaks(site, monkeypa
                 await anyio.sleep(0.01)
     finally:
         await service.drain(1)
+
+
+def test_workers_share_the_port_and_both_answer(spawn):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", "tests.apps:whoami",
+                          "--set", "http.app_type=native", "--workers", "2"])
+    ports = {port for _, port in proc.listening(2)}
+    assert len(ports) == 1  # one port, bound once per worker with SO_REUSEPORT
+    (port,) = ports
+    pids = set()
+    for _ in range(40):  # a new connection each: the kernel spreads them over the workers
+        r = curl("-H", "Connection: close", f"http://127.0.0.1:{port}/")
+        assert r.returncode == 0 and r.stdout.isdigit()
+        pids.add(r.stdout)
+    assert len(pids) == 2
+    assert proc.stop() == 0
+
+
+def test_connections_over_the_limit_are_closed_unanswered(spawn, site):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}",
+                          "--set", "http.limits.max_connections=1"])
+    ((_, port),) = proc.listening(1)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as first:
+        first.sendall(b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert first.recv(4096).startswith(b"HTTP/1.1 200")  # kept alive: holds the slot
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as second:
+            second.sendall(b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+            # closed, nothing sent back (a reset, if our request was left unread, is the same)
+            with contextlib.suppress(ConnectionResetError):
+                assert second.recv(4096) == b""
+        proc.wait_for(r"http: refused 127.0.0.1:\d+: at the limit of 1 connections")
+    # the slot is free again once the first connection is gone
+    for _ in range(50):
+        r = curl(f"http://127.0.0.1:{port}/docs/a.txt")
+        if r.stdout == b"alpha\n":
+            break
+        time.sleep(0.05)
+    assert r.stdout == b"alpha\n"
