@@ -375,3 +375,18 @@ def test_connections_over_the_limit_are_closed_unanswered(spawn, site):
             break
         time.sleep(0.05)
     assert r.stdout == b"alpha\n"
+
+
+def test_idle_keep_alive_connections_are_closed_after_the_idle_timeout(spawn, site):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}",
+                          "--set", "http.limits.idle_timeout=0.4"])
+    ((_, port),) = proc.listening(1)
+    request = b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        for _ in range(4):  # busy: each request inside the window keeps it open
+            s.sendall(request)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(0.15)
+        t0 = time.monotonic()
+        assert s.recv(4096) == b""  # then idle: the server closes it
+        assert 0.1 < time.monotonic() - t0 < 3
