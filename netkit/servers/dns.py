@@ -299,10 +299,11 @@ class DNSService:
         result = await self.resolver.resolve(name, qtype)
         if result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) and result.ede is None:
             question = qname + struct.pack("!HH", qtype, 1)
+            ttls: list[tuple[int, int]] = []
             data = dnsmsg.encode_reply(0, 0x0100, question, result.rcode, result.answer,
-                                       result.authority, edns=has_opt)
+                                       result.authority, edns=has_opt, ttls=ttls)
             if not data[2] & 0x02:
-                self.answers.store(key, data, 12 + len(question), time.monotonic())
+                self.answers.store(key, data, 12 + len(question), time.monotonic(), ttls)
                 log.debug("dns: prefetched %s %s", name, QTYPE.get(qtype))
 
     def allowed(self, host: str) -> bool:
