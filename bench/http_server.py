@@ -7,7 +7,7 @@
 
 Servers on core 0, wrk on core 1; rounds alternate.
 
-    python bench/http_server.py [--seconds 5] [--rounds 3]
+    python bench/http_server.py [--seconds 5] [--rounds 3] [--only hello|static]
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("hello", "static"), help="one part of the bench")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="netkit-bench-http-"))
     tmp.chmod(0o755)  # nginx's workers run as nobody and must read the files
@@ -94,21 +95,25 @@ def main() -> int:
     (www / "1mb.bin").write_bytes(os.urandom(1 << 20))
     rates: dict[str, list[float]] = {}
     per_cpu: dict[str, list[float]] = {}
+    hello = args.only in (None, "hello")
+    static = args.only in (None, "static")
     for _ in range(args.rounds):
-        for name in ("netkit-asgi", "netkit-native", "uvicorn", "aiohttp"):
+        for name in ("netkit-asgi", "netkit-native", "uvicorn", "aiohttp") if hello else ():
             rate, eff = measure(name, www, tmp, args.seconds, "/")
             rates.setdefault(name, []).append(rate)
             per_cpu.setdefault(name, []).append(eff)
-        for name in ("netkit-static", "nginx"):
+        for name in ("netkit-static", "nginx") if static else ():
             rate, eff = measure(name, www, tmp, args.seconds, "/1mb.bin")
             rates.setdefault(name, []).append(rate)  # 1 MiB responses: req/s = MiB/s
             per_cpu.setdefault(name, []).append(eff)
-    report("http-asgi-vs-uvicorn", rates["netkit-asgi"], rates["uvicorn"], "req/s")
-    report("http-asgi-vs-uvicorn-per-cpu", per_cpu["netkit-asgi"], per_cpu["uvicorn"],
-           "req/cpu-s")
-    report("http-native-vs-uvicorn", rates["netkit-native"], rates["uvicorn"], "req/s")
-    report("http-native-vs-aiohttp", rates["netkit-native"], rates["aiohttp"], "req/s")
-    report("http-static-1mib-vs-nginx", rates["netkit-static"], rates["nginx"], "MiB/s")
+    if hello:
+        report("http-asgi-vs-uvicorn", rates["netkit-asgi"], rates["uvicorn"], "req/s")
+        report("http-asgi-vs-uvicorn-per-cpu", per_cpu["netkit-asgi"], per_cpu["uvicorn"],
+               "req/cpu-s")
+        report("http-native-vs-uvicorn", rates["netkit-native"], rates["uvicorn"], "req/s")
+        report("http-native-vs-aiohttp", rates["netkit-native"], rates["aiohttp"], "req/s")
+    if static:
+        report("http-static-1mib-vs-nginx", rates["netkit-static"], rates["nginx"], "MiB/s")
     return 0
 
 

@@ -20,7 +20,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RemoteProtocolError
-from .proto.http import Headers
+from .proto.http import Headers, Request
+
+#: method names as str, decoded once (a dict lookup costs less than a decode)
+_METHODS = {m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
+                                    b"OPTIONS")}
+_VERSIONS = {b"1.1": "1.1", b"1.0": "1.0"}
+
+
+def method_name(method: bytes) -> str:
+    return _METHODS.get(method) or method.decode("ascii")
+
+
+def split_target(target: bytes) -> tuple[str, bytes, bytes]:
+    """A request target -> (path with %-escapes decoded, raw path, query string)."""
+    raw_path, _, query = target.partition(b"?")
+    path = raw_path.decode("latin-1")
+    if "%" in path:
+        path = urllib.parse.unquote(path)
+    return path, raw_path, query
 
 
 @dataclass
@@ -44,14 +62,9 @@ class AppRequest:
                  client: tuple[str, int], server: tuple[str, int], *,
                  on_consumed: Callable[[], None], send_continue: Callable[[], None],
                  max_body: int) -> None:
-        self.method = method.decode("ascii")
+        self.method = method_name(method)
         self.target = target
-        path, _, query = target.partition(b"?")
-        self.raw_path = path
-        self.path = path.decode("latin-1")
-        if b"%" in path:
-            self.path = urllib.parse.unquote(self.path)
-        self.query_string = query
+        self.path, self.raw_path, self.query_string = split_target(target)
         self.headers = headers
         self.version = version
         self.client = client
@@ -145,13 +158,15 @@ def load(spec: str) -> Any:
     return obj
 
 
-def asgi_scope(request: AppRequest) -> dict[str, Any]:
+def asgi_scope(request: Request, client: tuple[str, int],
+               server: tuple[str, int]) -> dict[str, Any]:
     """The ASGI 3 HTTP connection scope for a request (ASGI spec 2.3)."""
+    path, raw_path, query = split_target(request.target)
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": request.version.decode(), "method": request.method,
-        "scheme": "http", "path": request.path, "raw_path": request.raw_path,
-        "query_string": request.query_string, "root_path": "",
+        "http_version": _VERSIONS.get(request.version) or request.version.decode(),
+        "method": method_name(request.method), "scheme": "http", "path": path,
+        "raw_path": raw_path, "query_string": query, "root_path": "",
         "headers": [(n.lower(), v) for n, v in request.headers],
-        "client": request.client, "server": request.server,
+        "client": client, "server": server,
     }

@@ -295,3 +295,60 @@ def test_bodiless_requests_can_end_with_their_head():
     assert p.idle and p.next_event() is NEED_DATA
     p.feed_eof()
     assert not p.idle and p.next_event() is CLOSED
+
+
+def slow_path_only(parser: Parser) -> Parser:
+    parser._whole_request_head = lambda buf: None  # type: ignore[method-assign]
+    return parser
+
+
+def outcome(parser: Parser, data: bytes) -> object:
+    try:
+        return merged(events(parser, data, eof=True))
+    except RemoteProtocolError as exc:
+        return ("error", str(exc), exc.reply_hint)
+
+
+# pieces of request heads, the odd ones included: whitespace around values, obs-text,
+# control bytes, bare CR/LF, a space before the colon, obs-fold, empty lines, bad versions
+head_piece = st.sampled_from([
+    b"GET", b"POST", b"G T", b" ", b"/", b"/a?b=c", b"/\x80", b"HTTP/1.1", b"HTTP/1.0",
+    b"HTTP/2.0", b"HTTP/1.1x", b"\r\n", b"\n", b"\r", b"Host", b"host", b"X-A", b"X A",
+    b":", b": ", b" :", b"v", b"v ", b" v\t", b"\tv", b"\x80\xff", b"\x01", b"\x7f",
+    b"Content-Length", b"Transfer-Encoding", b"chunked", b"0", b"12", b"\r\n\r\n",
+    b"\r\n ", b"Upgrade", b"Connection", b"close",
+])
+
+
+@settings(max_examples=500)
+@given(st.lists(head_piece, max_size=25), st.booleans())
+def test_fast_head_path_agrees_with_line_by_line_path(pieces, host):
+    data = b"".join(pieces)
+    if host:  # a well-formed start, so that many examples get past the request line
+        data = b"GET /x HTTP/1.1\r\nHost: h\r\n" + data + b"\r\n\r\n"
+    limits = Limits(max_request_line=256, max_headers=5, max_header_bytes=1024)
+    fast = outcome(Parser("server", limits), data)
+    slow = outcome(slow_path_only(Parser("server", limits)), data)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("data", [
+    b"GET / HTTP/1.1\r\nHost: h  \r\nX-A:\tv \t\r\nX-B:  \r\n\r\n",  # OWS stripped
+    b"GET / HTTP/1.1\r\nHost: h\r\nX-A: v\r\n" + b"X-B: w\r\n" * 5 + b"\r\n",  # 431
+    b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-C: w\r\n" * 4 + b"\r\n",  # 5 fields: the limit
+    b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X-C: w\r\n" * 5 + b"\r\n",  # 6: one too many
+    b"GET /" + b"a" * 242 + b" HTTP/1.1\r\nHost: h\r\n\r\n",  # a 256-byte request line
+    b"GET /" + b"a" * 243 + b" HTTP/1.1\r\nHost: h\r\n\r\n",  # 257
+    b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: h\r\n\r\n",  # 414
+    b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"v" * 1100 + b"\r\n\r\n",  # 431 by size
+])
+def test_fast_head_path_limits_and_whitespace(data):
+    limits = Limits(max_request_line=256, max_headers=5, max_header_bytes=1024)
+    fast = outcome(Parser("server", limits), data)
+    assert fast == outcome(slow_path_only(Parser("server", limits)), data)
+    if data.count(b"X-B") == 1:
+        assert fast[0].headers._items == [(b"Host", b"h"), (b"X-A", b"v"), (b"X-B", b"")]
+    if data.count(b"X-C") == 5 or b"a" * 243 in data:
+        assert fast[0] == "error" and fast[2] in (414, 431)
+    elif data.count(b"X-C") == 4 or (b"a" * 242 in data and b"a" * 243 not in data):
+        assert isinstance(fast[0], Request)

@@ -38,6 +38,15 @@ _STATUS_LINE = re.compile(rb"HTTP/(\d)\.(\d) ([0-9]{3})(?: ([^\x00-\x08\x0a-\x1f
 # a regex that leaves out the whitespace around the value is three times slower)
 _FIELD_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):([^\x00-\x08\x0a-\x1f\x7f]*)")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[^\r\n]*)?")
+# The fast path: a whole ordinary request head in one match (request line, field lines
+# each after its CRLF, the empty line), then its fields in one findall. Whatever it does
+# not match (leading empty lines, obs-fold, any flaw, a head not yet whole) goes the
+# line-by-line way, which names the flaw. Possessive quantifiers: no backtracking.
+_TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
+_VALUE_RE = rb"[^\x00-\x08\x0a-\x1f\x7f]*+"
+_REQUEST_HEAD = re.compile(rb"(" + _TOKEN_RE + rb") ([^ \x00-\x20\x7f]++) HTTP/(\d\.\d)"
+                           rb"((?:\r\n" + _TOKEN_RE + rb":" + _VALUE_RE + rb")*+)\r\n\r\n")
+_HEAD_FIELD = re.compile(rb"\r\n(" + _TOKEN_RE + rb"):[ \t]*+(" + _VALUE_RE + rb")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +250,9 @@ class Parser:
         if not buf and not self._eof:
             return NEED_DATA  # between messages (keep-alive): the common case
         if self.role == "server":
+            request = self._whole_request_head(buf)
+            if request is not None:
+                return request
             # RFC 9112 2.2: ignore at least one empty line before a request
             while buf.startswith(b"\r\n"):
                 del buf[:2]
@@ -273,13 +285,42 @@ class Parser:
             return self._request(start, headers)
         return self._response(start, headers)
 
+    def _whole_request_head(self, buf: bytearray) -> Request | None:
+        """The fast path (see _REQUEST_HEAD): the request, or None to go line by line."""
+        m = _REQUEST_HEAD.match(buf)
+        if m is None:
+            return None
+        limits = self.limits
+        method, target, version, block = m.groups()  # copies: taken before the del
+        # the request line's length is where the fields begin; over a limit, the slow path
+        # says which
+        if m.end() > limits.max_header_bytes or m.start(4) > limits.max_request_line or \
+                block.count(b"\r\n") > limits.max_headers:
+            return None
+        del buf[:m.end()]
+        items = _HEAD_FIELD.findall(block)
+        if b" \r" in block or b"\t\r" in block or block.endswith((b" ", b"\t")):
+            items = [(name, value.rstrip(b" \t")) for name, value in items]
+        index: dict[bytes, list[bytes]] = {}
+        for name, value in items:
+            key = name.lower()
+            values = index.get(key)
+            if values is None:
+                index[key] = [value]
+            else:
+                values.append(value)
+        return self._request_from(method, target, version, Headers(items, index))
+
     def _request(self, line: bytes, headers: Headers) -> object:
         if len(line) > self.limits.max_request_line:
             raise RemoteProtocolError("request line too long", reply_hint=414)
         m = _REQUEST_LINE.fullmatch(line)
         if not m:
             raise RemoteProtocolError(f"malformed request line {line[:100]!r}", reply_hint=400)
-        method, target, version = m.groups()
+        return self._request_from(*m.groups(), headers)
+
+    def _request_from(self, method: bytes, target: bytes, version: bytes,
+                      headers: Headers) -> Request:
         if version not in (b"1.1", b"1.0"):
             raise RemoteProtocolError(f"HTTP/{version.decode()} is not supported",
                                       reply_hint=505)

@@ -125,6 +125,7 @@ class HTTPService:
         self.handler = _load_handler(config)
         self.date_server = _DateServerLines(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)  # checked per request
+        self.asgi = config.app_type == "asgi"
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         await self.server.listen(self.config.listen, presets=presets)
@@ -134,6 +135,7 @@ class HTTPService:
         self.handler = _load_handler(config)
         self.date_server = _DateServerLines(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)
+        self.asgi = config.app_type == "asgi"
         self.config = config
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
         self.server.limits = config.limits
@@ -198,6 +200,8 @@ class _HTTPConnection(Handler):
         self.close_after = False  # the server is draining: this response is the last
         self.app_request: AppRequest | None = None
         self.app_task: asyncio.Task[None] | None = None
+        self.lost = False  # the connection is gone
+        self.gone: asyncio.Event | None = None  # set when it goes (made on first use)
         self.can_write = asyncio.Event()
         self.can_write.set()
         self.body_paused = False
@@ -232,9 +236,10 @@ class _HTTPConnection(Handler):
                 self.request = event
                 if self.service.access_logged:  # the duration field
                     self.started = time.monotonic()
+                bodiless = parser.end_if_bodiless()
                 if self.service.handler is not None:
-                    self._start_app(event)
-                if not self.closing and parser.end_if_bodiless():
+                    self._start_app(event, bodiless)
+                if bodiless and not self.closing:
                     self._request_complete()
             elif event.__class__ is h.Data:
                 # the static server drops request bodies (so the next pipelined request can
@@ -254,8 +259,9 @@ class _HTTPConnection(Handler):
         """The whole request (head and body) is in."""
         self.deadline = 0.0
         request, self.request = self.request, None
-        if self.app_request is not None:
-            self.app_request.finish()
+        if self.app_task is not None:
+            if self.app_request is not None:
+                self.app_request.finish()
             self.busy = True  # the next request waits for this response
         elif request is not None:
             self._respond(request)
@@ -299,7 +305,7 @@ class _HTTPConnection(Handler):
             return
         log.info("http: %s: request body not received in %s s", _peer(self.conn),
                  config.body_timeout)
-        if self.app_request is None:
+        if self.app_task is None:
             self._error(408, close=True)
         else:  # the application may have answered already: just end the connection
             self.conn.abort()
@@ -310,6 +316,9 @@ class _HTTPConnection(Handler):
             self.deadline_timer.cancel()
             self.deadline_timer = None
         self.can_write.set()
+        self.lost = True
+        if self.gone is not None:
+            self.gone.set()
         if self.app_request is not None:
             self.app_request.disconnect()
         if self.app_task is not None and not self.app_task.done():
@@ -480,23 +489,35 @@ class _HTTPConnection(Handler):
 
     # --- applications ---
 
-    def _start_app(self, request: h.Request) -> None:
+    def _start_app(self, request: h.Request, bodiless: bool) -> None:
         conn = self.conn
-        max_body = self.service.config.max_body
+        service = self.service
+        max_body = service.config.max_body
         if max_body and self.parser.body_length > max_body:
             # known from Content-Length: answered before the app runs (nginx does the same)
             self._error(413, close=True, request=request)
             return
-        self.app_request = app_request = AppRequest(
-            request.method, request.target, request.headers, request.version, conn.peer,
-            conn.local, on_consumed=self._body_consumed, max_body=self.service.config.max_body,
-            send_continue=self._send_continue)
         close = not h.keep_alive(request.version, request.headers) or self.close_after
-        if self.service.config.app_type == "asgi":
-            run = _ASGICycle(self, request, app_request, close).run(self.service.handler)
+        if service.asgi and bodiless:  # nothing to stream: no AppRequest
+            run = _ASGICycle(self, request, None, close).run(service.handler)
         else:
-            run = self._run_app(request, app_request, close)
+            app_request = self.app_request = AppRequest(
+                request.method, request.target, request.headers, request.version, conn.peer,
+                conn.local, on_consumed=self._body_consumed, max_body=max_body,
+                send_continue=self._send_continue)
+            if service.asgi:
+                run = _ASGICycle(self, request, app_request, close).run(service.handler)
+            else:
+                run = self._run_app(request, app_request, close)
         self.app_task = conn.loop.create_task(run)
+
+    def client_gone(self) -> asyncio.Event:
+        """Set when the connection goes (an ASGI app waiting for http.disconnect)."""
+        if self.gone is None:
+            self.gone = asyncio.Event()
+            if self.lost:
+                self.gone.set()
+        return self.gone
 
     def _send_continue(self) -> None:
         self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -519,8 +540,7 @@ class _HTTPConnection(Handler):
     def _app_finished(self, request: h.Request, status: int, sent: int, close: bool) -> None:
         if self.service.access_logged:
             self._log(request, status, sent)
-        assert self.app_request is not None
-        if close or not self.app_request.complete:
+        if close or (self.app_request is not None and not self.app_request.complete):
             self._end()  # an unread request body cannot be skipped safely
         self._app_done()
 
@@ -630,10 +650,10 @@ class _ASGICycle:
     __slots__ = ("body", "body_done", "chunked", "chunks", "close", "cut", "done", "head",
                  "no_body", "owner", "request", "sent", "started", "status")
 
-    def __init__(self, owner: _HTTPConnection, request: h.Request, app_request: AppRequest,
-                 close: bool) -> None:
+    def __init__(self, owner: _HTTPConnection, request: h.Request,
+                 app_request: AppRequest | None, close: bool) -> None:
         self.owner, self.request, self.close = owner, request, close
-        self.body = app_request
+        self.body = app_request  # None: the request has no body
         self.chunks: AsyncIterator[bytes] | None = None  # the body, once the app reads it
         self.head: bytes | None = None
         self.started = self.done = self.chunked = self.no_body = self.body_done = False
@@ -643,7 +663,8 @@ class _ASGICycle:
     async def run(self, app: Any) -> None:
         owner, request = self.owner, self.request
         try:
-            await app(asgi_scope(self.body), self.receive, self.send)
+            conn = owner.conn
+            await app(asgi_scope(request, conn.peer, conn.local), self.receive, self.send)
         except Exception:
             where = f"{request.method.decode()} {request.target.decode('latin-1')}"
             if not self.done:
@@ -664,13 +685,14 @@ class _ASGICycle:
 
     async def receive(self) -> dict[str, Any]:
         if self.body_done:
-            await self.body.disconnected.wait()
+            await self.owner.client_gone().wait()
             return {"type": "http.disconnect"}
         if self.chunks is None:
-            if self.body.complete and self.body.buffered == 1:  # no body: no generator
+            body = self.body
+            if body is None or (body.complete and body.buffered == 1):  # no body
                 self.body_done = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            self.chunks = self.body.stream()
+            self.chunks = body.stream()
         try:
             chunk = await self.chunks.__anext__()
         except StopAsyncIteration:
