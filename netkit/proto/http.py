@@ -46,7 +46,10 @@ _TOKEN_RE = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]++"
 _VALUE_RE = rb"[^\x00-\x08\x0a-\x1f\x7f]*+"
 _REQUEST_HEAD = re.compile(rb"(" + _TOKEN_RE + rb") ([^ \x00-\x20\x7f]++) HTTP/(\d\.\d)"
                            rb"((?:\r\n" + _TOKEN_RE + rb":" + _VALUE_RE + rb")*+)\r\n\r\n")
-_HEAD_FIELD = re.compile(rb"\r\n(" + _TOKEN_RE + rb"):[ \t]*+(" + _VALUE_RE + rb")")
+# a field of a head that _REQUEST_HEAD matched: the value without the whitespace around it
+# (the greedy inner part gives back only the trailing whitespace)
+_HEAD_FIELD = re.compile(rb"\r\n(" + _TOKEN_RE + rb"):[ \t]*+((?:[^\x00-\x20\x7f]"
+                         rb"(?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x20\x7f])?)?)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,8 +302,6 @@ class Parser:
             return None
         del buf[:m.end()]
         items = _HEAD_FIELD.findall(block)
-        if b" \r" in block or b"\t\r" in block or block.endswith((b" ", b"\t")):
-            items = [(name, value.rstrip(b" \t")) for name, value in items]
         index: dict[bytes, list[bytes]] = {}
         for name, value in items:
             key = name.lower()
