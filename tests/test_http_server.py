@@ -233,6 +233,37 @@ def test_native_handler(spawn):
     assert r.stdout.startswith(b"HTTP/1.1 413")
 
 
+@pytest.mark.parametrize("app,hello,echo", [
+    ("tests.apps:native", b"native hello\n", b"PING!"),
+    ("tests.apps:starlette_app", b"hello world\n", b"ping!"),
+])
+def test_apps_keep_the_connection_and_answer_pipelined_requests_in_order(spawn, app, hello,
+                                                                          echo):
+    args = ["--set", "http.app_type=native"] if "native" in app else []
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", app, *args])
+    ((_, port),) = proc.listening(1)
+    path = b"/" if "native" in app else b"/hello"
+    post = b"/upper" if "native" in app else b"/echo"
+    get = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        for _ in range(2):  # one after the other on one connection: kept alive
+            s.sendall(get)
+            out = b""
+            while not out.endswith(hello):
+                chunk = s.recv(4096)
+                assert chunk, "the server closed a keep-alive connection"
+                out += chunk
+            assert out.startswith(b"HTTP/1.1 200") and b"Connection: close" not in out
+    # bodiless, with a body, bodiless and last: one write, three answers in order, then EOF
+    started = time.monotonic()
+    out = raw(port, get + b"POST " + post + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+              b"\r\nping!" + get.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"),
+              wait=5)
+    assert time.monotonic() - started < 4  # closed by the server after the third answer
+    assert out.count(b"HTTP/1.1 200") == 3
+    assert out.index(hello) < out.index(echo) < out.rindex(hello)
+
+
 def test_app_that_cannot_be_loaded_is_a_config_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", MODULE, "--app", "tests.apps:nothing",
                         "--check-config"], capture_output=True, text=True, timeout=60)

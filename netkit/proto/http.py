@@ -66,13 +66,15 @@ class Limits:
 class Headers:
     """Fields in order, names case-insensitive, repeated names kept (RFC 9110 5.3)."""
 
-    __slots__ = ("_index", "_items")
+    __slots__ = ("_index", "_items", "_lowered")
 
     def __init__(self, items: list[tuple[bytes, bytes]] | None = None,
-                 index: dict[bytes, list[bytes]] | None = None) -> None:
+                 index: dict[bytes, list[bytes]] | None = None,
+                 lowered: list[tuple[bytes, bytes]] | None = None) -> None:
         self._items = items or []
         # lower-case name -> values: built on the first lookup, or handed in by the parser
         self._index = index
+        self._lowered = lowered  # the items with lower-case names (same: made lazily)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._items)
@@ -113,9 +115,16 @@ class Headers:
             out.extend(t.strip().lower() for t in value.split(b",") if t.strip())
         return out
 
+    def lowered(self) -> list[tuple[bytes, bytes]]:
+        """The fields in order with lower-case names (as ASGI and HTTP/2 want them), a new
+        list each time."""
+        if self._lowered is None:
+            self._lowered = [(n.lower(), v) for n, v in self._items]
+        return self._lowered.copy()
+
     def add(self, name: bytes, value: bytes) -> None:
         self._items.append((name, value))
-        self._index = None
+        self._index = self._lowered = None
 
 
 @dataclass(slots=True)
@@ -166,6 +175,7 @@ class Parser:
         if role not in ("server", "client"):
             raise LocalProtocolError(f"role must be server or client, not {role!r}")
         self.role = role
+        self._server = role == "server"
         self.limits = limits or Limits()
         self._buf = bytearray()
         self._state = _HEAD
@@ -215,6 +225,10 @@ class Parser:
         """The next event, NEED_DATA, or PAUSED; raises RemoteProtocolError on bad input."""
         state = self._state
         if state == _HEAD:
+            if self._server and self._buf:
+                request = self._whole_request_head(self._buf)
+                if request is not None:
+                    return request
             return self._head()
         if state == _LENGTH:
             if self._left == 0:
@@ -252,10 +266,7 @@ class Parser:
         buf = self._buf
         if not buf and not self._eof:
             return NEED_DATA  # between messages (keep-alive): the common case
-        if self.role == "server":
-            request = self._whole_request_head(buf)
-            if request is not None:
-                return request
+        if self._server:
             # RFC 9112 2.2: ignore at least one empty line before a request
             while buf.startswith(b"\r\n"):
                 del buf[:2]
@@ -295,22 +306,25 @@ class Parser:
             return None
         limits = self.limits
         method, target, version, block = m.groups()  # copies: taken before the del
+        items = _HEAD_FIELD.findall(block)
+        end = m.end()
         # the request line's length is where the fields begin; over a limit, the slow path
         # says which
-        if m.end() > limits.max_header_bytes or m.start(4) > limits.max_request_line or \
-                block.count(b"\r\n") > limits.max_headers:
+        if end > limits.max_header_bytes or m.start(4) > limits.max_request_line or \
+                len(items) > limits.max_headers:
             return None
-        del buf[:m.end()]
-        items = _HEAD_FIELD.findall(block)
+        del buf[:end]
         index: dict[bytes, list[bytes]] = {}
+        lowered = []
         for name, value in items:
             key = name.lower()
+            lowered.append((key, value))
             values = index.get(key)
             if values is None:
                 index[key] = [value]
             else:
                 values.append(value)
-        return self._request_from(method, target, version, Headers(items, index))
+        return self._request_from(method, target, version, Headers(items, index, lowered))
 
     def _request(self, line: bytes, headers: Headers) -> object:
         if len(line) > self.limits.max_request_line:

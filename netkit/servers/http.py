@@ -233,14 +233,19 @@ class _HTTPConnection(Handler):
                 return
             if event.__class__ is h.Request:
                 self.deadline = 0.0
-                self.request = event
-                if self.service.access_logged:  # the duration field
+                service = self.service
+                if service.access_logged:  # the duration field
                     self.started = time.monotonic()
-                bodiless = parser.end_if_bodiless()
-                if self.service.handler is not None:
-                    self._start_app(event, bodiless)
-                if bodiless and not self.closing:
-                    self._request_complete()
+                if parser.end_if_bodiless():  # the whole request is in: the common case
+                    if service.handler is None:
+                        self._respond(event)
+                    else:
+                        self._start_app(event, True)
+                        self.busy = True  # the next request waits for this response
+                    continue
+                self.request = event
+                if service.handler is not None:
+                    self._start_app(event, False)
             elif event.__class__ is h.Data:
                 # the static server drops request bodies (so the next pipelined request can
                 # be parsed); an application gets them, with backpressure
@@ -361,7 +366,8 @@ class _HTTPConnection(Handler):
         Server, Connection and Transfer-Encoding fields are dropped (the server writes its
         own); `length` is the body's size when known (Content-Length added if missing);
         no length and HTTP/1.1: chunked; no length and HTTP/1.0: the body ends at close."""
-        lines = [_status_line(status), self.service.date_server.now()]
+        lines = [_STATUS_LINES.get(status) or _status_line(status),
+                 self.service.date_server.now()]
         has_length = False
         for name, value in fields:
             key = name.lower()
@@ -493,7 +499,7 @@ class _HTTPConnection(Handler):
         conn = self.conn
         service = self.service
         max_body = service.config.max_body
-        if max_body and self.parser.body_length > max_body:
+        if max_body and not bodiless and self.parser.body_length > max_body:
             # known from Content-Length: answered before the app runs (nginx does the same)
             self._error(413, close=True, request=request)
             return
@@ -505,6 +511,8 @@ class _HTTPConnection(Handler):
                 request.method, request.target, request.headers, request.version, conn.peer,
                 conn.local, on_consumed=self._body_consumed, max_body=max_body,
                 send_continue=self._send_continue)
+            if bodiless:
+                app_request.finish()
             if service.asgi:
                 run = _ASGICycle(self, request, app_request, close).run(service.handler)
             else:
