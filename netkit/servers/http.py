@@ -565,7 +565,7 @@ class _HTTPConnection(Handler):
             self._app_failed(request, 500, started=False)
             return
         status, sent, body = response.status, 0, response.body
-        whole = isinstance(body, bytes | bytearray)
+        whole = isinstance(body, (bytes, bytearray))
         try:
             head, chunked, close, no_body = self._app_head(
                 request, status, response.headers, close, len(body) if whole else None)
