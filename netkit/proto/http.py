@@ -324,7 +324,15 @@ class Parser:
                 index[key] = [value]
             else:
                 values.append(value)
-        return self._request_from(method, target, version, Headers(items, index, lowered))
+        headers = Headers(items, index, lowered)
+        hosts = index.get(b"host")
+        if hosts is None or len(hosts) > 1 or b"content-length" in index or \
+                b"transfer-encoding" in index or b"upgrade" in index or method == b"CONNECT" \
+                or version not in (b"1.1", b"1.0"):
+            return self._request_from(method, target, version, headers)
+        # one Host, no body, no upgrade (what nearly every request is): no more to check
+        self._state, self._left, self._body_seen = _LENGTH, 0, 0
+        return Request(method, target, headers, version)
 
     def _request(self, line: bytes, headers: Headers) -> object:
         if len(line) > self.limits.max_request_line:
