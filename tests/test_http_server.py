@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import os
 import socket
 import subprocess
@@ -11,6 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from netkit.proto.http import Headers, Request
+from netkit.servers import http as http_server
 
 from .conftest import ServerProcess, need
 from .test_http_codec import SMUGGLING
@@ -208,6 +212,36 @@ def test_asgi_header_with_crlf_is_refused_not_sent(spawn):
     assert r.stdout.startswith(b"HTTP/1.1 500")
     assert b"stolen" not in r.stdout and b"never" not in r.stdout
     proc.wait_for(r"CR or LF in a response header")
+
+
+@pytest.mark.parametrize("fields", [
+    [(b"x-note", b"a\r\nSet-Cookie: stolen=1")],
+    [(b"x-note", b"a\rb")],  # a bare CR: some clients end the line there
+    [(b"x-note", b"a\nb")],
+    [(b"x-a", b"fine"), (b"x-no\r\nte", b"b")],
+])
+def test_response_fields_with_cr_or_lf_are_refused(fields):
+    service = http_server.HTTPService(http_server.Config())
+    conn = http_server._HTTPConnection(service)
+    request = Request(b"GET", b"/", Headers([(b"Host", b"x")]))
+    with pytest.raises(RuntimeError, match="CR or LF in a response header"):
+        conn._app_head(request, 200, fields, False, None)
+    head, *_ = conn._app_head(request, 200, [(b"x-a", b"fine\tvalue")], False, 4)
+    assert head.endswith(b"\r\nx-a: fine\tvalue\r\nContent-Length: 4\r\n\r\n")
+    assert head.count(b"\r\n") == 6
+
+
+def test_date_header_follows_the_clock(asgi_server):
+    _, port = asgi_server
+    dates = []
+    for _ in range(2):
+        r = curl("-sI", f"http://127.0.0.1:{port}/hello")
+        line = next(x for x in r.stdout.split(b"\r\n") if x.startswith(b"Date: "))
+        when = email.utils.parsedate_to_datetime(line[6:].decode()).timestamp()
+        assert abs(when - time.time()) < 2
+        dates.append(when)
+        time.sleep(1.2)  # the line is remade each second by a timer, not per response
+    assert dates[1] > dates[0]
 
 
 def test_expect_100_continue(asgi_server):

@@ -163,6 +163,8 @@ def keep_alive(version: bytes, headers: Headers) -> bool:
     return version == b"1.1" or b"keep-alive" in tokens
 
 
+_new = object.__new__
+
 # body framing states
 _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CLOSE, \
     _DONE, _PAUSED = range(9)
@@ -324,7 +326,10 @@ class Parser:
                 index[key] = [value]
             else:
                 values.append(value)
-        headers = Headers(items, index, lowered)
+        # made without __init__: on this path a constructor's call frame costs more than
+        # the attribute stores themselves
+        headers = _new(Headers)
+        headers._items, headers._index, headers._lowered = items, index, lowered
         hosts = index.get(b"host")
         if hosts is None or len(hosts) > 1 or b"content-length" in index or \
                 b"transfer-encoding" in index or b"upgrade" in index or method == b"CONNECT" \
@@ -332,7 +337,10 @@ class Parser:
             return self._request_from(method, target, version, headers)
         # one Host, no body, no upgrade (what nearly every request is): no more to check
         self._state, self._left, self._body_seen = _LENGTH, 0, 0
-        return Request(method, target, headers, version)
+        request = _new(Request)
+        request.method, request.target, request.headers, request.version = \
+            method, target, headers, version
+        return request
 
     def _request(self, line: bytes, headers: Headers) -> object:
         if len(line) > self.limits.max_request_line:

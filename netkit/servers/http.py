@@ -98,20 +98,39 @@ class Config:
 
 
 class _DateServerLines:
-    """The Date and Server lines, formatted once a second instead of once a response."""
+    """The Date and Server lines of every response, remade once a second by a timer while
+    the server runs: a response only reads `lines` (nginx, too, formats its time once per
+    event loop turn, not once per response)."""
 
     def __init__(self, server_name: str) -> None:
         self.server = b"Server: " + server_name.encode() + b"\r\n"
-        self.second = -1
         self.lines = b""
+        self._timer: asyncio.TimerHandle | None = None
+        self._remake()
 
-    def now(self) -> bytes:
-        t = int(time.time())
-        if t != self.second:
-            self.second = t
-            self.lines = b"Date: " + email.utils.formatdate(t, usegmt=True).encode() + \
-                b"\r\n" + self.server
-        return self.lines
+    def rename(self, server_name: str) -> None:
+        self.server = b"Server: " + server_name.encode() + b"\r\n"
+        self._remake()
+
+    def start(self) -> None:
+        self._tick()
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _remake(self) -> float:
+        now = time.time()
+        self.lines = b"Date: " + email.utils.formatdate(int(now), usegmt=True).encode() + \
+            b"\r\n" + self.server
+        return now
+
+    def _tick(self) -> None:
+        now = self._remake()
+        # just after the next whole second (a timer that fires early remakes the same line
+        # and comes back a moment later)
+        self._timer = asyncio.get_running_loop().call_later(1.001 - now % 1.0, self._tick)
 
 
 class HTTPService:
@@ -128,12 +147,13 @@ class HTTPService:
         self.asgi = config.app_type == "asgi"
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.date_server.start()
         await self.server.listen(self.config.listen, presets=presets)
         log.info("http: serving %s", self.root)
 
     def reload(self, config: Config) -> None:
         self.handler = _load_handler(config)
-        self.date_server = _DateServerLines(config.server_name)
+        self.date_server.rename(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)
         self.asgi = config.app_type == "asgi"
         self.config = config
@@ -142,6 +162,7 @@ class HTTPService:
 
     async def drain(self, timeout: float) -> None:
         await self.server.drain(timeout)
+        self.date_server.stop()
 
     # --- static files ---
 
@@ -354,7 +375,7 @@ class _HTTPConnection(Handler):
     # --- responses ---
 
     def _headers(self, status: int, fields: list[tuple[bytes, bytes]], close: bool) -> bytes:
-        lines = [_status_line(status), self.service.date_server.now()]
+        lines = [_status_line(status), self.service.date_server.lines]
         for name, value in fields:
             lines += (name, b": ", value, b"\r\n")
         lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
@@ -367,7 +388,7 @@ class _HTTPConnection(Handler):
         own); `length` is the body's size when known (Content-Length added if missing);
         no length and HTTP/1.1: chunked; no length and HTTP/1.0: the body ends at close."""
         lines = [_STATUS_LINES.get(status) or _status_line(status),
-                 self.service.date_server.now()]
+                 self.service.date_server.lines]
         has_length = False
         for name, value in fields:
             key = name.lower()
@@ -375,28 +396,24 @@ class _HTTPConnection(Handler):
                 continue
             if key == b"content-length":
                 has_length = True
+            # a CR or LF inside a name or value would split the response (header
+            # injection); int membership: `b"\r" in value` costs twenty times more
+            if 13 in value or 10 in value or 13 in name or 10 in name:
+                raise RuntimeError(f"CR or LF in a response header: {list(fields)!r}")
             lines += (name, b": ", value, b"\r\n")
-        crlfs = 3 + (len(lines) - 2) // 4  # status, Date, Server, one per field
         no_body = request.method == b"HEAD" or status in (204, 304) or status < 200
         chunked = False
         if not has_length and status not in (204, 304) and status >= 200:
             if length is not None:
                 lines.append(b"Content-Length: %d\r\n" % length)
-                crlfs += 1
             elif request.version == b"1.1":
                 chunked = not no_body
                 if chunked:
                     lines.append(b"Transfer-Encoding: chunked\r\n")
-                    crlfs += 1
             elif not no_body:
                 close = True  # HTTP/1.0 without a length: the body ends with the connection
         lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
-        crlfs += 2 if close else 1
-        head = b"".join(lines)
-        # a CR or LF inside a name or value would split the response (header injection)
-        if head.count(b"\n") != crlfs or head.count(b"\r") != crlfs:
-            raise RuntimeError(f"CR or LF in a response header: {list(fields)!r}")
-        return head, chunked, close, no_body
+        return b"".join(lines), chunked, close, no_body
 
     def _error(self, status: int, *, close: bool, request: h.Request | None = None,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
