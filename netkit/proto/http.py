@@ -350,12 +350,12 @@ class Parser:
             else:
                 values.append(value)
         del buf[:end + 4]
+        # made without __init__: here a constructor's call costs more than the stores
         headers = _new(Headers)
         headers._items, headers._index, headers._lowered = items, index, lowered
         hosts = index.get(b"host")
         if hosts is None or len(hosts) > 1 or b"content-length" in index or \
-                b"transfer-encoding" in index or b"upgrade" in index or method == b"CONNECT" \
-                or version not in (b"1.1", b"1.0"):
+                b"transfer-encoding" in index or b"upgrade" in index or method == b"CONNECT":
             return self._request_from(method, target, version, headers)
         # one Host, no body, no upgrade (what nearly every request is): no more to check
         self._state, self._left, self._body_seen = _LENGTH, 0, 0
