@@ -70,12 +70,12 @@ class Headers:
     __slots__ = ("_index", "_items", "_lowered")
 
     def __init__(self, items: list[tuple[bytes, bytes]] | None = None,
-                 index: dict[bytes, list[bytes]] | None = None,
-                 lowered: list[tuple[bytes, bytes]] | None = None) -> None:
+                 index: dict[bytes, list[bytes]] | None = None) -> None:
         self._items = items or []
         # lower-case name -> values: built on the first lookup, or handed in by the parser
         self._index = index
-        self._lowered = lowered  # the items with lower-case names (same: made lazily)
+        # the items with lower-case names: made on first use (the parser's fast path sets it)
+        self._lowered: list[tuple[bytes, bytes]] | None = None
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._items)
