@@ -46,8 +46,12 @@ _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 _TOKEN_MAP = bytes(0 if c in _TOKEN_CHARS else 1 for c in range(256))
 #: anywhere in a head: HTAB, CR, LF, SP, visible ASCII and obs-text (no other CTL, no DEL)
 _HEAD_MAP = bytes(0 if c in (9, 10, 13) or 0x20 <= c != 0x7F else 1 for c in range(256))
-#: lower-case field names seen to be tokens (names repeat: a set lookup instead of a check)
-_TOKEN_NAMES: set[bytes] = set()
+#: field lines already checked -> ((name, value), (lower-case name, value), lower-case
+#: name, value). A client sends the same Host, User-Agent, Accept... lines on every
+#: request: a hit is one dict lookup instead of partition, strip, lower and the token
+#: check. Short lines only; emptied when full.
+_KNOWN_LINES: dict[bytes, tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes, bytes]] = {}
+_KNOWN_LINES_MAX = 1024
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
                              b"OPTIONS"))
 _VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
@@ -169,6 +173,26 @@ _new = object.__new__
 # body framing states
 _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CLOSE, \
     _DONE, _PAUSED = range(9)
+
+
+def _checked_field(line: bytes) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes,
+                                          bytes] | None:
+    """A field line of the fast path, split and checked (None: not a plain, valid one),
+    and remembered in _KNOWN_LINES."""
+    name, colon, value = line.partition(b":")
+    if not name or not colon or 13 in line or 10 in line:
+        return None
+    key = name.lower()
+    if 1 in key.translate(_TOKEN_MAP):
+        return None  # not a token
+    # strip() takes SP and HTAB only here: the other whitespace bytes are CTLs
+    value = value.strip()
+    field = ((name, value), (key, value), key, value)
+    if len(line) <= 256:
+        if len(_KNOWN_LINES) >= _KNOWN_LINES_MAX:
+            _KNOWN_LINES.clear()
+        _KNOWN_LINES[line] = field
+    return field
 
 
 class Parser:
@@ -329,21 +353,17 @@ class Parser:
         items = []
         index: dict[bytes, list[bytes]] = {}
         lowered = []
+        known = _KNOWN_LINES
         for i in range(1, len(lines)):
             line = lines[i]
-            name, colon, value = line.partition(b":")
-            if not name or not colon or 13 in line or 10 in line:
-                return None
-            # strip() takes SP and HTAB only here: the other whitespace bytes are CTLs
-            value = value.strip()
-            items.append((name, value))
-            key = name.lower()
-            if key not in _TOKEN_NAMES:
-                if 1 in key.translate(_TOKEN_MAP):
-                    return None  # not a token
-                if len(_TOKEN_NAMES) < 1000:
-                    _TOKEN_NAMES.add(key)
-            lowered.append((key, value))
+            field = known.get(line)
+            if field is None:
+                field = _checked_field(line)
+                if field is None:
+                    return None
+            item, pair, key, value = field
+            items.append(item)
+            lowered.append(pair)
             values = index.get(key)
             if values is None:
                 index[key] = [value]

@@ -190,6 +190,27 @@ class HTTPService:
 _STATUS_LINES: dict[int, bytes] = {}
 
 
+def _field_line(pair: Any) -> tuple[bytes | None, bool]:
+    """An application's response field as (its line, is it Content-Length); None for a
+    field the server writes itself. Remembered when short (see _FIELD_LINES)."""
+    name, value = pair
+    key = name.lower()
+    if key in _SERVER_FIELDS:
+        return None, False
+    # a CR or LF inside a name or value would split the response (header injection);
+    # int membership: `b"\r" in value` costs twenty times more
+    if 13 in value or 10 in value or 13 in name or 10 in name:
+        raise RuntimeError(f"CR or LF in a response header field: {pair!r}")
+    line = b"%s: %s\r\n" % (name, value)
+    is_length = key == b"content-length"
+    if pair.__class__ is tuple and len(line) <= 256:
+        cache = _LENGTH_LINES if is_length else _FIELD_LINES
+        if len(cache) >= _FIELD_LINES_MAX:
+            cache.clear()
+        cache[pair] = line
+    return line, is_length
+
+
 def _status_line(status: int) -> bytes:
     line = _STATUS_LINES.get(status)
     if line is None:
@@ -201,6 +222,14 @@ def _status_line(status: int) -> bytes:
 
 #: response fields the server writes itself; an application's own are dropped
 _SERVER_FIELDS = frozenset((b"date", b"server", b"connection", b"transfer-encoding"))
+
+#: an application's response fields already checked, as their lines: (name, value) ->
+#: b"name: value\r\n". Apps send the same few fields again and again, and a hit skips
+#: lower(), the server-field test and the CR/LF test. Content-Length fields are kept
+#: apart (they decide the framing). Short fields only; emptied when full.
+_FIELD_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_LENGTH_LINES: dict[tuple[bytes, bytes], bytes] = {}
+_FIELD_LINES_MAX = 1024
 
 
 class _HTTPConnection(Handler):
@@ -392,17 +421,22 @@ class _HTTPConnection(Handler):
         lines = [_STATUS_LINES.get(status) or _status_line(status),
                  self.service.date_server.lines]
         has_length = False
-        for name, value in fields:
-            key = name.lower()
-            if key in _SERVER_FIELDS:
-                continue
-            if key == b"content-length":
-                has_length = True
-            # a CR or LF inside a name or value would split the response (header
-            # injection); int membership: `b"\r" in value` costs twenty times more
-            if 13 in value or 10 in value or 13 in name or 10 in name:
-                raise RuntimeError(f"CR or LF in a response header: {list(fields)!r}")
-            lines += (name, b": ", value, b"\r\n")
+        known = _FIELD_LINES
+        for pair in fields:
+            try:
+                line = known.get(pair)
+            except TypeError:  # a list: ASGI allows any pair, not only a tuple
+                line = None
+            if line is None:
+                line = _LENGTH_LINES.get(pair) if pair.__class__ is tuple else None
+                if line is None:
+                    line, is_length = _field_line(pair)
+                    if line is None:
+                        continue  # a field the server writes itself
+                    has_length = has_length or is_length
+                else:
+                    has_length = True
+            lines.append(line)
         no_body = request.method == b"HEAD" or status in (204, 304) or status < 200
         chunked = False
         if not has_length and status not in (204, 304) and status >= 200:
@@ -522,7 +556,11 @@ class _HTTPConnection(Handler):
             # known from Content-Length: answered before the app runs (nginx does the same)
             self._error(413, close=True, request=request)
             return
-        close = not h.keep_alive(request.version, request.headers) or self.close_after
+        index = request.headers._index  # h.keep_alive's common case written out
+        if index is not None and b"connection" not in index:
+            close = request.version != b"1.1" or self.close_after
+        else:
+            close = not h.keep_alive(request.version, request.headers) or self.close_after
         if service.asgi and bodiless:  # nothing to stream: no AppRequest
             run = _ASGICycle(self, request, None, close).run(service.handler)
         else:
