@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 
@@ -46,6 +47,9 @@ _TOKEN_CHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijkl
 _TOKEN_MAP = bytes(0 if c in _TOKEN_CHARS else 1 for c in range(256))
 #: anywhere in a head: HTAB, CR, LF, SP, visible ASCII and obs-text (no other CTL, no DEL)
 _HEAD_MAP = bytes(0 if c in (9, 10, 13) or 0x20 <= c != 0x7F else 1 for c in range(256))
+#: request lines already checked -> (method, target, version): "GET / HTTP/1.1" and the
+#: like repeat as field lines do
+_KNOWN_STARTS: dict[bytes, tuple[bytes, bytes, bytes]] = {}
 #: field lines already checked -> ((name, value), (lower-case name, value), lower-case
 #: name, value). A client sends the same Host, User-Agent, Accept... lines on every
 #: request: a hit is one dict lookup instead of partition, strip, lower and the token
@@ -175,12 +179,38 @@ _HEAD, _LENGTH, _CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CL
     _DONE, _PAUSED = range(9)
 
 
+def _checked_start(line: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """A request line of the fast path, split and checked (None: not a plain, valid one),
+    and remembered in _KNOWN_STARTS. The caller checks its length against the limit."""
+    # int membership: far cheaper than b"\r" in line
+    if 13 in line or 10 in line or 1 in line.translate(_HEAD_MAP):
+        return None
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return None
+    method, target, version = parts
+    version = _VERSIONS.get(version)
+    if version is None or not target or 9 in target or \
+            (method not in _COMMON_METHODS and not _TOKEN.fullmatch(method)):
+        return None
+    start = (method, target, version)
+    _remember(_KNOWN_STARTS, line, start)
+    return start
+
+
+def _remember(cache: dict[bytes, Any], line: bytes, value: Any) -> None:
+    if len(line) <= 256:
+        if len(cache) >= _KNOWN_LINES_MAX:
+            cache.clear()  # crude, but bounded, and a cache of checks can always start over
+        cache[line] = value
+
+
 def _checked_field(line: bytes) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes,
                                           bytes] | None:
     """A field line of the fast path, split and checked (None: not a plain, valid one),
     and remembered in _KNOWN_LINES."""
     name, colon, value = line.partition(b":")
-    if not name or not colon or 13 in line or 10 in line:
+    if not name or not colon or 13 in line or 10 in line or 1 in line.translate(_HEAD_MAP):
         return None
     key = name.lower()
     if 1 in key.translate(_TOKEN_MAP):
@@ -188,10 +218,7 @@ def _checked_field(line: bytes) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes
     # strip() takes SP and HTAB only here: the other whitespace bytes are CTLs
     value = value.strip()
     field = ((name, value), (key, value), key, value)
-    if len(line) <= 256:
-        if len(_KNOWN_LINES) >= _KNOWN_LINES_MAX:
-            _KNOWN_LINES.clear()
-        _KNOWN_LINES[line] = field
+    _remember(_KNOWN_LINES, line, field)
     return field
 
 
@@ -335,21 +362,16 @@ class Parser:
         if end <= 0 or end + 4 > limits.max_header_bytes:
             return None
         head = bytes(buf[:end])
-        if 1 in head.translate(_HEAD_MAP):  # a control byte
-            return None
         lines = head.split(b"\r\n")
         line = lines[0]
-        if len(lines) - 1 > limits.max_headers or len(line) > limits.max_request_line or \
-                13 in line or 10 in line:  # int membership: far cheaper than b"\r" in line
+        if len(lines) - 1 > limits.max_headers or len(line) > limits.max_request_line:
             return None
-        parts = line.split(b" ")
-        if len(parts) != 3:
-            return None
-        method, target, version = parts
-        version = _VERSIONS.get(version)
-        if version is None or not target or 9 in target or \
-                (method not in _COMMON_METHODS and not _TOKEN.fullmatch(method)):
-            return None
+        start = _KNOWN_STARTS.get(line)
+        if start is None:
+            start = _checked_start(line)
+            if start is None:
+                return None
+        method, target, version = start
         items = []
         index: dict[bytes, list[bytes]] = {}
         lowered = []
