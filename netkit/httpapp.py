@@ -32,13 +32,25 @@ def method_name(method: bytes) -> str:
     return _METHODS.get(method) or method.decode("ascii")
 
 
+#: targets already split (a site's requests name the same few paths again and again);
+#: short ones only, emptied when full
+_TARGETS: dict[bytes, tuple[str, bytes, bytes]] = {}
+
+
 def split_target(target: bytes) -> tuple[str, bytes, bytes]:
     """A request target -> (path with %-escapes decoded, raw path, query string)."""
-    raw_path, _, query = target.partition(b"?")
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = urllib.parse.unquote(path)
-    return path, raw_path, query
+    parts = _TARGETS.get(target)
+    if parts is None:
+        raw_path, _, query = target.partition(b"?")
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        parts = path, raw_path, query
+        if len(target) <= 256:
+            if len(_TARGETS) >= 1024:
+                _TARGETS.clear()
+            _TARGETS[target] = parts
+    return parts
 
 
 @dataclass
@@ -161,12 +173,9 @@ def load(spec: str) -> Any:
 def asgi_scope(request: Request, client: tuple[str, int],
                server: tuple[str, int]) -> dict[str, Any]:
     """The ASGI 3 HTTP connection scope for a request (ASGI spec 2.3)."""
-    # split_target and method_name written out: once per request, a call costs more
-    raw_path, _, query = request.target.partition(b"?")
-    path = raw_path.decode("latin-1")
-    if "%" in path:
-        path = urllib.parse.unquote(path)
-    method = request.method
+    target = request.target
+    path, raw_path, query = _TARGETS.get(target) or split_target(target)
+    method = request.method  # method_name() written out: a call costs more than the lookup
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": _VERSIONS.get(request.version) or request.version.decode(),

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netkit.errors import LocalProtocolError, RemoteProtocolError
+from netkit.proto import http
 from netkit.proto.http import (
     CLOSED,
     NEED_DATA,
@@ -352,3 +353,35 @@ def test_fast_head_path_limits_and_whitespace(data):
         assert fast[0] == "error" and fast[2] in (414, 431)
     elif data.count(b"X-C") == 4 or (b"a" * 242 in data and b"a" * 243 not in data):
         assert isinstance(fast[0], Request)
+
+
+def test_remembered_lines_are_checked_against_each_parsers_limits():
+    data = b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: h\r\n\r\n"
+    assert outcome(Parser("server", Limits()), data)[0].target == b"/" + b"a" * 100
+    assert b"GET /" + b"a" * 100 + b" HTTP/1.1" in http._KNOWN_STARTS  # remembered
+    assert outcome(Parser("server", Limits(max_request_line=50)), data)[2] == 414
+    # a known field line does not excuse the line after it
+    bad = b"GET / HTTP/1.1\r\nHost: h\r\nX-A : v\r\n\r\n"
+    assert outcome(Parser("server"), bad) == outcome(slow_path_only(Parser("server")), bad)
+    assert outcome(Parser("server"), bad)[0] == "error"
+
+
+@pytest.mark.parametrize("line", [b"X-A: a\x01b", b"X-A: a\x7fb", b"X A: v", b"GET /\x00 HTTP/1.1"])
+def test_bad_lines_are_refused_every_time_and_never_remembered(line):
+    data = (line + b"\r\nHost: h\r\n\r\n" if line.startswith(b"GET")
+            else b"GET / HTTP/1.1\r\nHost: h\r\n" + line + b"\r\n\r\n")
+    for _ in range(2):
+        assert outcome(Parser("server"), data)[0] == "error"
+    assert line not in http._KNOWN_LINES and line not in http._KNOWN_STARTS
+
+
+def test_remembered_lines_are_bounded():
+    p = Parser("server")
+    for i in range(http._KNOWN_LINES_MAX + 10):
+        p.feed(b"GET /%d HTTP/1.1\r\nHost: h\r\nX-N: %d\r\n\r\n" % (i, i))
+        assert p.next_event().headers.get(b"x-n") == b"%d" % i and p.end_if_bodiless()
+    assert 0 < len(http._KNOWN_LINES) <= http._KNOWN_LINES_MAX
+    assert 0 < len(http._KNOWN_STARTS) <= http._KNOWN_LINES_MAX
+    p.feed(b"GET / HTTP/1.1\r\nHost: h\r\nX-" + b"v" * 300 + b": long\r\n\r\n")
+    assert p.next_event().headers.get(b"x-" + b"v" * 300) == b"long"  # parsed, not kept
+    assert not any(len(line) > 256 for line in http._KNOWN_LINES)
