@@ -3,11 +3,14 @@
   hello     keep-alive hello world, wrk -t1 -c50: our server running the ASGI app and a
             native handler, uvicorn (httptools, uvloop) running the same ASGI app, and
             aiohttp.web: requests/s (and per server CPU-second)
+  browser   the ASGI app again, ours against uvicorn, but wrk sends what a browser sends
+            (eleven fields, ~600 bytes) with a new target each time (bench/browser.lua):
+            no request line repeats, so the parser's memory of lines helps only the fields
   static    a 1 MiB file, our server against nginx: MiB/s
 
 Servers on core 0, wrk on core 1; rounds alternate.
 
-    python bench/http_server.py [--seconds 5] [--rounds 3] [--only hello|static]
+    python bench/http_server.py [--seconds 5] [--rounds 3] [--only hello|browser|static]
 """
 
 from __future__ import annotations
@@ -66,14 +69,15 @@ http {{
     }
 
 
-def measure(name: str, www: Path, tmp: Path, seconds: int, path: str) -> tuple[float, float]:
+def measure(name: str, www: Path, tmp: Path, seconds: int, path: str,
+            script: str | None = None) -> tuple[float, float]:
     port = free_port()
     proc = start(servers(port, www, tmp)[name], log=tmp / f"{name}.log")
     try:
         wait_port(port)
         cpu0 = cpu_seconds(proc.pid)
         try:
-            rate = wrk(f"http://127.0.0.1:{port}{path}", seconds=seconds)
+            rate = wrk(f"http://127.0.0.1:{port}{path}", seconds=seconds, script=script)
         except SystemExit as exc:
             raise SystemExit(f"bench: {name}: {exc}") from None
         cpu = cpu_seconds(proc.pid) - cpu0
@@ -86,7 +90,8 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--only", choices=("hello", "static"), help="one part of the bench")
+    parser.add_argument("--only", choices=("hello", "browser", "static"),
+                        help="one part of the bench")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="netkit-bench-http-"))
     tmp.chmod(0o755)  # nginx's workers run as nobody and must read the files
@@ -96,12 +101,17 @@ def main() -> int:
     rates: dict[str, list[float]] = {}
     per_cpu: dict[str, list[float]] = {}
     hello = args.only in (None, "hello")
+    browser = args.only in (None, "browser")
     static = args.only in (None, "static")
+    lua = str(Path(__file__).resolve().parent / "browser.lua")
     for _ in range(args.rounds):
         for name in ("netkit-asgi", "netkit-native", "uvicorn", "aiohttp") if hello else ():
             rate, eff = measure(name, www, tmp, args.seconds, "/")
             rates.setdefault(name, []).append(rate)
             per_cpu.setdefault(name, []).append(eff)
+        for name in ("netkit-asgi", "uvicorn") if browser else ():
+            rate, _ = measure(name, www, tmp, args.seconds, "/", script=lua)
+            rates.setdefault(f"{name}-browser", []).append(rate)
         for name in ("netkit-static", "nginx") if static else ():
             rate, eff = measure(name, www, tmp, args.seconds, "/1mb.bin")
             rates.setdefault(name, []).append(rate)  # 1 MiB responses: req/s = MiB/s
@@ -112,6 +122,9 @@ def main() -> int:
                "req/cpu-s")
         report("http-native-vs-uvicorn", rates["netkit-native"], rates["uvicorn"], "req/s")
         report("http-native-vs-aiohttp", rates["netkit-native"], rates["aiohttp"], "req/s")
+    if browser:
+        report("http-asgi-browser-heads-vs-uvicorn", rates["netkit-asgi-browser"],
+               rates["uvicorn-browser"], "req/s")
     if static:
         report("http-static-1mib-vs-nginx", rates["netkit-static"], rates["nginx"], "MiB/s")
     return 0

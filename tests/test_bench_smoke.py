@@ -71,7 +71,7 @@ def test_http_bench_runs():
     names = run("bench/http_server.py", "--seconds", "1", "--rounds", "1")
     assert set(names) == {"http-asgi-vs-uvicorn", "http-asgi-vs-uvicorn-per-cpu",
                           "http-native-vs-uvicorn", "http-native-vs-aiohttp",
-                          "http-static-1mib-vs-nginx"}
+                          "http-asgi-browser-heads-vs-uvicorn", "http-static-1mib-vs-nginx"}
 
 
 def test_http_client_bench_runs():
