@@ -385,3 +385,16 @@ def test_remembered_lines_are_bounded():
     p.feed(b"GET / HTTP/1.1\r\nHost: h\r\nX-" + b"v" * 300 + b": long\r\n\r\n")
     assert p.next_event().headers.get(b"x-" + b"v" * 300) == b"long"  # parsed, not kept
     assert not any(len(line) > 256 for line in http._KNOWN_LINES)
+
+
+def test_repeated_fields_from_remembered_lines_keep_every_value_in_order():
+    data = b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nx-a: 2\r\nX-B: 3\r\nX-A: 1\r\n\r\n"
+    for _ in range(3):  # the first time checked, then from _KNOWN_LINES
+        request = outcome(Parser("server"), data)[0]
+        assert request.headers.get_all(b"X-A") == [b"1", b"2", b"1"]
+        assert request.headers.get(b"x-a") == b"1, 2, 1" and request.headers.get(b"x-b") == b"3"
+        assert request.headers.lowered() == [(b"host", b"h"), (b"x-a", b"1"), (b"x-a", b"2"),
+                                             (b"x-b", b"3"), (b"x-a", b"1")]
+    # a caller's list from get_all is its own: changing it changes nothing remembered
+    request.headers.get_all(b"x-a").append(b"9")
+    assert outcome(Parser("server"), data)[0].headers.get_all(b"x-a") == [b"1", b"2", b"1"]

@@ -21,6 +21,7 @@ in `reply_hint`; nothing else ever escapes from the parser.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,10 +52,12 @@ _HEAD_MAP = bytes(0 if c in (9, 10, 13) or 0x20 <= c != 0x7F else 1 for c in ran
 #: like repeat as field lines do
 _KNOWN_STARTS: dict[bytes, tuple[bytes, bytes, bytes]] = {}
 #: field lines already checked -> ((name, value), (lower-case name, value), lower-case
-#: name, value). A client sends the same Host, User-Agent, Accept... lines on every
-#: request: a hit is one dict lookup instead of partition, strip, lower and the token
-#: check. Short lines only; emptied when full.
-_KNOWN_LINES: dict[bytes, tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes, bytes]] = {}
+#: name, (value,)): an item, a lowered item, an index key and its values. A client sends
+#: the same Host, User-Agent, Accept... lines on every request: a hit is one dict lookup
+#: instead of partition, strip, lower and the token check. Short lines only; emptied when
+#: full.
+_KnownField = tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes, tuple[bytes]]
+_KNOWN_LINES: dict[bytes, _KnownField] = {}
 _KNOWN_LINES_MAX = 1024
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
                              b"OPTIONS"))
@@ -78,9 +81,10 @@ class Headers:
     __slots__ = ("_index", "_items", "_lowered")
 
     def __init__(self, items: list[tuple[bytes, bytes]] | None = None,
-                 index: dict[bytes, list[bytes]] | None = None) -> None:
+                 index: dict[bytes, Sequence[bytes]] | None = None) -> None:
         self._items = items or []
-        # lower-case name -> values: built on the first lookup, or handed in by the parser
+        # lower-case name -> values (a list, or a tuple from the parser's fast path): built
+        # on the first lookup, or handed in by the parser
         self._index = index
         # the items with lower-case names: made on first use (the parser's fast path sets it)
         self._lowered: list[tuple[bytes, bytes]] | None = None
@@ -205,8 +209,7 @@ def _remember(cache: dict[bytes, Any], line: bytes, value: Any) -> None:
         cache[line] = value
 
 
-def _checked_field(line: bytes) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes,
-                                          bytes] | None:
+def _checked_field(line: bytes) -> _KnownField | None:
     """A field line of the fast path, split and checked (None: not a plain, valid one),
     and remembered in _KNOWN_LINES."""
     name, colon, value = line.partition(b":")
@@ -217,7 +220,7 @@ def _checked_field(line: bytes) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes
         return None  # not a token
     # strip() takes SP and HTAB only here: the other whitespace bytes are CTLs
     value = value.strip()
-    field = ((name, value), (key, value), key, value)
+    field = ((name, value), (key, value), key, (value,))
     _remember(_KNOWN_LINES, line, field)
     return field
 
@@ -372,25 +375,24 @@ class Parser:
             if start is None:
                 return None
         method, target, version = start
+        del lines[0]
         items = []
-        index: dict[bytes, list[bytes]] = {}
         lowered = []
+        index: dict[bytes, tuple[bytes, ...]] = {}
         known = _KNOWN_LINES
-        for i in range(1, len(lines)):
-            line = lines[i]
+        for line in lines:
             field = known.get(line)
             if field is None:
                 field = _checked_field(line)
                 if field is None:
                     return None
-            item, pair, key, value = field
+            item, pair, key, values = field
             items.append(item)
             lowered.append(pair)
-            values = index.get(key)
-            if values is None:
-                index[key] = [value]
+            if key in index:
+                index[key] += values  # a name repeated: its values in order
             else:
-                values.append(value)
+                index[key] = values
         del buf[:end + 4]
         # made without __init__: here a constructor's call costs more than the stores
         headers = _new(Headers)
