@@ -469,6 +469,11 @@ def test_remembered_response_fields_keep_the_framing_and_the_checks():
     for _ in range(2):  # lists are pairs too (ASGI); no length: chunked
         head, chunked, *_ = conn._app_head(request, 200, [[b"x-a", b"1"]], False, None)
         assert head.endswith(b"\r\nx-a: 1\r\nTransfer-Encoding: chunked\r\n\r\n") and chunked
+    for _ in range(2):  # unhashable bytearrays, a length among them
+        head, chunked, *_ = conn._app_head(
+            request, 200, [(b"x-b", bytearray(b"2")), (b"Content-Length", bytearray(b"3"))],
+            False, None)
+        assert head.endswith(b"\r\nx-b: 2\r\nContent-Length: 3\r\n\r\n") and not chunked
     for _ in range(2):  # the server's own fields are dropped every time
         head, *_ = conn._app_head(request, 200, [(b"Server", b"evil"), (b"date", b"x")], False, 0)
         assert b"evil" not in head and b"date: x" not in head and head.count(b"Date: ") == 1

@@ -203,7 +203,8 @@ def _field_line(pair: Any) -> tuple[bytes | None, bool]:
         raise RuntimeError(f"CR or LF in a response header field: {pair!r}")
     line = b"%s: %s\r\n" % (name, value)
     is_length = key == b"content-length"
-    if pair.__class__ is tuple and len(line) <= 256:
+    if pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes \
+            and len(line) <= 256:
         cache = _LENGTH_LINES if is_length else _FIELD_LINES
         if len(cache) >= _FIELD_LINES_MAX:
             cache.clear()
@@ -425,17 +426,17 @@ class _HTTPConnection(Handler):
         for pair in fields:
             try:
                 line = known.get(pair)
-            except TypeError:  # a list: ASGI allows any pair, not only a tuple
+                if line is None:
+                    line = _LENGTH_LINES.get(pair)
+                    if line is not None:
+                        has_length = True
+            except TypeError:  # unhashable: a list, a bytearray (ASGI allows them)
                 line = None
             if line is None:
-                line = _LENGTH_LINES.get(pair) if pair.__class__ is tuple else None
+                line, is_length = _field_line(pair)
                 if line is None:
-                    line, is_length = _field_line(pair)
-                    if line is None:
-                        continue  # a field the server writes itself
-                    has_length = has_length or is_length
-                else:
-                    has_length = True
+                    continue  # a field the server writes itself
+                has_length = has_length or is_length
             lines.append(line)
         no_body = request.method == b"HEAD" or status in (204, 304) or status < 200
         chunked = False
