@@ -17,8 +17,11 @@ Speed notes (bench/http_server.py): a request that arrives whole costs no timer
 (the head/body deadline is a float, its timer re-armed only when it fires early),
 a request without a body goes straight to its response (an ASGI app gets no
 AppRequest at all), the Date line is remade by a timer once a second, and a
-response head and a small body leave in one write. Hot-path checks use int
-membership (`13 in value`): `b"\r" in value` costs about thirty times more.
+response head and a small body leave in one write. Lines already checked are
+remembered (bounded): request and field lines in the parser, an application's
+response fields as their rendered lines (_FIELD_LINES), split targets in httpapp.
+Hot-path checks use int membership (`13 in value`): `b"\r" in value` costs about
+thirty times more.
 """
 
 from __future__ import annotations
