@@ -333,6 +333,21 @@ def test_fast_head_path_agrees_with_line_by_line_path(pieces, host):
     assert fast == slow
 
 
+@settings(max_examples=300)
+@given(st.sampled_from([b"GET", b"POST", b"PURGE", b"G\x01T", b"G(T", b""]),
+       st.sampled_from([b" ", b"  ", b"\t"]),
+       st.sampled_from([b"/", b"/a?q=1", b"*", b"/%20", b"/\x80", b"/\x7f", b"/a b", b"",
+                        b"/" + b"a" * 30]),
+       st.sampled_from([b" ", b"  "]),
+       st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/1.2", b"http/1.1", b"HTTP/11", b""]))
+def test_remembered_request_lines_agree_with_line_by_line_path(method, sp1, target, sp2,
+                                                               version):
+    data = method + sp1 + target + sp2 + version + b"\r\nHost: h\r\nX-A: 1\r\n\r\n"
+    slow = outcome(slow_path_only(Parser("server", Limits(max_request_line=40))), data)
+    for _ in range(2):  # the second time from memory, where the first was remembered
+        assert outcome(Parser("server", Limits(max_request_line=40)), data) == slow
+
+
 @pytest.mark.parametrize("data", [
     b"GET / HTTP/1.1\r\nHost: h  \r\nX-A:\tv \t\r\nX-B:  \r\n\r\n",  # OWS stripped
     b"GET / HTTP/1.1\r\nHost: h\r\nX-A: v\r\n" + b"X-B: w\r\n" * 5 + b"\r\n",  # 431
