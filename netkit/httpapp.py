@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import RemoteProtocolError
-from .proto.http import Headers, Request
+from .proto.http import Headers, Request, remember
 
 #: method names as str, decoded once (a dict lookup costs less than a decode)
 _METHODS = {m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
@@ -33,7 +33,7 @@ def method_name(method: bytes) -> str:
 
 
 #: targets already split (a site's requests name the same few paths again and again);
-#: short ones only, emptied when full
+#: bounded, see proto.http.remember()
 _TARGETS: dict[bytes, tuple[str, bytes, bytes]] = {}
 
 
@@ -46,10 +46,7 @@ def split_target(target: bytes) -> tuple[str, bytes, bytes]:
         if "%" in path:
             path = urllib.parse.unquote(path)
         parts = path, raw_path, query
-        if len(target) <= 256:
-            if len(_TARGETS) >= 1024:
-                _TARGETS.clear()
-            _TARGETS[target] = parts
+        remember(_TARGETS, target, parts, len(target))
     return parts
 
 

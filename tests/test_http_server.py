@@ -479,10 +479,10 @@ def test_remembered_response_fields_keep_the_framing_and_the_checks():
         assert b"evil" not in head and b"date: x" not in head and head.count(b"Date: ") == 1
     with pytest.raises(RuntimeError, match="CR or LF"):  # a name known with a good value
         conn._app_head(request, 200, [(b"content-type", b"text/plain\r\nX: y")], False, 0)
-    for i in range(http_server._FIELD_LINES_MAX + 10):
+    for i in range(http_server.h.REMEMBER_MAX_ENTRIES + 10):
         head, *_ = conn._app_head(request, 200, [(b"x-n", b"%d" % i)], False, 0)
         assert head.endswith(b"\r\nx-n: %d\r\nContent-Length: 0\r\n\r\n" % i)
-    assert 0 < len(http_server._FIELD_LINES) <= http_server._FIELD_LINES_MAX
+    assert 0 < len(http_server._FIELD_LINES) <= http_server.h.REMEMBER_MAX_ENTRIES
     head, *_ = conn._app_head(request, 200, [(b"x-long", b"v" * 300)], False, 0)
     assert b"v" * 300 in head and (b"x-long", b"v" * 300) not in http_server._FIELD_LINES
 
@@ -495,4 +495,4 @@ def test_split_target_is_the_same_from_memory():
     assert b"/a%20b/c?q=%20" in _TARGETS
     for i in range(1100):
         assert split_target(b"/%d?x" % i) == (f"/{i}", b"/%d" % i, b"x")
-    assert len(_TARGETS) <= 1024
+    assert len(_TARGETS) <= http_server.h.REMEMBER_MAX_ENTRIES

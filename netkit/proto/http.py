@@ -54,11 +54,11 @@ _KNOWN_STARTS: dict[bytes, tuple[bytes, bytes, bytes]] = {}
 #: field lines already checked -> ((name, value), (lower-case name, value), lower-case
 #: name, (value,)): an item, a lowered item, an index key and its values. A client sends
 #: the same Host, User-Agent, Accept... lines on every request: a hit is one dict lookup
-#: instead of partition, strip, lower and the token check. Short lines only; emptied when
-#: full.
+#: instead of partition, strip, lower and the token check.
 _KnownField = tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes, tuple[bytes]]
 _KNOWN_LINES: dict[bytes, _KnownField] = {}
-_KNOWN_LINES_MAX = 1024
+REMEMBER_MAX_ENTRIES = 1024  # per memory (see remember())
+REMEMBER_MAX_BYTES = 256  # longer lines are checked every time
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
                              b"OPTIONS"))
 _VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
@@ -198,15 +198,18 @@ def _checked_start(line: bytes) -> tuple[bytes, bytes, bytes] | None:
             (method not in _COMMON_METHODS and not _TOKEN.fullmatch(method)):
         return None
     start = (method, target, version)
-    _remember(_KNOWN_STARTS, line, start)
+    remember(_KNOWN_STARTS, line, start, len(line))
     return start
 
 
-def _remember(cache: dict[bytes, Any], line: bytes, value: Any) -> None:
-    if len(line) <= 256:
-        if len(cache) >= _KNOWN_LINES_MAX:
-            cache.clear()  # crude, but bounded, and a cache of checks can always start over
-        cache[line] = value
+def remember(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
+    """Keep `value` under `key` when `size` (the bytes it stands for) is small: the memories
+    of checked lines here, in the server and in httpapp. Bounded: emptied when full (crude,
+    but a memory of checks can always start over)."""
+    if size <= REMEMBER_MAX_BYTES:
+        if len(cache) >= REMEMBER_MAX_ENTRIES:
+            cache.clear()
+        cache[key] = value
 
 
 def _checked_field(line: bytes) -> _KnownField | None:
@@ -221,7 +224,7 @@ def _checked_field(line: bytes) -> _KnownField | None:
     # strip() takes SP and HTAB only here: the other whitespace bytes are CTLs
     value = value.strip()
     field = ((name, value), (key, value), key, (value,))
-    _remember(_KNOWN_LINES, line, field)
+    remember(_KNOWN_LINES, line, field, len(line))
     return field
 
 

@@ -206,12 +206,8 @@ def _field_line(pair: Any) -> tuple[bytes | None, bool]:
         raise RuntimeError(f"CR or LF in a response header field: {pair!r}")
     line = b"%s: %s\r\n" % (name, value)
     is_length = key == b"content-length"
-    if pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes \
-            and len(line) <= 256:
-        cache = _LENGTH_LINES if is_length else _FIELD_LINES
-        if len(cache) >= _FIELD_LINES_MAX:
-            cache.clear()
-        cache[pair] = line
+    if pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes:
+        h.remember(_LENGTH_LINES if is_length else _FIELD_LINES, pair, line, len(line))
     return line, is_length
 
 
@@ -230,10 +226,9 @@ _SERVER_FIELDS = frozenset((b"date", b"server", b"connection", b"transfer-encodi
 #: an application's response fields already checked, as their lines: (name, value) ->
 #: b"name: value\r\n". Apps send the same few fields again and again, and a hit skips
 #: lower(), the server-field test and the CR/LF test. Content-Length fields are kept
-#: apart (they decide the framing). Short fields only; emptied when full.
+#: apart (they decide the framing). Bounded: see h.remember().
 _FIELD_LINES: dict[tuple[bytes, bytes], bytes] = {}
 _LENGTH_LINES: dict[tuple[bytes, bytes], bytes] = {}
-_FIELD_LINES_MAX = 1024
 
 
 class _HTTPConnection(Handler):
