@@ -170,13 +170,11 @@ def load(spec: str) -> Any:
 def asgi_scope(request: Request, client: tuple[str, int],
                server: tuple[str, int]) -> dict[str, Any]:
     """The ASGI 3 HTTP connection scope for a request (ASGI spec 2.3)."""
-    target = request.target
-    path, raw_path, query = _TARGETS.get(target) or split_target(target)
-    method = request.method  # method_name() written out: a call costs more than the lookup
+    path, raw_path, query = split_target(request.target)
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": _VERSIONS.get(request.version) or request.version.decode(),
-        "method": _METHODS.get(method) or method.decode("ascii"),
+        "method": method_name(request.method),
         "scheme": "http", "path": path, "raw_path": raw_path, "query_string": query,
         "root_path": "", "headers": request.headers.lowered(),
         "client": client, "server": server,
