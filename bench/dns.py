@@ -34,8 +34,8 @@ from common import (
 )
 
 sys.path.insert(0, str(ROOT))
-from tests.dnshier import free_udp_tcp_port as free_port
-from tests.dnshier import start_hierarchy, unbound_config
+from netkit.testing.nsd import free_udp_tcp_port as free_port
+from netkit.testing.nsd import start_hierarchy, unbound_config
 
 
 def dnsperf(port: int, queries: Path, *, seconds: int | None = None) -> tuple[float, float]:

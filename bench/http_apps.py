@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from netkit.httpapp import AppRequest, AppResponse
+from netkit.servers.http.app import AppRequest, AppResponse
 
 BODY = b"Hello, world!\n"
 

@@ -40,7 +40,8 @@ def serve(kind: str, port: int) -> None:
         else:
             sys.path.insert(0, str(ROOT))
             from netkit.config import Address
-            from netkit.transport import Handler, Limits, StreamServer
+            from netkit.transport.connection import Handler, Limits
+            from netkit.transport.listeners import StreamServer
 
             class Answer(Handler):
                 def data_received(self, data: bytes) -> None:

@@ -18,7 +18,7 @@ from anyio.streams.tls import TLSAttribute
 from netkit.config import Address
 from netkit.errors import NetkitError
 from netkit.tlsconf import client_context
-from netkit.transport import connect_stream
+from netkit.transport.connect import connect_stream
 
 
 async def peek(address: Address, ca: str | None, name: str | None) -> int:

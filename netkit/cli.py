@@ -31,11 +31,12 @@ from typing import Any, Protocol
 import anyio
 import anyio.abc
 
+from netkit.transport.listeners import SocketPresets
+
 from . import config as config_mod
 from . import log as log_mod
 from .config import Address
 from .errors import ConfigError
-from .transport import SocketPresets
 from .tuning import calm_gc, keep_freed_memory
 
 log = logging.getLogger("netkit")

@@ -24,8 +24,9 @@ import signal
 import time
 from collections.abc import Callable
 
+from netkit.transport.listeners import SocketPresets, bind_socket, bind_udp_tcp
+
 from .config import Address
-from .transport import SocketPresets, bind_socket, bind_udp_tcp
 
 log = logging.getLogger("netkit.workers")
 

@@ -20,11 +20,14 @@ from pathlib import Path
 
 from dnslib import EDNS0, QTYPE, RCODE, DNSQuestion, DNSRecord
 
-from .. import dnsexchange
+from netkit.proto.dns.cache import Cache
+from netkit.proto.dns.classify import Classified, Kind
+from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
+from netkit.servers.dns.resolver import Resolver
+from netkit.transport import dns_exchange as dnsexchange
+
 from ..config import Address
 from ..errors import ConnectError, ResolveTimeout
-from ..proto.dns import IANA_ROOT_HINTS, Cache, Classified, Kind, name_key
-from ..resolver import Resolver
 
 _rng = random.SystemRandom()
 

@@ -36,6 +36,9 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
 
+from netkit.proto.http import codec as h
+from netkit.transport.connect import connect_stream
+
 from ..config import Address
 from ..errors import (
     ConnectError,
@@ -45,9 +48,7 @@ from ..errors import (
     RemoteProtocolError,
     TLSError,
 )
-from ..proto import http as h
 from ..proto.tls import describe_handshake_error
-from ..transport import connect_stream
 
 IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
 

@@ -27,12 +27,16 @@ from typing import Any, Literal
 import anyio
 import anyio.abc
 
+from netkit.transport.connect import open_connection
+from netkit.transport.connection import Counters, Limits
+from netkit.transport.listeners import SocketPresets, StreamServer
+from netkit.transport.splice import Splice
+
 from .. import certs
 from ..cli import run_server
 from ..config import Address, Duration, field
 from ..errors import ConfigError, NetkitError
 from ..proto import proxy
-from ..splice import Splice
 from ..tlsconf import (
     MODERN_CIPHERS,
     FileWatch,
@@ -41,7 +45,6 @@ from ..tlsconf import (
     name_matches,
     server_context,
 )
-from ..transport import Counters, Limits, SocketPresets, StreamServer, open_connection
 
 log = logging.getLogger("netkit.tls")
 

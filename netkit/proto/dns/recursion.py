@@ -1,0 +1,381 @@
+"""Recursive resolution as a pure engine: the algorithm, with no sockets and no clock.
+
+Theory of operation. `Recursion` holds what outlives one question: the cache,
+the zone cuts learned (delegations), each authority's smoothed RTT and the ones
+found dead. `Recursion.resolve(qname, qtype, now)` is a generator: it yields a
+`Query` (ask this server this question, waiting at most this long) and is sent
+back an `Exchange` (the parsed answer, or why there is none, and the time now);
+it returns the `Result`. CNAME chains (16 at most), DNAMEs, referrals, glueless
+delegations (resolved on the side by the same generator, depth-limited),
+qname minimisation (RFC 9156), server choice by smoothed RTT, dead servers,
+the total deadline and every other limit live here; every failure becomes a
+Result with SERVFAIL and an Extended DNS Error (RFC 8914) saying why. The
+driver, `netkit/resolver.py`, only sends, times and coalesces (the shape of
+dnspython's `_Resolution` and its async loop).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import random
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from netkit.proto.dns import message as dnsmsg
+from netkit.proto.dns.cache import Cache
+from netkit.proto.dns.classify import Classified, Kind, classify
+from netkit.proto.dns.message import CNAME, NOERROR, NXDOMAIN, SERVFAIL, SOA, A, Message, Record
+from netkit.proto.dns.names import EDE, in_bailiwick, minimised, name_key
+
+MAX_CNAME_CHAIN = 16
+MAX_REFERRALS = 30
+MAX_GLUELESS_DEPTH = 4
+MAX_DELEGATIONS = 50_000  # zone cuts remembered (the oldest go first)
+MAX_SERVERS = 100_000  # authorities with an RTT on record before the table starts over
+MAX_MINIMISE_STEPS = 10  # RFC 9156 section 2.3: MAX_MINIMISE_COUNT
+STALE_TTL = 30  # RFC 8767 section 4: the TTL of a stale answer
+
+
+@dataclass(slots=True)
+class Query:
+    """Ask `server` (port) for (name, qtype); RD set for forwarders. Wait at most
+    `timeout` over UDP, `tcp_timeout` over TCP when the answer comes truncated."""
+
+    server: str
+    port: int
+    name: str
+    qtype: int
+    rd: bool
+    timeout: float
+    tcp_timeout: float
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What came of a Query: the answer, or None with why (`timed_out` for silence)."""
+
+    now: float
+    response: Message | None = None
+    error: str = ""
+    timed_out: bool = False
+
+
+@dataclass
+class Result:
+    rcode: int
+    answer: list[Record] = field(default_factory=list)
+    authority: list[Record] = field(default_factory=list)
+    ede: tuple[int, str] | None = None
+
+
+class Failure(Exception):
+    """Resolution failed; carries the EDE code and text for the SERVFAIL."""
+
+    def __init__(self, code: EDE, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+T = TypeVar("T")
+Steps = Generator[Query, Exchange, T]
+
+
+@dataclass(slots=True)
+class _Run:
+    """One resolution's clock (the last time the driver said) and deadline."""
+
+    now: float
+    deadline: float
+    error: str = ""  # why the last query got no answer
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_private(server: str) -> bool:
+    addr = ipaddress.ip_address(server)
+    return addr.is_private or addr.is_loopback or addr.is_link_local
+
+
+class Recursion:
+    """The resolution algorithm and the tables it learns into (see the module doc)."""
+
+    def __init__(self, *, hints: list[tuple[str, str]], cache: Cache, port: int = 53,
+                 server_timeout: float = 0.8, total_timeout: float = 5.0,
+                 query_private_authorities: bool = False,
+                 on_step: Callable[[str, str, str, int, Classified], None] | None = None,
+                 qname_minimisation: bool = True,
+                 forwards: dict[str, list[tuple[str, int]]] | None = None) -> None:
+        self.hints = hints
+        self.hint_addresses = [addr for _, addr in hints]
+        self.cache = cache
+        self.port = port
+        self.server_timeout = server_timeout
+        self.total_timeout = total_timeout
+        self.query_private_authorities = query_private_authorities
+        self.srtt: dict[str, float] = {}
+        self.dead_until: dict[str, float] = {}
+        self.delegations: dict[str, tuple[float, list[str]]] = {}
+        self.on_step = on_step  # (zone, server, name, qtype, outcome): `+trace` prints these
+        self.qname_minimisation = qname_minimisation
+        self.forwards = {name_key(z): s for z, s in (forwards or {}).items()}
+
+    def resolve(self, qname: str, qtype: int, now: float) -> Steps[Result]:
+        """Resolve (qname in key form); SERVFAIL with an EDE when it cannot be done."""
+        run = _Run(now, now + self.total_timeout)
+        try:
+            return (yield from self._resolve(qname, qtype, 0, set(), run))
+        except Failure as exc:
+            failed = Result(SERVFAIL, ede=(exc.code, exc.text))
+        return self._stale(qname, qtype, failed, run.now) or failed
+
+    def _time_left(self, run: _Run) -> float:
+        left = run.deadline - run.now
+        if left <= 0:
+            raise Failure(EDE.NO_REACHABLE_AUTHORITY,
+                          f"no answer within {self.total_timeout} s")
+        return left
+
+    def _stale(self, qname: str, qtype: int, failed: Result, now: float) -> Result | None:
+        """RFC 8767: when resolution fails, an expired answer beats none (TTL 30, EDE 3)."""
+        if not self.cache.stale_for:
+            return None
+        chain: list[Record] = []
+        name = qname
+        for _ in range(MAX_CNAME_CHAIN + 1):
+            entry = self.cache.get_stale(name, qtype, now) or self.cache.get(name, qtype, now)
+            if entry is not None:
+                rrs = [rr.with_ttl(STALE_TTL) for rr in entry.rrs]
+                why = failed.ede[1] if failed.ede else "resolution failed"
+                ede = (EDE.STALE_ANSWER, f"stale answer: {why}")
+                if entry.negative:
+                    return Result(entry.rcode, chain, rrs, ede)
+                return Result(NOERROR, chain + rrs, ede=ede)
+            cname = self.cache.get_stale(name, CNAME, now) or \
+                self.cache.get(name, CNAME, now)
+            if cname is None:
+                return None
+            rr = cname.rrs[0]
+            chain.append(rr.with_ttl(STALE_TTL))
+            name = rr.target
+        return None
+
+    # --- the iteration ---
+
+    def _resolve(self, qname: str, qtype: int, depth: int, resolving: set[tuple[str, int]],
+                 run: _Run) -> Steps[Result]:
+        chain: list[Record] = []
+        name = qname
+        seen = {name}
+        for _ in range(MAX_CNAME_CHAIN + 1):
+            forwarders = self._forwarders(name) if self.forwards else None
+            if forwarders is not None:
+                result = yield from self._forward(forwarders, name, qtype, run)
+                result.answer[:0] = chain
+                return result
+            now = run.now
+            hit = self.cache.get(name, qtype, now)
+            if hit is not None:
+                rrs = self.cache.with_ttls(hit, now)
+                if hit.negative:
+                    return Result(hit.rcode, chain, rrs)
+                return Result(NOERROR, chain + rrs)
+            cached_cname = self.cache.get(name, CNAME, now) if qtype != CNAME \
+                else None
+            if cached_cname is not None:
+                cname = self.cache.with_ttls(cached_cname, now)[0]
+            else:
+                outcome = yield from self._iterate(name, qtype, depth, resolving, run)
+                if outcome.kind is not Kind.CNAME:
+                    if outcome.kind is Kind.ANSWER:
+                        return Result(NOERROR, chain + outcome.answer)
+                    rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
+                    return Result(rcode, chain, [outcome.soa] if outcome.soa else [])
+                cname = outcome.cname
+                assert cname is not None
+                chain.extend(outcome.answer)  # a DNAME that synthesised the CNAME
+            chain.append(cname)
+            name = cname.target
+            if name in seen:
+                raise Failure(EDE.INVALID_DATA, f"CNAME loop at {name}")
+            seen.add(name)
+        raise Failure(EDE.INVALID_DATA, f"CNAME chain longer than {MAX_CNAME_CHAIN}")
+
+    def _iterate(self, name: str, qtype: int, depth: int, resolving: set[tuple[str, int]],
+                 run: _Run) -> Steps[Classified]:
+        zone, servers = self._closest(name, run.now)
+        extra = 1  # labels below the zone cut that the next minimised question reveals
+        for _ in range(MAX_REFERRALS + MAX_MINIMISE_STEPS):
+            ask = minimised(name, zone, extra) if self.qname_minimisation else name
+            outcome = yield from self._ask(zone, servers, ask,
+                                           qtype if ask == name else A, run)
+            now = run.now
+            if ask != name and outcome.kind is not Kind.REFERRAL:
+                if outcome.kind is Kind.NXDOMAIN:
+                    # RFC 8020: nothing exists below a name that does not exist
+                    self.cache.put_negative(name, qtype, NXDOMAIN, outcome.soa, now)
+                    return outcome
+                extra += 1  # the name exists here (or is an empty non-terminal): go deeper
+                continue
+            if outcome.kind is Kind.ANSWER:
+                self.cache.put(name, qtype, outcome.answer, now)
+                return outcome
+            if outcome.kind is Kind.CNAME:
+                assert outcome.cname is not None
+                self.cache.put(name, CNAME, [outcome.cname], now)
+                return outcome
+            if outcome.kind in (Kind.NXDOMAIN, Kind.NODATA):
+                rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
+                self.cache.put_negative(name, qtype, rcode, outcome.soa, now)
+                return outcome
+            # a referral: find the new zone's servers' addresses, with glue or without
+            addresses = [a for n in outcome.ns_names for a in outcome.glue.get(n, [])]
+            if not addresses:
+                addresses = yield from self._glueless(outcome, depth, resolving, run)
+            if not addresses:
+                raise Failure(EDE.NO_REACHABLE_AUTHORITY,
+                              f"no address for any server of {outcome.zone} "
+                              f"({', '.join(outcome.ns_names)})")
+            ttl = min(outcome.ttl, self.cache.max_ttl)
+            self.delegations[outcome.zone] = (now + ttl, addresses)
+            if len(self.delegations) > MAX_DELEGATIONS:  # bounded like every other table
+                self.delegations.pop(next(iter(self.delegations)))
+            zone, servers, extra = outcome.zone, addresses, 1
+        raise Failure(EDE.OTHER, f"more than {MAX_REFERRALS} referrals for {name}")
+
+    def _forward(self, servers: list[tuple[str, int]], name: str, qtype: int,
+                 run: _Run) -> Steps[Result]:
+        """A forward zone: ask its servers to recurse (RD=1) and take their answer."""
+        problems = []
+        for host, port in servers:
+            response = yield from self._query(host, port, name, qtype, True, run)
+            if response is None:
+                problems.append(f"{host}:{port}: {run.error}")
+                continue
+            now = run.now
+            if response.rcode == SERVFAIL:
+                problems.append(f"{host}:{port}: SERVFAIL")
+                continue
+            try:
+                authority = response.authority
+            except dnsmsg.FormatError as exc:
+                problems.append(f"{host}:{port}: malformed answer: {exc}")
+                continue
+            groups: dict[tuple[str, int], list[Record]] = {}
+            for rr in response.answer:
+                groups.setdefault((rr.name, rr.rtype), []).append(rr)
+            for (owner, rtype), rrs in groups.items():
+                self.cache.put(owner, rtype, rrs, now)
+            if not response.answer:
+                soa = next((rr for rr in authority if rr.rtype == SOA), None)
+                self.cache.put_negative(name, qtype, response.rcode, soa, now)
+            return Result(response.rcode, list(response.answer), list(authority))
+        raise Failure(EDE.NO_REACHABLE_AUTHORITY,
+                      "no forwarder answered: " + "; ".join(problems))
+
+    def _forwarders(self, name: str) -> list[tuple[str, int]] | None:
+        best = None
+        for zone, servers in self.forwards.items():
+            if in_bailiwick(name, zone) and (best is None or len(zone) > len(best[0])):
+                best = (zone, servers)
+        return best[1] if best else None
+
+    def _glueless(self, referral: Classified, depth: int, resolving: set[tuple[str, int]],
+                  run: _Run) -> Steps[list[str]]:
+        if depth >= MAX_GLUELESS_DEPTH:
+            raise Failure(EDE.OTHER, f"glueless delegations nested deeper than "
+                                     f"{MAX_GLUELESS_DEPTH} at {referral.zone}")
+        for ns in referral.ns_names:
+            key = (ns, A)
+            if key in resolving:
+                continue  # a delegation loop: this name is already being looked up
+            try:
+                result = yield from self._resolve(ns, A, depth + 1, resolving | {key},
+                                                  run)
+            except Failure:
+                continue
+            found = [rr.address for rr in result.answer if rr.rtype == A]
+            if found:
+                return found
+        return []
+
+    def _closest(self, name: str, now: float) -> tuple[str, list[str]]:
+        """The deepest zone cut known for `name` (key form), and its servers' addresses."""
+        zone = name
+        while zone != ".":
+            entry = self.delegations.get(zone)
+            if entry is not None and entry[0] > now:
+                return zone, entry[1]
+            zone = zone[zone.index(".") + 1:] or "."
+        return ".", self.hint_addresses
+
+    # --- asking one zone's servers ---
+
+    def _order(self, servers: list[str], now: float) -> list[str]:
+        if len(servers) == 1:
+            return servers  # nothing to choose (dead or not, it is the only one)
+        alive = [s for s in servers if self.dead_until.get(s, 0) <= now]
+        # unknown servers get a small random RTT so each is tried before settling
+        return sorted(alive or servers,
+                      key=lambda s: self.srtt.get(s, 0.05 + random.random() * 0.01))
+
+    def _ask(self, zone: str, servers: list[str], name: str, qtype: int,
+             run: _Run) -> Steps[Classified]:
+        problems: list[str] = []
+        for server in self._order(servers, run.now):
+            if not self._may_query(server):
+                problems.append(f"{server}: private address (query_private_authorities is off)")
+                continue
+            t0 = run.now
+            response = yield from self._query(server, self.port, name, qtype, False, run)
+            if response is None:
+                self._penalise(server, run.now)
+                problems.append(f"{server}: {run.error}")
+                continue
+            rtt = run.now - t0
+            self._forget_servers_if_too_many()
+            old = self.srtt.get(server)
+            self.srtt[server] = rtt if old is None else 0.7 * old + 0.3 * rtt
+            try:
+                outcome = classify(response, name, qtype, zone)
+            except dnsmsg.FormatError as exc:  # in a section parsed only now
+                problems.append(f"{server}: malformed answer: {exc}")
+                continue
+            if self.on_step is not None:
+                self.on_step(zone, server, name, qtype, outcome)
+            if outcome.kind is Kind.LAME:
+                problems.append(f"{server}: lame for {zone} ({outcome.why})")
+                continue
+            return outcome
+        code = EDE.PROHIBITED if problems and all("private" in p for p in problems) \
+            else EDE.NO_REACHABLE_AUTHORITY
+        raise Failure(code, f"no reachable authority for {zone}: " + "; ".join(problems))
+
+    def _may_query(self, server: str) -> bool:
+        return self.query_private_authorities or not _is_private(server)
+
+    def _forget_servers_if_too_many(self) -> None:
+        if len(self.srtt) > MAX_SERVERS:
+            self.srtt.clear()
+            self.dead_until.clear()
+
+    def _penalise(self, server: str, now: float) -> None:
+        # a server that timed out is skipped for a while (Unbound: "infra-host-ttl")
+        self.srtt[server] = max(self.srtt.get(server, 0.1) * 2, self.server_timeout)
+        self.dead_until[server] = now + 60
+
+    def _query(self, server: str, port: int, name: str, qtype: int, rd: bool,
+               run: _Run) -> Steps[Message | None]:
+        """Ask one server: the parsed answer, or None with `run.error` saying why. Waits
+        are cut to what is left of the resolution's time; when that is gone, Failure."""
+        left = self._time_left(run)
+        exchange = yield Query(server, port, name, qtype, rd, min(self.server_timeout, left),
+                               min(self.server_timeout * 2, left))
+        run.now = exchange.now
+        if exchange.response is None:
+            if exchange.timed_out:
+                self._time_left(run)  # the whole resolution's time is up: say so
+            run.error = exchange.error
+        return exchange.response
+

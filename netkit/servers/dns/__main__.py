@@ -1,0 +1,5 @@
+import sys
+
+from netkit.servers.dns.service import main
+
+sys.exit(main())

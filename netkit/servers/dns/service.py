@@ -1,0 +1,547 @@
+"""The recursive DNS resolver: `python -m netkit.servers.dns`.
+
+Listens on UDP and TCP (127.0.0.1:5300 by default), answers clients in
+`allow` (loopback and private ranges by default; others get REFUSED: never an
+open resolver), serves `[[dns.local]]` records and ``localhost`` itself, and
+resolves everything else from the root hints (the engine in `proto/recursion.py`,
+driven by `resolver.py`; messages by `proto/dnsmsg.py`).
+Bad input gets FORMERR or NOTIMP, or is dropped, and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import struct
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import anyio.abc
+from dnslib import EDNS0, QTYPE, RCODE, RD, RR, DNSRecord
+
+from netkit.cli import run_server
+from netkit.config import Address, Duration, Network, field
+from netkit.errors import ConfigError
+from netkit.proto.dns import message as dnsmsg
+from netkit.proto.dns.cache import Cache
+from netkit.proto.dns.names import IANA_ROOT_HINTS, in_bailiwick, name_key
+from netkit.proto.dns.wire import AnswerCache, parse_question, wire_to_name
+from netkit.servers.dns.resolver import EDNS_SIZE, Resolver, Result
+from netkit.transport import dns_exchange as dnsexchange
+from netkit.transport.connection import Counters, Handler, Limits
+from netkit.transport.listeners import (
+    DatagramEndpoint,
+    DatagramHandler,
+    DatagramServer,
+    SocketPresets,
+    StreamServer,
+    bind_udp_tcp,
+)
+
+log = logging.getLogger("netkit.dns")
+
+SECTION = "dns"
+PRIVATE = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+    "fc00::/7", "fe80::/10"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalRecord:
+    """A record served authoritatively, e.g. router.lan A 192.168.1.1."""
+
+    name: str
+    type: Literal["A", "AAAA", "CNAME", "PTR", "TXT", "MX"] = "A"
+    value: str
+    ttl: int = field(300, min=0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardZone:
+    """Names in `zone` are sent to `servers` (which recurse) instead of being iterated."""
+
+    zone: str
+    servers: tuple[Address, ...]
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("a forward zone needs at least one server")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheConfig:
+    max_entries: int = field(100_000, min=0)
+    """RRsets kept at most; the least recently used go first."""
+    max_ttl: Duration = Duration(86400)
+    """Nothing is cached longer than this (Unbound: cache-max-ttl, 1 day)."""
+    min_ttl: Duration = Duration(0)
+    """Nothing is cached shorter than this."""
+    file: Path | None = None
+    """Saved here on shutdown and loaded on start, so a restart does not start cold."""
+    serve_stale: Duration = Duration(0)
+    """RFC 8767: for this long past expiry, an answer whose refresh fails is still given
+    (TTL 30, EDE 3 "Stale Answer"); 0 turns it off. Unbound: serve-expired-ttl."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The ``[dns]`` section."""
+
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 5300),)
+    """UDP and TCP on each address."""
+    allow: tuple[Network, ...] = PRIVATE
+    """Clients allowed to query; others get REFUSED."""
+    root_hints: Path | None = None
+    """named.root file; default: IANA's root servers."""
+    query_private_authorities: bool = False
+    """Ask authorities on loopback/private addresses (tests turn it on; Unbound:
+    do-not-query-localhost)."""
+    server_timeout: Duration = field(Duration(0.8), min=0.01)
+    """Seconds to wait for one authority before trying the next."""
+    total_timeout: Duration = field(Duration(5), min=0.05)
+    """Seconds for a whole resolution; then SERVFAIL with a reason (EDE)."""
+    qname_minimisation: bool = True
+    """RFC 9156: each authority sees only the labels it needs."""
+    cache: CacheConfig = CacheConfig()
+    local: tuple[LocalRecord, ...] = ()
+    """Records answered authoritatively without recursion."""
+    rate_limit: float = field(0.0, min=0)
+    """Queries a second one client address may send (0: no limit); beyond it, queries are
+    dropped and counted (Unbound: ip-ratelimit)."""
+    rate_burst: int = field(20, min=1)
+    """Queries a client may send at once before `rate_limit` applies."""
+    use_caps_for_id: bool = False
+    """0x20: random letter case in upstream questions; answers must echo it exactly."""
+    forward: tuple[ForwardZone, ...] = ()
+    """Zones answered by forwarding, e.g. a corporate domain to its own servers."""
+    tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
+    """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
+    shutdown_timeout: Duration = Duration(5)
+
+
+def _build_resolver(config: Config, cache: Cache) -> Resolver:
+    try:
+        hints = config.root_hints.read_text() if config.root_hints else IANA_ROOT_HINTS
+        return Resolver(
+            root_hints=hints, cache=cache,
+            server_timeout=config.server_timeout, total_timeout=config.total_timeout,
+            query_private_authorities=config.query_private_authorities,
+            qname_minimisation=config.qname_minimisation,
+            use_caps_for_id=config.use_caps_for_id,
+            forwards={f.zone: [(a.host, a.port) for a in f.servers] for f in config.forward})
+    except OSError as exc:
+        raise ConfigError([f"dns.root_hints: {config.root_hints}: {exc.strerror}"]) from None
+    except ValueError as exc:
+        raise ConfigError([f"dns.root_hints: {exc}"]) from None
+
+
+def _build_local(config: Config) -> dict[tuple[str, int], list[RR]]:
+    local: dict[tuple[str, int], list[RR]] = {}
+    for i, rec in enumerate(config.local):
+        try:
+            rr = _local_rr(rec)
+        except Exception as exc:  # dnslib's parse errors have no common base
+            raise ConfigError([f"dns.local[{i}]: cannot parse {rec.type} {rec.value!r}: "
+                               f"{exc}"]) from None
+        local.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
+    return local
+
+
+def _local_rr(rec: LocalRecord) -> RR:
+    text = f"{rec.name} {rec.ttl} IN {rec.type} {rec.value}"
+    if rec.type == "TXT" and not rec.value.startswith('"'):
+        text = f'{rec.name} {rec.ttl} IN TXT "{rec.value}"'
+    return RR.fromZone(text)[0]
+
+
+class DNSService:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        cache = Cache(max_entries=config.cache.max_entries, max_ttl=int(config.cache.max_ttl),
+                      min_ttl=int(config.cache.min_ttl),
+                      stale_for=float(config.cache.serve_stale))
+        self.resolver = _build_resolver(config, cache)
+        self.local = _build_local(config)
+        self.local_names = {n for n, _ in self.local}
+        self.answers = AnswerCache(config.cache.max_entries)
+        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last time)
+        self._allowed: dict[str, bool] = {}
+        self.counters = Counters()
+        self.stats = {"formerr": 0, "notimp": 0, "refused": 0, "dropped": 0, "servfail": 0,
+                      "ratelimited": 0}
+        self.udp = DatagramServer("dns", _UDP(self), counters=self.counters)
+        self.tcp = StreamServer("dns", lambda: _TCP(self), limits=config.tcp,
+                                counters=self.counters)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
+
+    def load_cache(self) -> None:
+        path = self.config.cache.file
+        if path is None or not path.exists():
+            return
+        try:
+            items = [json.loads(line) for line in path.read_text().splitlines() if line]
+            n = self.resolver.cache.load(items, time.monotonic(), time.time())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("dns: cache file %s unreadable, starting cold: %s", path, exc)
+            return
+        log.info("dns: loaded %d cache entries from %s", n, path)
+
+    def save_cache(self) -> None:
+        path = self.config.cache.file
+        if path is None:
+            return
+        items = self.resolver.cache.dump(time.monotonic(), time.time())
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            with open(tmp, "w") as f:
+                f.writelines(json.dumps(item) + "\n" for item in items)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # a crash mid-write leaves the old file, never half of one
+        except OSError as exc:
+            log.error("dns: cannot save the cache to %s: %s", path, exc)
+            return
+        log.info("dns: saved %d cache entries to %s", len(items), path)
+
+    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.load_cache()
+        if not presets:  # one port for UDP and TCP, as clients expect, even with port 0
+            presets = {}
+            for address in self.config.listen:
+                udp, tcp = bind_udp_tcp(address)
+                presets[("udp", str(address))], presets[("tcp", str(address))] = udp, tcp
+        await self.udp.listen(self.config.listen, presets=presets)
+        await self.tcp.listen(self.config.listen, presets=presets)
+
+    def reload(self, config: Config) -> None:
+        """SIGHUP: rules, local records, forward zones, timeouts and limits change for the
+        next query; the cache is kept. Listen addresses and cache sizes need a restart."""
+        resolver = _build_resolver(config, self.resolver.cache)
+        local = _build_local(config)  # both raise ConfigError before anything changes
+        if config.listen != self.config.listen or config.cache != self.config.cache:
+            log.warning("dns: listen and cache settings changed; restart to apply them")
+        self.config, self.resolver, self.local = config, resolver, local
+        self.local_names = {n for n, _ in local}
+        self._allowed.clear()
+        self.buckets.clear()
+        self.answers.entries.clear()  # answers may differ now (local records, forwards)
+        self.tcp.limits = config.tcp
+
+    async def drain(self, timeout: float) -> None:
+        self.udp.close()
+        await self.tcp.drain(timeout)
+        dnsexchange.close_in_flight()  # resolutions still asking upstream: dropped
+        self.save_cache()
+        log.info("dns: %s", self.stats)
+
+    # --- one query ---
+
+    def allowed_cached(self, host: str) -> bool:
+        """`allowed`, remembered per address (bounded: cleared when it grows large)."""
+        verdict = self._allowed.get(host)
+        if verdict is None:
+            if len(self._allowed) >= 10_000:
+                self._allowed.clear()
+            verdict = self._allowed[host] = self.allowed(host)
+        return verdict
+
+    def over_rate(self, client: str) -> bool:
+        """Token bucket per client address; True means drop this query."""
+        rate = self.config.rate_limit
+        if not rate:
+            return False
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (float(self.config.rate_burst), now))
+        tokens = min(float(self.config.rate_burst), tokens + (now - last) * rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            self.stats["ratelimited"] += 1
+            return True
+        if len(self.buckets) >= 100_000:
+            self.buckets.clear()  # bounded: a flood of spoofed sources cannot grow it
+        self.buckets[client] = (tokens - 1, now)
+        return False
+
+    def fast_answer(self, data: bytes, client: str) -> tuple[bytes | None, tuple | None]:
+        """(answer from the wire cache or None, the plain query's parsed question or None
+        when the query is not plain or the client not allowed: the slow path decides)."""
+        q = parse_question(data)
+        if q is None or not self.allowed_cached(client):
+            return None, None
+        qname, qtype, qend, has_opt = q
+        out = self.answers.answer(data, (qname, qtype, has_opt), qend, time.monotonic())
+        if self.answers.due:
+            self._prefetch()
+        return out, q
+
+    def _prefetch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.answers.due:
+            key = self.answers.due.pop()
+            task = loop.create_task(self._refresh(key))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _refresh(self, key: tuple[bytes, int, bool]) -> None:
+        qname, qtype, has_opt = key
+        name = wire_to_name(qname)
+        # the resolver's own copy is near expiry too: drop it so the refresh asks upstream
+        self.resolver.cache.entries.pop((name_key(name), qtype), None)
+        result = await self.resolver.resolve(name, qtype)
+        if result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) and result.ede is None:
+            question = qname + struct.pack("!HH", qtype, 1)
+            ttls: list[tuple[int, int]] = []
+            data = dnsmsg.encode_reply(0, 0x0100, question, result.rcode, result.answer,
+                                       result.authority, edns=has_opt, ttls=ttls)
+            if not data[2] & 0x02:
+                self.answers.store(key, data, 12 + len(question), time.monotonic(), ttls)
+                log.debug("dns: prefetched %s %s", name, QTYPE.get(qtype))
+
+    def allowed(self, host: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(host.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.config.allow)
+
+    def handle(self, data: bytes, client: str, reply: Any, max_size: int | None,
+               plain: tuple[bytes, int, int, bool] | None = None) -> None:
+        """Answer `data` (reply(bytes) sends); max_size None means TCP. `plain` is the
+        question of a plain query from an allowed client (`fast_answer`): unless a local
+        answer applies, it goes to the resolver without dnslib seeing it."""
+        if plain is not None:
+            qname, qtype, qend, has_opt = plain
+            name = wire_to_name(qname)
+            if not self._maybe_local(qname, name, qtype):
+                edns_size = struct.unpack_from("!H", data, qend + 3)[0] if has_opt else 0
+                self._recurse(_Query(
+                    reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
+                    data[12:qend], name, qtype, edns_size, has_opt, max_size,
+                    (qname, qtype, has_opt)))
+                return
+        try:
+            request = DNSRecord.parse(data)
+        except Exception:
+            if len(data) >= 12 and not data[2] & 0x80:
+                self.stats["formerr"] += 1
+                reply(_bare_error(data, RCODE.FORMERR))
+            else:
+                self.stats["dropped"] += 1
+            return
+        if request.header.qr:
+            self.stats["dropped"] += 1  # a response sent to us: never answer those
+            return
+        if request.header.opcode != 0:
+            self.stats["notimp"] += 1
+            reply(_error(request, RCODE.NOTIMP))
+            return
+        if len(request.questions) != 1:
+            self.stats["formerr"] += 1
+            reply(_error(request, RCODE.FORMERR))
+            return
+        if not self.allowed(client):
+            self.stats["refused"] += 1
+            reply(_error(request, RCODE.REFUSED))
+            return
+        local = self.answer_locally(request)
+        if local is not None:
+            reply(_pack(local, request, max_size))
+            return
+        q = request.q
+        opt = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+        try:
+            question = dnsmsg.name_to_wire(str(q.qname)) + struct.pack("!HH", q.qtype,
+                                                                       q.qclass)
+        except dnsmsg.FormatError:
+            self.stats["formerr"] += 1
+            reply(_error(request, RCODE.FORMERR))
+            return
+        self._recurse(_Query(
+            reply, request.header.id, data[2] << 8 | data[3], question, name_key(q.qname),
+            q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
+
+    def _maybe_local(self, qname: bytes, name: str, qtype: int) -> bool:
+        """A plain query that a local answer may serve (ANY, localhost, [[dns.local]])."""
+        return qtype == dnsmsg.ANY or qname.endswith(b"\x09localhost\x00") or \
+            name in self.local_names
+
+    def answer_locally(self, request: DNSRecord) -> DNSRecord | None:
+        q = request.q
+        qn = name_key(q.qname)
+        if q.qtype == QTYPE.ANY:
+            # RFC 8482: a small answer instead of everything we hold
+            r = _reply(request)
+            r.add_answer(RR(q.qname, QTYPE.HINFO, ttl=3600, rdata=_hinfo()))
+            return r
+        if in_bailiwick(qn, "localhost."):
+            r = _reply(request)
+            r.header.aa = 1
+            if q.qtype == QTYPE.A:
+                r.add_answer(*RR.fromZone(f"{qn} 86400 IN A 127.0.0.1"))
+            elif q.qtype == QTYPE.AAAA:
+                r.add_answer(*RR.fromZone(f"{qn} 86400 IN AAAA ::1"))
+            return r
+        if qn in self.local_names:
+            r = _reply(request)
+            r.header.aa = 1
+            rrs = self.local.get((qn, q.qtype)) or self.local.get((qn, QTYPE.CNAME), [])
+            r.add_answer(*rrs)
+            return r
+        return None
+
+    def _recurse(self, query: _Query) -> None:
+        self.resolver.start(query.qname, query.qtype,
+                            lambda result: self._answer(query, result))
+
+    def _answer(self, query: _Query, result: Result) -> None:
+        if result.rcode == dnsmsg.SERVFAIL:
+            self.stats["servfail"] += 1
+            log.info("dns: SERVFAIL for %s %s: %s", query.qname, QTYPE.get(query.qtype),
+                     result.ede[1] if result.ede else "")
+        if self.debug:
+            log.debug("dns: %s %s -> %s", query.qname, QTYPE.get(query.qtype),
+                      RCODE.get(result.rcode))
+        if query.max_size is None:
+            limit = 65535
+        elif query.edns:
+            limit = min(max(query.edns_size, 512), EDNS_SIZE)
+        else:
+            limit = 512
+        ttls: list[tuple[int, int]] = []
+        data = dnsmsg.encode_reply(query.ident, query.flags, query.question, result.rcode,
+                                   result.answer, result.authority, edns=query.edns,
+                                   ede=result.ede, max_size=limit, ttls=ttls)
+        if query.key is not None and result.rcode in (dnsmsg.NOERROR, dnsmsg.NXDOMAIN) \
+                and not data[2] & 0x02:  # never a truncated answer
+            self.answers.store(query.key, data, 12 + len(query.question), time.monotonic(),
+                               ttls)
+        query.reply(data)
+
+
+@dataclass(slots=True)
+class _Query:
+    """A query on its way to the resolver: what its reply needs."""
+
+    reply: Any
+    ident: int
+    flags: int
+    question: bytes  # as the client sent it (its letter case kept)
+    qname: str
+    qtype: int
+    edns_size: int
+    edns: bool
+    max_size: int | None  # None: TCP
+    key: tuple[bytes, int, bool] | None  # where the answer cache keeps the answer
+
+
+def _hinfo() -> RD:
+    # dnslib has no HINFO type: the rdata is two character-strings, "RFC8482" and ""
+    return RD(b"\x07RFC8482\x00")
+
+
+def _reply(request: DNSRecord) -> DNSRecord:
+    r = request.reply()
+    r.header.ra = 1
+    r.ar = []
+    return r
+
+
+def _error(request: DNSRecord, rcode: int) -> bytes:
+    r = _reply(request)
+    r.header.rcode = rcode
+    return r.pack()
+
+
+def _bare_error(data: bytes, rcode: int) -> bytes:
+    # the header alone: ID and opcode from the request, QR set, no sections
+    ident, flags = struct.unpack_from("!HH", data)
+    flags = 0x8000 | (flags & 0x7800) | 0x0080 | rcode
+    return struct.pack("!HHHHHH", ident, flags, 0, 0, 0, 0)
+
+
+def _pack(response: DNSRecord, request: DNSRecord, max_size: int | None) -> bytes:
+    edns = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+    if edns is not None and not any(rr.rtype == QTYPE.OPT for rr in response.ar):
+        response.add_ar(EDNS0(udp_len=EDNS_SIZE))
+    data = response.pack()
+    if max_size is not None:
+        limit = min(max(edns.rclass, 512), EDNS_SIZE) if edns is not None else 512
+        if len(data) > limit:
+            # too big for UDP: an empty answer with TC set sends the client to TCP
+            response.rr, response.auth = [], []
+            response.header.tc = 1
+            data = response.pack()
+    return data
+
+
+class _UDP(DatagramHandler):
+    def __init__(self, service: DNSService) -> None:
+        self.service = service
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int],
+                          endpoint: DatagramEndpoint) -> None:
+        service = self.service
+        if service.config.rate_limit and service.over_rate(addr[0]):
+            return
+        out, plain = service.fast_answer(data, addr[0])
+        if out is not None and plain is not None and len(out) <= (1232 if plain[3] else 512):
+            endpoint.send(out, addr)
+            if service.debug:
+                log.debug("dns: %s %s %s -> from cache", addr[0], wire_to_name(plain[0]),
+                          QTYPE.get(plain[1]))
+            return
+        service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535, plain)
+
+
+class _TCP(Handler):
+    """RFC 7766: two-byte length prefix, queries pipelined, answers in any order."""
+
+    MAX_MESSAGE = 65535
+
+    def __init__(self, service: DNSService) -> None:
+        self.service = service
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= 2:
+            size = struct.unpack_from("!H", self.buffer)[0]
+            if len(self.buffer) < 2 + size:
+                return
+            message, self.buffer = self.buffer[2:2 + size], self.buffer[2 + size:]
+            out, plain = self.service.fast_answer(message, self.conn.peer[0])
+            if out is not None:
+                self._send(out)
+            else:
+                self.service.handle(message, self.conn.peer[0], self._send, None, plain)
+
+    def _send(self, data: bytes) -> None:
+        self.conn.write(struct.pack("!H", len(data)) + data)
+
+
+
+def create(config: Config) -> DNSService:
+    return DNSService(config)
+
+
+def listen_specs(config: Config) -> list[tuple[str, Address]]:
+    return [(kind, a) for a in config.listen for kind in ("udp", "tcp")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_server(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,5 @@
+import sys
+
+from netkit.servers.http.server import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Real servers for integration tests: a DNS hierarchy of NSD authorities (`nsd`)."""

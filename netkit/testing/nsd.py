@@ -1,0 +1,226 @@
+"""A local DNS hierarchy of real NSD servers on 127.0.0.x port 53, and its root hints.
+
+    127.0.0.2   .            root: delegates com. and org. (with glue)
+    127.0.0.3   com.         example.com. (glue), glueless.com. (NS in org., no glue),
+                             lame.com. (its server does not serve it), dead.com. (never answers)
+    127.0.0.4   example.com. www A, alias CNAME -> www.example.org., txt-only (NODATA),
+                             big TXT (truncated over UDP), short (TTL 2)
+    127.0.0.5   org.         example.org. (glue)
+    127.0.0.6   example.org. www A; also serves glueless.com.
+    127.0.0.7   (NSD with no zone for lame.com.: answers REFUSED)
+    127.0.0.8   a UDP socket that reads and never answers (the test binds it)
+
+Each NSD runs in the foreground with its own config in a temp dir and is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+SOA = "{z} IN SOA ns.{z} admin.{z} 1 3600 600 86400 {neg}"
+
+ZONES: dict[str, tuple[str, str]] = {
+    # zone name: (server address, zone text)
+    ".": ("127.0.0.2", """
+. IN SOA a.root. admin.root. 1 3600 600 86400 300
+. IN NS a.root.
+a.root. IN A 127.0.0.2
+com. IN NS ns.com.
+ns.com. IN A 127.0.0.3
+org. IN NS ns.org.
+ns.org. IN A 127.0.0.5
+"""),
+    "com.": ("127.0.0.3", """
+com. IN SOA ns.com. admin.com. 1 3600 600 86400 300
+com. IN NS ns.com.
+ns.com. IN A 127.0.0.3
+example.com. IN NS ns1.example.com.
+ns1.example.com. IN A 127.0.0.4
+glueless.com. IN NS ns.example.org.
+lame.com. IN NS ns.lame.com.
+ns.lame.com. IN A 127.0.0.7
+dead.com. IN NS ns.dead.com.
+ns.dead.com. IN A 127.0.0.8
+"""),
+    "example.com.": ("127.0.0.4", """
+example.com. IN SOA ns1.example.com. admin.example.com. 1 3600 600 86400 60
+example.com. IN NS ns1.example.com.
+ns1.example.com. IN A 127.0.0.4
+www.example.com. 300 IN A 192.0.2.10
+www.example.com. 300 IN AAAA 2001:db8::10
+alias.example.com. IN CNAME www.example.org.
+txt-only.example.com. IN TXT "no address here"
+short.example.com. 2 IN A 192.0.2.11
+prefetch.example.com. 5 IN A 192.0.2.13
+mail.example.com. IN MX 10 www.example.com.
+old.example.com. IN DNAME example.org.
+deep.a.b.c.example.com. IN A 192.0.2.12
+"""),
+    "org.": ("127.0.0.5", """
+org. IN SOA ns.org. admin.org. 1 3600 600 86400 300
+org. IN NS ns.org.
+ns.org. IN A 127.0.0.5
+example.org. IN NS ns.example.org.
+ns.example.org. IN A 127.0.0.6
+"""),
+    "example.org.": ("127.0.0.6", """
+example.org. IN SOA ns.example.org. admin.example.org. 1 3600 600 86400 60
+example.org. IN NS ns.example.org.
+ns.example.org. IN A 127.0.0.6
+www.example.org. IN A 192.0.2.20
+"""),
+    "glueless.com.": ("127.0.0.6", """
+glueless.com. IN SOA ns.example.org. admin.glueless.com. 1 3600 600 86400 60
+glueless.com. IN NS ns.example.org.
+www.glueless.com. IN A 192.0.2.30
+"""),
+}
+
+LAME_SERVER = "127.0.0.7"
+DEAD_SERVER = "127.0.0.8"
+
+
+def _big_txt() -> str:
+    # about 3 KB of TXT: more than a 1232-byte EDNS buffer, so the UDP answer is truncated
+    return "\n".join(f'big.example.com. IN TXT "{i:03d} {"x" * 90}"' for i in range(30)) + "\n"
+
+
+@dataclass
+class Hierarchy:
+    root_hints: Path
+    processes: list[subprocess.Popen]
+    blackhole: socket.socket
+
+    def stop(self) -> None:
+        for p in self.processes:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.processes:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.blackhole.close()
+
+
+def start_hierarchy(base: Path, extra: dict[str, str] | None = None) -> Hierarchy:
+    """Start every NSD; `extra` adds records to zones (the benchmarks add thousands)."""
+    nsd = shutil.which("nsd") or "/usr/sbin/nsd"
+    by_server: dict[str, list[tuple[str, str]]] = {}
+    for zone, (server, text) in ZONES.items():
+        text += (extra or {}).get(zone, "")
+        if zone == "example.com.":
+            text += _big_txt()
+        by_server.setdefault(server, []).append((zone, "$TTL 3600\n" + text.lstrip()))
+    by_server.setdefault(LAME_SERVER, [])
+    blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    blackhole.bind((DEAD_SERVER, 53))  # reads nothing, answers nothing
+    processes = []
+    for server, zones in by_server.items():
+        d = base / server
+        d.mkdir(parents=True, exist_ok=True)
+        conf = [f"""server:
+  ip-address: {server}@53
+  username: ""
+  chroot: ""
+  server-count: 1
+  pidfile: "{d}/nsd.pid"
+  zonesdir: "{d}"
+  database: ""
+  xfrdfile: "{d}/xfrd.state"
+  xfrdir: "{d}"
+  zonelistfile: "{d}/zone.list"
+  do-ip6: no
+  verbosity: 1
+  tcp-count: 50
+remote-control:
+  control-enable: no
+"""]
+        for zone, text in zones:
+            fname = "root.zone" if zone == "." else f"{zone}zone"
+            (d / fname).write_text(text)
+            conf.append(f'zone:\n  name: "{zone}"\n  zonefile: "{fname}"\n')
+        (d / "nsd.conf").write_text("".join(conf))
+        log = open(d / "nsd.log", "wb")  # noqa: SIM115
+        processes.append(subprocess.Popen([nsd, "-d", "-c", str(d / "nsd.conf")],
+                                          stdout=log, stderr=subprocess.STDOUT))
+        log.close()
+    hints = base / "root.hints"
+    hints.write_text(".                        3600000      NS    A.ROOT.\n"
+                     "A.ROOT.                  3600000      A     127.0.0.2\n")
+    h = Hierarchy(hints, processes, blackhole)
+    _wait_ready(h, base)
+    return h
+
+
+def _wait_ready(h: Hierarchy, base: Path) -> None:
+    import dnslib
+
+    deadline = time.monotonic() + 20
+    for zone, (server, _) in ZONES.items():
+        q = dnslib.DNSRecord.question(zone, "SOA").pack()
+        while True:
+            for p in h.processes:
+                if p.poll() is not None:
+                    h.stop()
+                    logs = "\n".join(f.read_text() for f in base.glob("*/nsd.log"))
+                    raise RuntimeError(f"nsd exited ({p.returncode}):\n{logs}")
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.settimeout(0.2)
+                    s.sendto(q, (server, 53))
+                    if dnslib.DNSRecord.parse(s.recv(4096)).header.rcode == 0:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                h.stop()
+                raise RuntimeError(f"nsd for {zone} on {server} did not answer")
+            time.sleep(0.05)
+
+
+def free_udp_tcp_port() -> int:
+    """A port free for both UDP and TCP right now, for peers that cannot take port 0
+    (Unbound). Probed, not reserved: callers retry if a peer fails to bind it."""
+    from netkit.config import Address
+    from netkit.transport.listeners import bind_udp_tcp
+
+    udp, tcp = bind_udp_tcp(Address("127.0.0.1", 0))
+    port = udp.getsockname()[1]
+    udp.close()
+    tcp.close()
+    return port
+
+
+def unbound_config(directory: Path, port: int, root_hints: Path) -> Path:
+    """An Unbound config: one thread, iterator only, asking our 127.0.0.x authorities."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "unbound.conf"
+    conf.write_text(f"""server:
+  username: ""
+  chroot: ""
+  directory: "{directory}"
+  pidfile: "{directory}/unbound.pid"
+  interface: 127.0.0.1@{port}
+  root-hints: "{root_hints}"
+  do-not-query-localhost: no
+  do-ip6: no
+  use-syslog: no
+  logfile: "{directory}/unbound.log"
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+  module-config: "iterator"
+  qname-minimisation: yes
+  msg-cache-size: 64m
+  rrset-cache-size: 64m
+remote-control:
+  control-enable: no
+""")
+    return conf

@@ -1,0 +1,90 @@
+"""The DNS server's query handling in-process: fuzzed packets, coalescing, no sockets needed
+beyond one fake authority."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+from dnslib import QTYPE, RR, A, DNSRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netkit.config import Address
+from netkit.proto.dns.cache import Cache
+from netkit.servers.dns.resolver import Resolver
+from netkit.servers.dns.service import Config, DNSService, LocalRecord
+
+VALID = [DNSRecord.question(n, t).pack() for n, t in (
+    ("router.lan", "A"), ("localhost", "AAAA"), ("example.com", "ANY"), ("x.test", "MX"))]
+
+
+def service(tmp_path) -> DNSService:  # type: ignore[no-untyped-def]
+    # the root is a loopback address where nothing listens: queries end at once (ICMP)
+    hints = tmp_path / "root.hints"
+    hints.write_text(". 1 NS a.root.\na.root. 1 A 127.0.0.9\n")
+    return DNSService(Config(local=(LocalRecord(name="router.lan", value="192.168.1.1"),),
+                             listen=(Address("127.0.0.1", 0),), total_timeout=0.05,
+                             server_timeout=0.01, root_hints=hints,
+                             query_private_authorities=True))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.binary(max_size=600),
+                          st.tuples(st.sampled_from(VALID), st.binary(min_size=1, max_size=8),
+                                    st.integers(0, 40)).map(
+                              lambda t: bytes(b ^ (t[1][i % len(t[1])] if i >= t[2] else 0)
+                                              for i, b in enumerate(t[0])))),
+                max_size=20))
+def test_random_and_mutated_packets_never_raise(tmp_path_factory, packets):
+    async def main() -> None:
+        svc = service(tmp_path_factory.mktemp("hints"))
+        replies: list[bytes] = []
+        for data in packets:
+            for client in ("127.0.0.1", "203.0.113.9"):  # allowed, and refused
+                svc.handle(data, client, replies.append, 65535)
+        for _ in range(200):  # resolutions end within total_timeout (0.05 s)
+            if not svc.resolver._inflight:
+                break
+            await asyncio.sleep(0.005)
+        assert not svc.resolver._inflight
+        for reply in replies:
+            assert len(reply) >= 12 and reply[2] & 0x80  # always a response, never garbage
+    asyncio.run(main())
+
+
+def test_identical_concurrent_questions_make_one_upstream_query():
+    seen: list[bytes] = []
+    auth = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    auth.bind(("127.0.0.1", 0))
+    port = auth.getsockname()[1]
+
+    def authority() -> None:  # answers everything after 0.2 s, authoritatively
+        auth.settimeout(5)
+        while True:
+            try:
+                data, addr = auth.recvfrom(4096)
+            except OSError:
+                return
+            seen.append(data)
+            q = DNSRecord.parse(data)
+            r = q.reply()
+            r.header.aa = 1
+            r.add_answer(RR(q.q.qname, QTYPE.A, ttl=60, rdata=A("192.0.2.7")))
+            time.sleep(0.2)
+            auth.sendto(r.pack(), addr)
+
+    threading.Thread(target=authority, daemon=True).start()
+    resolver = Resolver(root_hints=". 1 NS a.root.\na.root. 1 A 127.0.0.1\n", cache=Cache(),
+                        port=port, query_private_authorities=True, qname_minimisation=False)
+
+    async def main() -> list:
+        return await asyncio.gather(*(resolver.resolve("www.example.test.", QTYPE.A)
+                                      for _ in range(20)))
+
+    results = asyncio.run(main())
+    auth.close()
+    assert all(r.answer[0].address == "192.0.2.7" for r in results)
+    assert len(seen) == 1 and resolver.upstream_queries == 1
