@@ -2,61 +2,53 @@
 
     python -m netkit.servers.NAME [--config FILE] [--listen ADDR]... [--set KEY=VALUE]...
         [--log-level LEVEL] [--log-format text|json] [--check-config]
-        [--workers N] [--loop uvloop|asyncio]
-    netkit NAME ...            the same
-    netkit cert NAME...        development certificates (see certs.py)
+        [--workers N] [--loop uvloop|asyncio] [--control PATH]
+    netkit NAME ...               the same
+    netkit run --config FILE      every server section of FILE in one process
+    netkit ctl [--socket PATH] COMMAND [KEY=VALUE]...   talk to a running process
+    netkit cert NAME...           development certificates (see certs.py)
 
-A server module provides: ``SECTION`` (its TOML table), ``Config`` (a frozen
-dataclass with ``listen`` and ``shutdown_timeout``), ``listen_specs(config) ->
-[(kind, Address)]`` and ``create(config) -> Service``; optionally
-``override_listen(doc, addresses)`` when ``--listen`` is not ``SECTION.listen``,
-and ``add_arguments``/``apply_arguments`` for flags of its own.
-The life cycle: load and check the config, bind, serve until SIGINT/SIGTERM
-(SIGHUP reloads the file: a broken new config is reported and the old one
-kept), then stop accepting, drain for ``shutdown_timeout`` seconds, cancel,
-exit 0.
+Everything about a server comes from its `ServerSpec` (contract.py). The life cycle:
+load and check the config, bind, open the control socket, serve until SIGINT/SIGTERM
+(SIGHUP, or `netkit ctl reload`, re-reads the file: a broken new config is reported and
+the running one kept), then stop accepting, drain every server for its
+``shutdown_timeout``, cancel, exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import copy
 import logging
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import anyio.abc
 
-from netkit.transport.listeners import SocketPresets
-
 from . import config as config_mod
 from . import log as log_mod
 from .config import Address
+from .contract import ServerSpec, Service, spec_of
+from .control import Controller
 from .errors import ConfigError
+from .servers import REGISTRY
+from .transport.listeners import SocketPresets
 from .tuning import calm_gc, keep_freed_memory
 
 log = logging.getLogger("netkit")
 
-SERVERS = ("dns", "http", "tls")
 
-
-class Service(Protocol):
-    """What `create(config)` returns."""
-
-    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None: ...
-    def reload(self, config: Any) -> None: ...
-    async def drain(self, timeout: float) -> None: ...
-
-
-def build_parser(prog: str) -> argparse.ArgumentParser:
+def build_parser(prog: str, *, one_server: bool = True) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog)
-    p.add_argument("--config", type=Path, help="TOML file (may hold several servers' sections)")
-    p.add_argument("--listen", action="append", default=[], metavar="HOST:PORT",
-                   help="listen here instead of the file's addresses (repeatable)")
+    p.add_argument("--config", type=Path, required=not one_server,
+                   help="TOML file (may hold several servers' sections)")
+    if one_server:
+        p.add_argument("--listen", action="append", default=[], metavar="HOST:PORT",
+                       help="listen here instead of the file's addresses (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, e.g. tls.tunnel.0.forward=127.0.0.1:80")
     p.add_argument("--log-level", default="info",
@@ -68,147 +60,237 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="N processes sharing the listening ports (SO_REUSEPORT)")
     p.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"],
                    help="event loop (uvloop is faster; asyncio needs nothing compiled)")
+    p.add_argument("--control", type=Path, metavar="PATH",
+                   help="the control socket (default: the runtime directory, named after "
+                        "the servers and the PID; 'none' for no control socket)")
     return p
 
 
-def parser_for(module: ModuleType) -> argparse.ArgumentParser:
-    p = build_parser(f"netkit {module.SECTION}")
-    if hasattr(module, "add_arguments"):  # a server's own flags (http: --app)
-        module.add_arguments(p)
+def _parser_for(spec: ServerSpec) -> argparse.ArgumentParser:
+    p = build_parser(f"netkit {spec.name}")
+    if spec.add_arguments is not None:
+        spec.add_arguments(p)
     return p
 
 
-def load_config(module: ModuleType, args: argparse.Namespace) -> Any:
-    """The file, then --set, then --listen; raises ConfigError listing every problem."""
+def _document(args: argparse.Namespace) -> dict[str, Any]:
+    """The file with every --set applied; raises ConfigError."""
     doc = config_mod.read_document(args.config)
     for text in args.set:
         keys, value = config_mod.parse_override(text)
-        if keys[0] != module.SECTION and keys[0] not in config_mod.SECTIONS:
+        if keys[0] not in config_mod.SECTIONS:
             raise ConfigError([f"--set {text}: unknown section {keys[0]!r}"])
         config_mod.apply_override(doc, keys, value)
-    if args.listen:
-        problems = []
-        for text in args.listen:
-            try:
-                Address.parse(text)
-            except ValueError:
-                problems.append(f"--listen {text}: expected {Address.describe}")
+    return doc
+
+
+def load_config(spec: ServerSpec, args: argparse.Namespace,
+                doc: dict[str, Any] | None = None, *, own_flags: bool = True) -> Any:
+    """The file, then --set, then --listen and the server's own flags (not under `netkit
+    run`, which has none); raises ConfigError listing every problem."""
+    doc = _document(args) if doc is None else doc
+    listen = getattr(args, "listen", [])
+    if listen:
+        problems = [f"--listen {text}: expected {Address.describe}" for text in listen
+                    if not _is_address(text)]
         if problems:
             raise ConfigError(problems)
-        if hasattr(module, "override_listen"):  # servers whose addresses live deeper (tls)
-            module.override_listen(doc, list(args.listen))
+        if spec.override_listen is not None:
+            spec.override_listen(doc, list(listen))
         else:
-            doc.setdefault(module.SECTION, {})["listen"] = list(args.listen)
-    if hasattr(module, "apply_arguments"):
-        module.apply_arguments(doc, args)
+            doc.setdefault(spec.name, {})["listen"] = list(listen)
+    if own_flags and spec.apply_arguments is not None:
+        spec.apply_arguments(doc, args)
     source = str(args.config) if args.config else "<command line>"
     base_dir = args.config.parent if args.config else Path.cwd()
-    return config_mod.load_section(module.Config, doc, module.SECTION, source=source,
+    return config_mod.load_section(spec.config, doc, spec.name, source=source,
                                    base_dir=base_dir)
 
 
-def run_server(module: ModuleType, argv: list[str] | None = None) -> int:
-    name = module.SECTION
-    args = parser_for(module).parse_args(argv)
+def _is_address(text: str) -> bool:
     try:
-        config = load_config(module, args)
+        Address.parse(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass
+class Running:
+    """One server in this process: its spec, its config, and (once created) its service."""
+
+    spec: ServerSpec
+    config: Any
+    service: Service | None = None
+
+
+def _print_problems(exc: ConfigError) -> int:
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+    return 2
+
+
+def server_main(name: str, argv: list[str] | None = None) -> int:
+    """`python -m netkit.servers.NAME` and `netkit NAME`."""
+    spec = spec_of(name)
+    args = _parser_for(spec).parse_args(argv)
+    try:
+        servers = [Running(spec, load_config(spec, args))]
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return _print_problems(exc)
+    return _start(servers, args)
+
+
+def run_main(argv: list[str] | None = None) -> int:
+    """`netkit run --config FILE`: every server section of the file, in one process."""
+    args = build_parser("netkit run", one_server=False).parse_args(argv)
+    try:
+        doc = _document(args)
+        names = [name for name in REGISTRY if name in doc]
+        if not names:
+            raise ConfigError([f"{args.config}: no server section; expected one or more of "
+                               f"{', '.join(REGISTRY)}"])
+        servers, problems = [], []
+        for name in names:
+            spec = spec_of(name)
+            try:
+                servers.append(Running(spec, load_config(spec, args, doc, own_flags=False)))
+            except ConfigError as exc:
+                problems += exc.problems
+        if problems:
+            raise ConfigError(problems)
+    except ConfigError as exc:
+        return _print_problems(exc)
+    return _start(servers, args)
+
+
+def _start(servers: list[Running], args: argparse.Namespace) -> int:
     log_mod.setup(args.log_level, args.log_format)
+    label = "+".join(s.spec.name for s in servers)
     if args.check_config:
         try:
-            module.create(config)  # loads certificates and other files the config names
+            for s in servers:
+                s.spec.create(s.config)  # loads the certificates and files the config names
         except ConfigError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            return 2
-        print(f"{args.config or '<defaults>'}: {name}: configuration is valid")
+            return _print_problems(exc)
+        print(f"{args.config or '<defaults>'}: {label}: configuration is valid")
         return 0
     if args.workers < 1:
         print("--workers: expected an integer >= 1", file=sys.stderr)
         return 2
     if args.workers > 1:
+        refusals = [f"--workers: {s.spec.name}: {s.spec.single_process}" for s in servers
+                    if s.spec.single_process]
+        if refusals:
+            print("\n".join(refusals), file=sys.stderr)
+            return 2
         from .workers import supervise
-        return supervise(args.workers, module.listen_specs(config),
-                         lambda presets: _serve(module, args, config, presets),
-                         config.shutdown_timeout)
-    return _serve(module, args, config, {})
+        specs = [item for s in servers for item in s.spec.listen_specs(s.config)]
+        timeout = max(s.config.shutdown_timeout for s in servers)
+        return supervise(args.workers, specs, lambda presets: _serve(servers, args, presets),
+                         timeout)
+    return _serve(servers, args, {})
 
 
-def _serve(module: ModuleType, args: argparse.Namespace, config: Any,
-           presets: SocketPresets) -> int:
+def _serve(servers: list[Running], args: argparse.Namespace, presets: SocketPresets) -> int:
     keep_freed_memory()
     calm_gc()
     try:
-        return anyio.run(_lifecycle, module, args, config, presets, backend="asyncio",
+        return anyio.run(_lifecycle, servers, args, presets, backend="asyncio",
                          backend_options={"use_uvloop": args.loop == "uvloop"})
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
         # binding failed (address in use, no permission): the operator's to fix
-        log.error("%s: %s", module.SECTION, exc)
+        log.error("%s: %s", "+".join(s.spec.name for s in servers), exc)
         return 1
 
 
-async def _lifecycle(module: ModuleType, args: argparse.Namespace, config: Any,
+async def _lifecycle(servers: list[Running], args: argparse.Namespace,
                      presets: SocketPresets) -> int:
     try:
-        service: Service = module.create(config)
+        for s in servers:
+            s.service = s.spec.create(s.config)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
         return 2
+    controller = Controller(servers, lambda: reload_all(servers, args), args.control)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with anyio.create_task_group() as tg:
-            await service.start(tg, presets)
+            for s in servers:
+                assert s.service is not None
+                await s.service.start(tg, presets)
+            await controller.start()
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    _reload(module, args, service)
+                    reload_all(servers, args)
                     continue
-                log.info("%s: %s received, draining (up to %s s)", module.SECTION,
-                         signal.Signals(signum).name, config.shutdown_timeout)
+                log.info("%s: %s received, draining", controller.label,
+                         signal.Signals(signum).name)
                 break
-            await service.drain(config.shutdown_timeout)
+            controller.close()
+            async with anyio.create_task_group() as drains:
+                for s in servers:
+                    assert s.service is not None
+                    drains.start_soon(s.service.drain, s.config.shutdown_timeout)
             tg.cancel_scope.cancel()
-    log.info("%s: stopped", module.SECTION)
+    log.info("%s: stopped", controller.label)
     return 0
 
 
-def _reload(module: ModuleType, args: argparse.Namespace, service: Service) -> None:
+def reload_all(servers: list[Running], args: argparse.Namespace) -> list[str]:
+    """Re-read the config for every server; what fails keeps its running config and the
+    problems are logged and returned (empty: all reloaded)."""
     try:
-        new = load_config(module, args)
+        doc = _document(args)
     except ConfigError as exc:
-        log.error("%s: reload failed, keeping the running configuration:\n  %s",
-                  module.SECTION, "\n  ".join(exc.problems))
-        return
-    try:
-        service.reload(new)
-    except ConfigError as exc:
-        log.error("%s: reload failed, keeping the running configuration:\n  %s",
-                  module.SECTION, "\n  ".join(exc.problems))
-        return
-    log.info("%s: configuration reloaded", module.SECTION)
+        return _reload_failed("+".join(s.spec.name for s in servers), exc.problems)
+    problems: list[str] = []
+    own_flags = len(servers) == 1 and hasattr(args, "listen")
+    for s in servers:
+        try:
+            new = load_config(s.spec, args, copy.deepcopy(doc), own_flags=own_flags)
+            assert s.service is not None
+            s.service.reload(new)
+        except ConfigError as exc:
+            problems += _reload_failed(s.spec.name, exc.problems)
+            continue
+        s.config = new
+        log.info("%s: configuration reloaded", s.spec.name)
+    return problems
+
+
+def _reload_failed(name: str, problems: list[str]) -> list[str]:
+    log.error("%s: reload failed, keeping the running configuration:\n  %s", name,
+              "\n  ".join(problems))
+    return problems
 
 
 def netkit_main(argv: list[str] | None = None) -> int:
-    """`netkit <server> ...` and `netkit cert ...`."""
+    """`netkit <server> ...`, `netkit run`, `netkit ctl` and `netkit cert`."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    commands = (*REGISTRY, "run", "ctl", "cert")
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: netkit {" + ",".join((*SERVERS, "cert")) + "} [options]\n"
-              "       netkit SERVER --help for a server's options")
+        print("usage: netkit {" + ",".join(commands) + "} [options]\n"
+              "       netkit SERVER --help for a server's options\n"
+              "       netkit run --config FILE   every server section of FILE, one process\n"
+              "       netkit ctl [--socket PATH] status|reload|COMMAND [KEY=VALUE]...")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "cert":
         from .certs import main as cert_main
         return cert_main(rest)
-    if command not in SERVERS:
+    if command == "run":
+        return run_main(rest)
+    if command == "ctl":
+        from .control import ctl_main
+        return ctl_main(rest)
+    if command not in REGISTRY:
         print(f"netkit: unknown command {command!r}; expected one of "
-              f"{', '.join((*SERVERS, 'cert'))}", file=sys.stderr)
+              f"{', '.join(commands)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"netkit.servers.{command}")
-    return int(module.main(rest))
+    return server_main(command, rest)
 
 
 if __name__ == "__main__":

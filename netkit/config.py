@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import ConfigError
+from .servers import REGISTRY
 
-#: Top-level sections a config file may hold, one per server.
-SECTIONS = ("dns", "dhcp", "http", "smtp", "tls", "sshfwd", "proxy", "relay")
+#: Top-level sections a config file may hold: one per registered server.
+SECTIONS = tuple(REGISTRY)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -1,1 +1,9 @@
-"""One module per server, each runnable as ``python -m netkit.servers.NAME``."""
+"""The servers: `python -m netkit.servers.NAME`, each declared by the `SPEC` (see
+netkit/contract.py) of the module named here. A new server is its module and one line."""
+
+#: server name (its TOML section and `netkit NAME`) -> the module that holds its SPEC
+REGISTRY = {
+    "dns": "netkit.servers.dns.service",
+    "http": "netkit.servers.http.server",
+    "tls": "netkit.servers.tls",
+}

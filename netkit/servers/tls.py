@@ -33,8 +33,9 @@ from netkit.transport.listeners import SocketPresets, StreamServer
 from netkit.transport.splice import Splice
 
 from .. import certs
-from ..cli import run_server
+from ..cli import server_main
 from ..config import Address, Duration, field
+from ..contract import ServerSpec
 from ..errors import ConfigError, NetkitError
 from ..proto import proxy
 from ..tlsconf import (
@@ -356,6 +357,9 @@ class TLSWrapper:
             rt.commit(p)
         self.config = replace(config, watch_interval=self.config.watch_interval)
 
+    def status(self) -> dict[str, Any]:
+        return {"tunnels": tunnels_view(self, {})}
+
     async def drain(self, timeout: float) -> None:
         async with anyio.create_task_group() as tg:
             for rt in self.tunnels:
@@ -365,10 +369,6 @@ class TLSWrapper:
             log.info("%s: served %d connections (%d refused, %d TLS failures, %d denied by "
                      "rules, %d timeouts), %d bytes in, %d bytes out", rt.label, c.accepted,
                      c.refused, c.tls_failures, rt.denied, c.timeouts, c.bytes_in, c.bytes_out)
-
-
-def create(config: Config) -> TLSWrapper:
-    return TLSWrapper(config)
 
 
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
@@ -383,8 +383,22 @@ def override_listen(doc: dict[str, Any], addresses: list[str]) -> None:
     tunnels[0]["listen"] = addresses
 
 
+def tunnels_view(service: TLSWrapper, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """`netkit ctl tunnels`: each tunnel's mode, addresses, backend and counters."""
+    return [{"label": rt.label, "mode": rt.tunnel.mode,
+             "listen": [str(a) for a in rt.server.addresses],
+             "forward": str(rt.tunnel.forward), "denied": rt.denied,
+             **rt.server.counters.snapshot()} for rt in service.tunnels]
+
+
+SPEC = ServerSpec(
+    name=SECTION, summary="TLS wrapper: TLS in, plaintext out, or the other way round",
+    config=Config, create=TLSWrapper, listen_specs=listen_specs,
+    override_listen=override_listen, commands={"tunnels": tunnels_view})
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_server(sys.modules[__name__], argv)
+    return server_main(SECTION, argv)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,9 @@ import anyio
 import anyio.abc
 from dnslib import EDNS0, QTYPE, RCODE, RD, RR, DNSRecord
 
-from netkit.cli import run_server
+from netkit.cli import server_main
 from netkit.config import Address, Duration, Network, field
+from netkit.contract import ServerSpec
 from netkit.errors import ConfigError
 from netkit.proto.dns import message as dnsmsg
 from netkit.proto.dns.cache import Cache
@@ -234,6 +235,12 @@ class DNSService:
         self.buckets.clear()
         self.answers.entries.clear()  # answers may differ now (local records, forwards)
         self.tcp.limits = config.tcp
+
+    def status(self) -> dict[str, Any]:
+        return {"listen": [str(a) for a in self.tcp.addresses], **self.counters.snapshot(),
+                **self.stats, "upstream_queries": self.resolver.upstream_queries,
+                "cached_rrsets": len(self.resolver.cache.entries),
+                "cached_answers": len(self.answers.entries)}
 
     async def drain(self, timeout: float) -> None:
         self.udp.close()
@@ -530,16 +537,31 @@ class _TCP(Handler):
 
 
 
-def create(config: Config) -> DNSService:
-    return DNSService(config)
-
-
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
     return [(kind, a) for a in config.listen for kind in ("udp", "tcp")]
 
 
+def cache_view(service: DNSService, args: dict[str, Any]) -> dict[str, Any]:
+    """`netkit ctl cache [name=NAME]`: how full the caches are, and one name's entries."""
+    now = time.monotonic()
+    view: dict[str, Any] = {"rrsets": len(service.resolver.cache.entries),
+                            "answers": len(service.answers.entries)}
+    if "name" in args:
+        key = name_key(args["name"])
+        view["entries"] = [
+            {"type": QTYPE.get(qtype), "ttl": max(0, round(entry.expires - now)),
+             "negative": entry.negative, "records": [str(rr) for rr in entry.rrs]}
+            for (name, qtype), entry in service.resolver.cache.entries.items() if name == key]
+    return view
+
+
+SPEC = ServerSpec(
+    name=SECTION, summary="recursive DNS resolver", config=Config, create=DNSService,
+    listen_specs=listen_specs, commands={"cache": cache_view})
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_server(sys.modules[__name__], argv)
+    return server_main(SECTION, argv)
 
 
 if __name__ == "__main__":

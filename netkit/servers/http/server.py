@@ -42,8 +42,9 @@ from typing import Any, Literal
 
 import anyio.abc
 
-from netkit.cli import run_server
+from netkit.cli import server_main
 from netkit.config import Address, Duration, Size, field
+from netkit.contract import ServerSpec
 from netkit.errors import ConfigError, RemoteProtocolError
 from netkit.proto.http import codec as h
 from netkit.servers.http.app import AppRequest, asgi_scope, load
@@ -165,6 +166,10 @@ class HTTPService:
         self.config = config
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
         self.server.limits = config.limits
+
+    def status(self) -> dict[str, Any]:
+        return {"listen": [str(a) for a in self.server.addresses],
+                **self.server.counters.snapshot()}
 
     async def drain(self, timeout: float) -> None:
         await self.server.drain(timeout)
@@ -972,16 +977,18 @@ def apply_arguments(doc: dict[str, Any], args: Any) -> None:
         doc.setdefault(SECTION, {})["app"] = args.app
 
 
-def create(config: Config) -> HTTPService:
-    return HTTPService(config)
-
-
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
     return [("tcp", a) for a in config.listen]
 
 
+SPEC = ServerSpec(
+    name=SECTION, summary="HTTP/1.1 server: static files, ASGI and native applications",
+    config=Config, create=HTTPService, listen_specs=listen_specs,
+    add_arguments=add_arguments, apply_arguments=apply_arguments)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_server(sys.modules[__name__], argv)
+    return server_main(SECTION, argv)
 
 
 if __name__ == "__main__":

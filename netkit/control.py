@@ -1,0 +1,181 @@
+"""The control channel: one per process, the way operators look inside a running server.
+
+Every process (one server, or several with `netkit run`) listens on a Unix socket,
+mode 0600, in the runtime directory, named after its servers and its PID
+(``dns-4242.sock``, ``dns+http-4243.sock``) so two instances never collide.
+`netkit ctl` finds it and sends one command:
+
+    netkit ctl status                  every server's counters and addresses
+    netkit ctl reload                  as SIGHUP; answers with the problems, if any
+    netkit ctl commands                what this process offers
+    netkit ctl [--server dns] cache    a server's own view or action (its spec's commands)
+
+No server invents its own channel or signal: a server offers views and actions by
+naming them in its `ServerSpec.commands`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import NetkitError
+from .transport.control import ControlSocket, request
+
+if TYPE_CHECKING:
+    from .cli import Running
+
+
+def runtime_dir() -> Path:
+    """Where control sockets live: $XDG_RUNTIME_DIR/netkit, /run/netkit for root, else a
+    per-user directory under the temp directory."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "netkit"
+    if os.geteuid() == 0:
+        return Path("/run/netkit")
+    return Path(tempfile.gettempdir()) / f"netkit-{os.getuid()}"
+
+
+def default_path(names: list[str], pid: int) -> Path:
+    return runtime_dir() / f"{'+'.join(names)}-{pid}.sock"
+
+
+class Controller:
+    """Answers control requests for the servers of this process."""
+
+    def __init__(self, servers: list[Running], reload: Callable[[], list[str]],
+                 path: Path | None) -> None:
+        self.servers = servers
+        self.reload = reload
+        names = [s.spec.name for s in servers]
+        self.label = "+".join(names)
+        self.started = time.monotonic()
+        self.path = default_path(names, os.getpid()) if path is None else path
+        self.socket: ControlSocket | None = None
+
+    async def start(self) -> None:
+        if str(self.path) == "none":
+            return
+        self.socket = ControlSocket(self.path, self.answer)
+        try:
+            await self.socket.start()
+        except OSError as exc:  # the servers run on; only the channel is missing
+            self.socket = None
+            from logging import getLogger
+            getLogger("netkit.control").warning("control: cannot listen on %s: %s",
+                                                self.path, exc)
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+
+    async def answer(self, req: dict[str, Any]) -> dict[str, Any]:
+        command = req.get("command")
+        args = req.get("args") or {}
+        if not isinstance(args, dict):
+            return {"ok": False, "error": "args: expected an object"}
+        if command == "status":
+            return {"ok": True, "result": self.status()}
+        if command == "reload":
+            problems = self.reload()
+            return {"ok": not problems, "result": {"problems": problems}}
+        if command == "commands":
+            return {"ok": True, "result": self.commands()}
+        wanted = req.get("server")
+        offering = [s for s in self.servers if command in s.spec.commands
+                    and (wanted is None or s.spec.name == wanted)]
+        if not offering:
+            return {"ok": False, "error": f"unknown command {command!r}; this process "
+                                          f"offers {', '.join(sorted(self.commands()))}"}
+        if len(offering) > 1:
+            return {"ok": False, "error": f"{command!r} is offered by "
+                                          f"{', '.join(s.spec.name for s in offering)}: "
+                                          "name one with --server"}
+        s = offering[0]
+        try:
+            result = s.spec.commands[command](s.service, args)
+        except (KeyError, ValueError, TypeError, NetkitError) as exc:
+            return {"ok": False, "error": f"{s.spec.name} {command}: {exc}"}
+        return {"ok": True, "result": result}
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "uptime": round(time.monotonic() - self.started, 3),
+            "servers": {s.spec.name: s.service.status() if s.service else {}
+                        for s in self.servers},
+        }
+
+    def commands(self) -> dict[str, list[str]]:
+        offered = {"status": ["*"], "reload": ["*"], "commands": ["*"]}
+        for s in self.servers:
+            for name in s.spec.commands:
+                offered.setdefault(name, []).append(s.spec.name)
+        return offered
+
+
+def find_sockets() -> list[Path]:
+    """Control sockets of live processes in the runtime directory."""
+    found = []
+    for path in sorted(runtime_dir().glob("*-*.sock")):
+        pid = path.stem.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue  # a process that died without cleaning up
+        except PermissionError:
+            pass  # alive, another user's
+        found.append(path)
+    return found
+
+
+def ctl_main(argv: list[str] | None = None) -> int:
+    """`netkit ctl [--socket PATH] [--server NAME] COMMAND [KEY=VALUE]...`"""
+    p = argparse.ArgumentParser(prog="netkit ctl")
+    p.add_argument("--socket", type=Path, help="the control socket (default: the only one "
+                                               "of a running process in the runtime directory)")
+    p.add_argument("--server", help="the server a command is for, when several offer it")
+    p.add_argument("command")
+    p.add_argument("args", nargs="*", metavar="KEY=VALUE")
+    args = p.parse_args(argv)
+    path = args.socket
+    if path is None:
+        sockets = find_sockets()
+        if len(sockets) != 1:
+            where = runtime_dir()
+            listed = "".join(f"\n  {s}" for s in sockets)
+            print(f"netkit ctl: {len(sockets)} running processes in {where}; choose one "
+                  f"with --socket{listed}", file=sys.stderr)
+            return 2
+        path = sockets[0]
+    extra: dict[str, str] = {}
+    for item in args.args:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"netkit ctl: {item!r}: expected KEY=VALUE", file=sys.stderr)
+            return 2
+        extra[key] = value
+    message: dict[str, Any] = {"command": args.command, "args": extra}
+    if args.server:
+        message["server"] = args.server
+    try:
+        reply = request(path, message)
+    except (NetkitError, ValueError) as exc:
+        print(f"netkit ctl: {exc}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"netkit ctl: {reply.get('error') or json.dumps(reply.get('result'))}",
+              file=sys.stderr)
+        return 1
+    print(json.dumps(reply.get("result"), indent=2, default=str))
+    return 0
