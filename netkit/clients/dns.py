@@ -24,7 +24,7 @@ from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.classify import Classified, Kind
 from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
 from netkit.servers.dns.resolver import Resolver
-from netkit.transport import dns_exchange as dnsexchange
+from netkit.transport.dns_exchange import DNSExchange
 
 from ..config import Address
 from ..errors import ConnectError, ResolveTimeout
@@ -70,15 +70,24 @@ async def resolve(name: str, rdtype: str = "A", *,
     request.header.rd = 1
     request.add_ar(EDNS0(udp_len=1232))
     query = request.pack()
+    upstream = DNSExchange()
+    try:
+        return await _ask_each(upstream, addresses, query, timeout, tcp, name, rdtype)
+    finally:
+        upstream.close()
+
+
+async def _ask_each(upstream: DNSExchange, addresses: list[Address], query: bytes,
+                    timeout: float, tcp: bool, name: str, rdtype: str) -> Answer:
     problems = []
     for address in addresses:
         try:
             used_tcp = tcp
-            exchange = dnsexchange.tcp if tcp else dnsexchange.udp
+            exchange = upstream.tcp if tcp else upstream.udp
             msg = _parse(await exchange(address.host, address.port, query, timeout))
             if msg.header.tc and not tcp:
                 used_tcp = True
-                msg = _parse(await dnsexchange.tcp(address.host, address.port, query, timeout))
+                msg = _parse(await upstream.tcp(address.host, address.port, query, timeout))
         except TimeoutError:
             problems.append((str(address), "timed out"))
             continue

@@ -21,27 +21,11 @@ import socket
 import struct
 from collections.abc import Callable
 
+from ..proto.dns.wire import matches, question_end
+
 log = logging.getLogger("netkit.dns")
 
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)  # Linux: a socket non-blocking from birth
-
-
-def matches(query: bytes, answer: bytes, question_end: int, exact_case: bool = False) -> bool:
-    """`answer` answers `query`: same ID, QR set, one question equal to the query's
-    (letter case ignored unless `exact_case`, the 0x20 check)."""
-    if len(answer) < question_end or answer[:2] != query[:2] or not answer[2] & 0x80 \
-            or answer[4:6] != b"\x00\x01":
-        return False  # a spoofing attempt, a late reply to an earlier question, garbage
-    theirs, ours = answer[12:question_end], query[12:question_end]
-    return theirs == ours if exact_case else theirs.lower() == ours.lower()
-
-
-def question_end(query: bytes) -> int:
-    """Offset just after the question of a query with an uncompressed name."""
-    i = 12
-    while query[i]:
-        i += 1 + query[i]
-    return i + 5
 
 
 #: what a UDP exchange calls once, at its end: (answer, None) or (None, the error)
@@ -172,91 +156,92 @@ class _Pending:
             self.done, self.query = _ignore, b""
 
 
-_in_flight: _InFlight | None = None
+class DNSExchange:
+    """The upstream side of a resolver or client: UDP questions in flight on the running
+    loop and TCP exchanges. One per resolver (its state is its own, not the process's);
+    `close()` on shutdown drops what is still waiting."""
 
+    def __init__(self) -> None:
+        self._in_flight: _InFlight | None = None
 
-def _in_flight_on(loop: asyncio.AbstractEventLoop) -> _InFlight:
-    global _in_flight
-    if _in_flight is None or _in_flight.loop is not loop:
-        if _in_flight is not None and _in_flight.loop.is_closed():
-            _in_flight.epoll.close()
-        _in_flight = _InFlight(loop)
-    return _in_flight
+    def _on(self, loop: asyncio.AbstractEventLoop) -> _InFlight:
+        in_flight = self._in_flight
+        if in_flight is None or in_flight.loop is not loop:
+            if in_flight is not None and in_flight.loop.is_closed():
+                in_flight.epoll.close()
+            in_flight = self._in_flight = _InFlight(loop)
+        return in_flight
 
-
-def close_in_flight() -> int:
-    """Shutting down: close every UDP question still waiting (their `done` is not
-    called) and the watcher itself. Returns how many were dropped."""
-    global _in_flight
-    in_flight, _in_flight = _in_flight, None
-    if in_flight is None:
-        return 0
-    dropped = list(in_flight.waiting.values())
-    for pending in dropped:
-        pending.cancel()
-    if in_flight.timer is not None:
-        in_flight.timer.cancel()
-    if not in_flight.loop.is_closed():
-        in_flight.loop.remove_reader(in_flight.epoll.fileno())
-    in_flight.epoll.close()
-    return len(dropped)
-
-
-def udp_start(loop: asyncio.AbstractEventLoop, server: str, port: int, query: bytes,
-              timeout: float, done: Done, *, exact_case: bool = False) -> _Pending | None:
-    """Send over UDP; `done(answer, None)` or `done(None, TimeoutError | OSError)` later
-    (an error in sending comes through `done` too, on the next loop turn). No task and
-    no future: the resolver's cold path runs on these callbacks."""
-    # the C socket object, without socket.socket's Python layer (a few us a query), made
-    # non-blocking at birth (no ioctl)
-    sock = _socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET,
-                          socket.SOCK_DGRAM | _NONBLOCK)
-    try:
-        if not _NONBLOCK:
-            sock.setblocking(False)
-        sock.connect((server, port))
-    except OSError as exc:
-        sock.close()
-        loop.call_soon(done, None, exc)
-        return None
-    pending = _Pending(_in_flight_on(loop), sock, query, exact_case, done)
-    pending.in_flight.add(pending, timeout)
-    pending.in_flight.send_soon(pending)
-    return pending
-
-
-async def udp(server: str, port: int, query: bytes, timeout: float, *,
-              exact_case: bool = False) -> bytes:
-    """Send over UDP and wait for the matching answer; TimeoutError or OSError."""
-    loop = asyncio.get_running_loop()
-    answer: asyncio.Future[bytes] = loop.create_future()
-
-    def done(data: bytes | None, error: BaseException | None) -> None:
-        if answer.done():
-            return
-        if error is not None:
-            answer.set_exception(error)
-        else:
-            answer.set_result(data)  # type: ignore[arg-type]
-
-    pending = udp_start(loop, server, port, query, timeout, done, exact_case=exact_case)
-    try:
-        return await answer
-    finally:
-        if pending is not None:
+    def close(self) -> int:
+        """Close every UDP question still waiting (their `done` is not called) and the
+        watcher itself. Returns how many were dropped."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return 0
+        dropped = list(in_flight.waiting.values())
+        for pending in dropped:
             pending.cancel()
+        if in_flight.timer is not None:
+            in_flight.timer.cancel()
+        if not in_flight.loop.is_closed():
+            in_flight.loop.remove_reader(in_flight.epoll.fileno())
+        in_flight.epoll.close()
+        return len(dropped)
 
-
-async def tcp(server: str, port: int, query: bytes, timeout: float) -> bytes:
-    """Send over TCP (two-byte length prefix, RFC 1035 4.2.2) and read the answer."""
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(server, port)
+    def udp_start(self, server: str, port: int, query: bytes, timeout: float, done: Done, *,
+                  exact_case: bool = False) -> _Pending | None:
+        """Send over UDP; `done(answer, None)` or `done(None, TimeoutError | OSError)` later
+        (an error in sending comes through `done` too, on the next loop turn). No task and
+        no future: the resolver's cold path runs on these callbacks."""
+        loop = asyncio.get_running_loop()
+        # the C socket object, without socket.socket's Python layer (a few us a query),
+        # made non-blocking at birth (no ioctl)
+        sock = _socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET,
+                              socket.SOCK_DGRAM | _NONBLOCK)
         try:
-            writer.write(struct.pack("!H", len(query)) + query)
-            size = struct.unpack("!H", await reader.readexactly(2))[0]
-            answer = await reader.readexactly(size)
+            if not _NONBLOCK:
+                sock.setblocking(False)
+            sock.connect((server, port))
+        except OSError as exc:
+            sock.close()
+            loop.call_soon(done, None, exc)
+            return None
+        pending = _Pending(self._on(loop), sock, query, exact_case, done)
+        pending.in_flight.add(pending, timeout)
+        pending.in_flight.send_soon(pending)
+        return pending
+
+    async def udp(self, server: str, port: int, query: bytes, timeout: float, *,
+                  exact_case: bool = False) -> bytes:
+        """Send over UDP and wait for the matching answer; TimeoutError or OSError."""
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        def done(data: bytes | None, error: BaseException | None) -> None:
+            if answer.done():
+                return
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(data)  # type: ignore[arg-type]
+
+        pending = self.udp_start(server, port, query, timeout, done, exact_case=exact_case)
+        try:
+            return await answer
         finally:
-            writer.close()
-    if not matches(query, answer, question_end(query)):
-        raise OSError("TCP answer to another question")
-    return answer
+            if pending is not None:
+                pending.cancel()
+
+    @staticmethod
+    async def tcp(server: str, port: int, query: bytes, timeout: float) -> bytes:
+        """Send over TCP (two-byte length prefix, RFC 1035 4.2.2) and read the answer."""
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(server, port)
+            try:
+                writer.write(struct.pack("!H", len(query)) + query)
+                size = struct.unpack("!H", await reader.readexactly(2))[0]
+                answer = await reader.readexactly(size)
+            finally:
+                writer.close()
+        if not matches(query, answer, question_end(query)):
+            raise OSError("TCP answer to another question")
+        return answer

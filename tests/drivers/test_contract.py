@@ -48,7 +48,8 @@ class _Config:
     shutdown_timeout: float = 1.0
 
 
-def test_workers_refused_for_a_single_process_server(capsys):
+def test_workers_refused_for_a_single_process_server(capsys, monkeypatch):
+    monkeypatch.setattr(cli.log_mod, "setup", lambda *a: None)  # leave logging to pytest
     spec = ServerSpec(name="pool", summary="x", config=_Config, create=lambda c: None,
                       listen_specs=lambda c: [], single_process="the lease pool is in memory")
     args = argparse.Namespace(log_level="error", log_format="text", check_config=False,

@@ -11,7 +11,7 @@ from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.classify import Kind
 from netkit.proto.dns.classify import classify as classify_message
 from netkit.proto.dns.names import minimised
-from netkit.transport.dns_exchange import matches, question_end
+from netkit.proto.dns.wire import matches, question_end
 
 
 def classify(r: DNSRecord, qname: str, qtype: int, zone: str):  # type: ignore[no-untyped-def]
@@ -108,7 +108,9 @@ def test_udp_exchanges_share_one_watcher_and_keep_their_own_deadlines():
 
     import pytest
 
-    from netkit.transport import dns_exchange as dnsexchange
+    from netkit.transport.dns_exchange import DNSExchange
+
+    exchange = DNSExchange()
 
     async def main() -> None:
         silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -121,13 +123,13 @@ def test_udp_exchanges_share_one_watcher_and_keep_their_own_deadlines():
         q = DNSRecord.question("www.example.com", "A").pack()
         t0 = time.monotonic()
         with pytest.raises(ConnectionRefusedError):
-            await dnsexchange.udp("127.0.0.1", closed_port, q, 2.0)
+            await exchange.udp("127.0.0.1", closed_port, q, 2.0)
         assert time.monotonic() - t0 < 1.5  # refused at once, not after the timeout
         fds = len(os.listdir("/proc/self/fd"))  # the loop's watcher made by now
 
         async def timed(timeout: float) -> float:
             with pytest.raises(TimeoutError):
-                await dnsexchange.udp("127.0.0.1", port, q, timeout)
+                await exchange.udp("127.0.0.1", port, q, timeout)
             return time.monotonic() - t0
 
         # the later deadline is armed first: the earlier one must still fire on time

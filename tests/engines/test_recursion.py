@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dnslib import QTYPE, RCODE, RR, DNSRecord
+import random
+
+from dnslib import QTYPE, RCODE, RD, RR, DNSRecord
 
 from netkit.proto.dns import message as dnsmsg
 from netkit.proto.dns.cache import Cache
@@ -16,7 +18,7 @@ def answer(query: Query, *, answers=(), auth=(), extra=(), rcode=0, aa=True):  #
     r = DNSRecord.question(query.name, QTYPE.get(query.qtype)).reply()
     r.header.aa, r.header.rcode = int(aa), rcode
     for text in answers:
-        r.add_answer(*RR.fromZone(text))
+        r.add_answer(*([text] if isinstance(text, RR) else RR.fromZone(text)))
     for text in auth:
         r.add_auth(*RR.fromZone(text))
     for text in extra:
@@ -25,6 +27,7 @@ def answer(query: Query, *, answers=(), auth=(), extra=(), rcode=0, aa=True):  #
 
 
 def engine(**kw):  # type: ignore[no-untyped-def]
+    kw.setdefault("random", random.Random(7).random)
     return Recursion(hints=HINTS, cache=Cache(), query_private_authorities=True, **kw)
 
 
@@ -86,3 +89,95 @@ def test_cname_loop_is_servfail_with_ede_24():
         result = done.value
     assert result is not None and result.rcode == RCODE.SERVFAIL
     assert result.ede[0] == EDE.INVALID_DATA and "CNAME loop" in result.ede[1]
+
+
+def finish(steps, exchange):  # type: ignore[no-untyped-def]
+    """Send the last exchange; the engine must stop with its Result."""
+    try:
+        q = steps.send(exchange)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError(f"the engine asked again: {q}")
+
+
+def test_dname_is_followed_and_the_synthesised_cname_is_in_the_answer():
+    e = engine(qname_minimisation=False)
+    e.delegations["example.com."] = (1e9, ["198.51.100.53"])
+    e.delegations["example.net."] = (1e9, ["198.51.100.54"])
+    steps = e.resolve("www.old.example.com.", QTYPE.A, now=0.0)
+    q = next(steps)
+    assert q.server == "198.51.100.53"
+    q = steps.send(Exchange(0.01, answer(
+        q, answers=[RR("old.example.com.", dnsmsg.DNAME, ttl=300,
+                       rdata=RD(dnsmsg.name_to_wire("new.example.net.")))])))
+    # the synthesised target is asked of its own zone's server
+    assert q.server == "198.51.100.54" and q.name == "www.new.example.net."
+    result = finish(steps, Exchange(0.02, answer(
+        q, answers=["www.new.example.net. 60 IN A 203.0.113.9"])))
+    assert result.rcode == RCODE.NOERROR
+    kinds = [(r.name, r.rtype) for r in result.answer]
+    assert kinds == [("old.example.com.", dnsmsg.DNAME), ("www.old.example.com.", dnsmsg.CNAME),
+                     ("www.new.example.net.", dnsmsg.A)]
+    assert result.answer[1].target == "www.new.example.net."
+
+
+def test_forward_zone_asks_its_servers_with_rd_and_never_the_root():
+    e = engine(forwards={"corp.example": [("10.9.9.9", 5353), ("10.9.9.10", 53)]})
+    steps = e.resolve("intranet.corp.example.", QTYPE.A, now=0.0)
+    q = next(steps)
+    assert (q.server, q.port, q.rd, q.name) == ("10.9.9.9", 5353, True, "intranet.corp.example.")
+    # the first forwarder fails: the second is asked, still with RD
+    q = steps.send(Exchange(0.1, None, "connection refused"))
+    assert (q.server, q.port, q.rd) == ("10.9.9.10", 53, True)
+    result = finish(steps, Exchange(0.2, answer(
+        q, aa=False, answers=["intranet.corp.example. 60 IN A 10.1.2.3"])))
+    assert result.rcode == RCODE.NOERROR and result.answer[0].address == "10.1.2.3"
+    # names outside the zone are iterated from the root as usual
+    q = next(e.resolve("www.example.com.", QTYPE.A, now=1.0))
+    assert q.server in ("192.0.2.1", "192.0.2.2") and not q.rd
+
+
+def test_forward_zone_with_no_answer_is_servfail_naming_each_forwarder():
+    e = engine(forwards={"corp.example": [("10.9.9.9", 53)]}, total_timeout=5.0)
+    steps = e.resolve("x.corp.example.", QTYPE.A, now=0.0)
+    next(steps)
+    result = finish(steps, Exchange(0.1, None, "connection refused"))
+    assert result.rcode == RCODE.SERVFAIL
+    assert result.ede[0] == EDE.NO_REACHABLE_AUTHORITY
+    assert "no forwarder answered" in result.ede[1] and "10.9.9.9" in result.ede[1]
+
+
+def test_serve_stale_answers_from_an_expired_entry_when_the_authorities_are_gone():
+    e = Recursion(hints=HINTS, cache=Cache(stale_for=3600.0), query_private_authorities=True,
+                  qname_minimisation=False, server_timeout=0.5, total_timeout=1.0,
+                  random=random.Random(7).random)
+    e.delegations["example.com."] = (1e9, ["198.51.100.53"])
+    steps = e.resolve("www.example.com.", QTYPE.A, now=0.0)
+    q = next(steps)
+    result = finish(steps, Exchange(0.01, answer(
+        q, answers=["www.example.com. 60 IN A 203.0.113.7"])))
+    assert result.ede is None
+    # 10 minutes later the entry has expired and the only server is silent
+    steps = e.resolve("www.example.com.", QTYPE.A, now=600.0)
+    q = next(steps)
+    assert q.server == "198.51.100.53"
+    result = finish(steps, Exchange(601.1, None, "timed out", timed_out=True))
+    assert result.rcode == RCODE.NOERROR
+    assert result.answer[0].address == "203.0.113.7" and result.answer[0].ttl == 30
+    assert result.ede[0] == EDE.STALE_ANSWER
+    # past the stale window it is SERVFAIL again
+    steps = e.resolve("www.example.com.", QTYPE.A, now=600.0 + 3600.0)
+    next(steps)
+    result = finish(steps, Exchange(4201.1, None, "timed out", timed_out=True))
+    assert result.rcode == RCODE.SERVFAIL
+
+
+def test_unknown_servers_are_ordered_by_the_injected_randomness():
+    orders = set()
+    for seed in range(20):
+        e = engine(random=random.Random(seed).random, qname_minimisation=False)
+        orders.add(next(e.resolve("example.com.", QTYPE.A, now=0.0)).server)
+    assert orders == {"192.0.2.1", "192.0.2.2"}
+    e1, e2 = (engine(random=random.Random(3).random) for _ in range(2))
+    assert next(e1.resolve("a.", QTYPE.A, 0.0)).server == \
+        next(e2.resolve("a.", QTYPE.A, 0.0)).server

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import random
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -106,8 +105,10 @@ class Recursion:
                  query_private_authorities: bool = False,
                  on_step: Callable[[str, str, str, int, Classified], None] | None = None,
                  qname_minimisation: bool = True,
-                 forwards: dict[str, list[tuple[str, int]]] | None = None) -> None:
+                 forwards: dict[str, list[tuple[str, int]]] | None = None,
+                 random: Callable[[], float]) -> None:
         self.hints = hints
+        self.random = random  # [0, 1): the driver's unpredictable source; tests seed one
         self.hint_addresses = [addr for _, addr in hints]
         self.cache = cache
         self.port = port
@@ -318,7 +319,7 @@ class Recursion:
         alive = [s for s in servers if self.dead_until.get(s, 0) <= now]
         # unknown servers get a small random RTT so each is tried before settling
         return sorted(alive or servers,
-                      key=lambda s: self.srtt.get(s, 0.05 + random.random() * 0.01))
+                      key=lambda s: self.srtt.get(s, 0.05 + self.random() * 0.01))
 
     def _ask(self, zone: str, servers: list[str], name: str, qtype: int,
              run: _Run) -> Steps[Classified]:

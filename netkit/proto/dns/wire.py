@@ -155,3 +155,23 @@ class AnswerCache:
         flags = entry.flags | (struct.unpack_from("!H", query, 2)[0] & 0x0100)
         return query[:2] + struct.pack("!H", flags) + entry.counts + \
             query[12:question_end] + body
+
+
+# --- matching an answer to its question (anti-spoofing, RFC 5452) ---
+
+def matches(query: bytes, answer: bytes, question_end: int, exact_case: bool = False) -> bool:
+    """`answer` answers `query`: same ID, QR set, one question equal to the query's
+    (letter case ignored unless `exact_case`, the 0x20 check)."""
+    if len(answer) < question_end or answer[:2] != query[:2] or not answer[2] & 0x80 \
+            or answer[4:6] != b"\x00\x01":
+        return False  # a spoofing attempt, a late reply to an earlier question, garbage
+    theirs, ours = answer[12:question_end], query[12:question_end]
+    return theirs == ours if exact_case else theirs.lower() == ours.lower()
+
+
+def question_end(query: bytes) -> int:
+    """Offset just after the question of a query with an uncompressed name."""
+    i = 12
+    while query[i]:
+        i += 1 + query[i]
+    return i + 5

@@ -11,7 +11,7 @@ awaitable face for scripts.
 
 Anti-spoofing: a fresh UDP socket per query (so a kernel-chosen random source
 port), a random ID, and an answer is accepted only from the address asked
-(connected socket) with the same ID and question (`dnsexchange`), and with
+(connected socket) with the same ID and question (`transport.dns_exchange`), and with
 `use_caps_for_id` the same 0x20 letter case.
 """
 
@@ -39,7 +39,7 @@ from netkit.proto.dns.recursion import (
     Result,
     Steps,
 )
-from netkit.transport import dns_exchange as dnsexchange
+from netkit.transport.dns_exchange import DNSExchange
 
 __all__ = ["EDNS_SIZE", "MAX_CNAME_CHAIN", "Failure", "Resolver", "Result"]
 
@@ -65,15 +65,17 @@ class Resolver:
             hints=parse_root_hints(root_hints), cache=cache, port=port,
             server_timeout=server_timeout, total_timeout=total_timeout,
             query_private_authorities=query_private_authorities, on_step=on_step,
-            qname_minimisation=qname_minimisation, forwards=forwards)
+            qname_minimisation=qname_minimisation, forwards=forwards,
+            random=(rng := rng or _UrandomBits()).random)
         self.cache = cache
         self.clock = clock
-        self.rng = rng or _UrandomBits()
+        self.rng = rng
         self.use_caps_for_id = use_caps_for_id
         # questions being resolved -> who waits for each (the first asker included)
         self._inflight: dict[tuple[str, int], list[Callable[[Result], None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # TCP retries, referenced while running
         self.upstream_queries = 0
+        self.exchange = DNSExchange()  # closed by whoever owns the resolver, at shutdown
 
     async def resolve(self, qname: str, qtype: int) -> Result:
         """Resolve (the awaitable face of `start`)."""
@@ -142,12 +144,12 @@ class Resolver:
                 return
             then(Exchange(self.clock(), response))
 
-        dnsexchange.udp_start(asyncio.get_running_loop(), query.server, query.port, wire,
-                              query.timeout, answered, exact_case=self.use_caps_for_id)
+        self.exchange.udp_start(query.server, query.port, wire, query.timeout, answered,
+                                exact_case=self.use_caps_for_id)
 
     async def _tcp(self, query: Query, wire: bytes, then: Callable[[Exchange], None]) -> None:
         try:
-            data = await dnsexchange.tcp(query.server, query.port, wire, query.tcp_timeout)
+            data = await self.exchange.tcp(query.server, query.port, wire, query.tcp_timeout)
             exchange = Exchange(self.clock(), dnsmsg.parse(data))
         except dnsmsg.FormatError as exc:
             exchange = Exchange(self.clock(), None, f"malformed answer: {exc}")

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
-from dnslib import EDNS0, QTYPE, RCODE, RD, RR, DNSRecord
+from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
 from netkit.cli import server_main
 from netkit.config import Address, Duration, Network, field
@@ -32,10 +32,10 @@ from netkit.contract import ServerSpec
 from netkit.errors import ConfigError
 from netkit.proto.dns import message as dnsmsg
 from netkit.proto.dns.cache import Cache
-from netkit.proto.dns.names import IANA_ROOT_HINTS, in_bailiwick, name_key
+from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
+from netkit.proto.dns.policy import Policy, reply_to
 from netkit.proto.dns.wire import AnswerCache, parse_question, wire_to_name
 from netkit.servers.dns.resolver import EDNS_SIZE, Resolver, Result
-from netkit.transport import dns_exchange as dnsexchange
 from netkit.transport.connection import Counters, Handler, Limits
 from netkit.transport.listeners import (
     DatagramEndpoint,
@@ -143,23 +143,9 @@ def _build_resolver(config: Config, cache: Cache) -> Resolver:
         raise ConfigError([f"dns.root_hints: {exc}"]) from None
 
 
-def _build_local(config: Config) -> dict[tuple[str, int], list[RR]]:
-    local: dict[tuple[str, int], list[RR]] = {}
-    for i, rec in enumerate(config.local):
-        try:
-            rr = _local_rr(rec)
-        except Exception as exc:  # dnslib's parse errors have no common base
-            raise ConfigError([f"dns.local[{i}]: cannot parse {rec.type} {rec.value!r}: "
-                               f"{exc}"]) from None
-        local.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
-    return local
-
-
-def _local_rr(rec: LocalRecord) -> RR:
-    text = f"{rec.name} {rec.ttl} IN {rec.type} {rec.value}"
-    if rec.type == "TXT" and not rec.value.startswith('"'):
-        text = f'{rec.name} {rec.ttl} IN TXT "{rec.value}"'
-    return RR.fromZone(text)[0]
+def _build_policy(config: Config) -> Policy:
+    return Policy(allow=config.allow, rate_limit=config.rate_limit,
+                  rate_burst=config.rate_burst, local=config.local)
 
 
 class DNSService:
@@ -169,11 +155,8 @@ class DNSService:
                       min_ttl=int(config.cache.min_ttl),
                       stale_for=float(config.cache.serve_stale))
         self.resolver = _build_resolver(config, cache)
-        self.local = _build_local(config)
-        self.local_names = {n for n, _ in self.local}
+        self.policy = _build_policy(config)
         self.answers = AnswerCache(config.cache.max_entries)
-        self.buckets: dict[str, tuple[float, float]] = {}  # client -> (tokens, last time)
-        self._allowed: dict[str, bool] = {}
         self.counters = Counters()
         self.stats = {"formerr": 0, "notimp": 0, "refused": 0, "dropped": 0, "servfail": 0,
                       "ratelimited": 0}
@@ -226,13 +209,11 @@ class DNSService:
         """SIGHUP: rules, local records, forward zones, timeouts and limits change for the
         next query; the cache is kept. Listen addresses and cache sizes need a restart."""
         resolver = _build_resolver(config, self.resolver.cache)
-        local = _build_local(config)  # both raise ConfigError before anything changes
+        resolver.exchange = self.resolver.exchange  # questions in flight finish on it
+        policy = _build_policy(config)  # both raise ConfigError before anything changes
         if config.listen != self.config.listen or config.cache != self.config.cache:
             log.warning("dns: listen and cache settings changed; restart to apply them")
-        self.config, self.resolver, self.local = config, resolver, local
-        self.local_names = {n for n, _ in local}
-        self._allowed.clear()
-        self.buckets.clear()
+        self.config, self.resolver, self.policy = config, resolver, policy
         self.answers.entries.clear()  # answers may differ now (local records, forwards)
         self.tcp.limits = config.tcp
 
@@ -245,43 +226,17 @@ class DNSService:
     async def drain(self, timeout: float) -> None:
         self.udp.close()
         await self.tcp.drain(timeout)
-        dnsexchange.close_in_flight()  # resolutions still asking upstream: dropped
+        self.resolver.exchange.close()  # resolutions still asking upstream: dropped
         self.save_cache()
         log.info("dns: %s", self.stats)
 
     # --- one query ---
 
-    def allowed_cached(self, host: str) -> bool:
-        """`allowed`, remembered per address (bounded: cleared when it grows large)."""
-        verdict = self._allowed.get(host)
-        if verdict is None:
-            if len(self._allowed) >= 10_000:
-                self._allowed.clear()
-            verdict = self._allowed[host] = self.allowed(host)
-        return verdict
-
-    def over_rate(self, client: str) -> bool:
-        """Token bucket per client address; True means drop this query."""
-        rate = self.config.rate_limit
-        if not rate:
-            return False
-        now = time.monotonic()
-        tokens, last = self.buckets.get(client, (float(self.config.rate_burst), now))
-        tokens = min(float(self.config.rate_burst), tokens + (now - last) * rate)
-        if tokens < 1:
-            self.buckets[client] = (tokens, now)
-            self.stats["ratelimited"] += 1
-            return True
-        if len(self.buckets) >= 100_000:
-            self.buckets.clear()  # bounded: a flood of spoofed sources cannot grow it
-        self.buckets[client] = (tokens - 1, now)
-        return False
-
     def fast_answer(self, data: bytes, client: str) -> tuple[bytes | None, tuple | None]:
         """(answer from the wire cache or None, the plain query's parsed question or None
         when the query is not plain or the client not allowed: the slow path decides)."""
         q = parse_question(data)
-        if q is None or not self.allowed_cached(client):
+        if q is None or not self.policy.allowed_cached(client):
             return None, None
         qname, qtype, qend, has_opt = q
         out = self.answers.answer(data, (qname, qtype, has_opt), qend, time.monotonic())
@@ -312,15 +267,6 @@ class DNSService:
                 self.answers.store(key, data, 12 + len(question), time.monotonic(), ttls)
                 log.debug("dns: prefetched %s %s", name, QTYPE.get(qtype))
 
-    def allowed(self, host: str) -> bool:
-        try:
-            addr = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.config.allow)
-
     def handle(self, data: bytes, client: str, reply: Any, max_size: int | None,
                plain: tuple[bytes, int, int, bool] | None = None) -> None:
         """Answer `data` (reply(bytes) sends); max_size None means TCP. `plain` is the
@@ -329,7 +275,7 @@ class DNSService:
         if plain is not None:
             qname, qtype, qend, has_opt = plain
             name = wire_to_name(qname)
-            if not self._maybe_local(qname, name, qtype):
+            if not self.policy.maybe_local(qname, name, qtype):
                 edns_size = struct.unpack_from("!H", data, qend + 3)[0] if has_opt else 0
                 self._recurse(_Query(
                     reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
@@ -356,11 +302,11 @@ class DNSService:
             self.stats["formerr"] += 1
             reply(_error(request, RCODE.FORMERR))
             return
-        if not self.allowed(client):
+        if not self.policy.allowed(client):
             self.stats["refused"] += 1
             reply(_error(request, RCODE.REFUSED))
             return
-        local = self.answer_locally(request)
+        local = self.policy.answer_locally(request)
         if local is not None:
             reply(_pack(local, request, max_size))
             return
@@ -376,35 +322,6 @@ class DNSService:
         self._recurse(_Query(
             reply, request.header.id, data[2] << 8 | data[3], question, name_key(q.qname),
             q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
-
-    def _maybe_local(self, qname: bytes, name: str, qtype: int) -> bool:
-        """A plain query that a local answer may serve (ANY, localhost, [[dns.local]])."""
-        return qtype == dnsmsg.ANY or qname.endswith(b"\x09localhost\x00") or \
-            name in self.local_names
-
-    def answer_locally(self, request: DNSRecord) -> DNSRecord | None:
-        q = request.q
-        qn = name_key(q.qname)
-        if q.qtype == QTYPE.ANY:
-            # RFC 8482: a small answer instead of everything we hold
-            r = _reply(request)
-            r.add_answer(RR(q.qname, QTYPE.HINFO, ttl=3600, rdata=_hinfo()))
-            return r
-        if in_bailiwick(qn, "localhost."):
-            r = _reply(request)
-            r.header.aa = 1
-            if q.qtype == QTYPE.A:
-                r.add_answer(*RR.fromZone(f"{qn} 86400 IN A 127.0.0.1"))
-            elif q.qtype == QTYPE.AAAA:
-                r.add_answer(*RR.fromZone(f"{qn} 86400 IN AAAA ::1"))
-            return r
-        if qn in self.local_names:
-            r = _reply(request)
-            r.header.aa = 1
-            rrs = self.local.get((qn, q.qtype)) or self.local.get((qn, QTYPE.CNAME), [])
-            r.add_answer(*rrs)
-            return r
-        return None
 
     def _recurse(self, query: _Query) -> None:
         self.resolver.start(query.qname, query.qtype,
@@ -451,20 +368,8 @@ class _Query:
     key: tuple[bytes, int, bool] | None  # where the answer cache keeps the answer
 
 
-def _hinfo() -> RD:
-    # dnslib has no HINFO type: the rdata is two character-strings, "RFC8482" and ""
-    return RD(b"\x07RFC8482\x00")
-
-
-def _reply(request: DNSRecord) -> DNSRecord:
-    r = request.reply()
-    r.header.ra = 1
-    r.ar = []
-    return r
-
-
 def _error(request: DNSRecord, rcode: int) -> bytes:
-    r = _reply(request)
+    r = reply_to(request)
     r.header.rcode = rcode
     return r.pack()
 
@@ -498,7 +403,8 @@ class _UDP(DatagramHandler):
     def datagram_received(self, data: bytes, addr: tuple[str, int],
                           endpoint: DatagramEndpoint) -> None:
         service = self.service
-        if service.config.rate_limit and service.over_rate(addr[0]):
+        if service.config.rate_limit and service.policy.over_rate(addr[0], time.monotonic()):
+            service.stats["ratelimited"] += 1
             return
         out, plain = service.fast_answer(data, addr[0])
         if out is not None and plain is not None and len(out) <= (1232 if plain[3] else 512):
