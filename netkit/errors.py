@@ -54,6 +54,14 @@ class ConnectError(TransportError):
         super().__init__(message)
 
 
+class ReadError(TransportError):
+    """The connection failed while we waited for the peer (reset, closed mid-message)."""
+
+
+class WriteError(TransportError):
+    """The connection failed while we sent (reset, broken pipe)."""
+
+
 class TLSError(TransportError):
     """A TLS handshake or record failed; the message says why in plain words."""
 
@@ -66,8 +74,12 @@ class ConnectTimeout(NetkitTimeout, ConnectError):
     """Connecting (TCP and TLS handshake) took longer than allowed."""
 
 
-class ReadTimeout(NetkitTimeout):
+class ReadTimeout(NetkitTimeout, ReadError):
     """The peer sent nothing for longer than allowed."""
+
+
+class WriteTimeout(NetkitTimeout, WriteError):
+    """The peer took nothing of what we sent for longer than allowed."""
 
 
 class ResolveTimeout(NetkitTimeout):

@@ -10,12 +10,21 @@ and sees atomic renames, which is how certbot and friends replace files).
 
 from __future__ import annotations
 
+import logging
 import os
 import ssl
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, TypeVar
 
+import anyio
+
+from .config import Duration
 from .errors import ConfigError
+
+log = logging.getLogger("netkit.tls")
+T = TypeVar("T")
 
 #: TLS 1.2 suites with forward secrecy and AEAD only (Mozilla intermediate, 2024).
 MODERN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -152,3 +161,77 @@ class FileWatch:
             self._seen = now
             return True
         return False
+
+
+def rebuild_if_changed(label: str, watch: FileWatch, build: Callable[[], T]) -> T | None:
+    """The rule every TLS listener follows when its files change on disk: build anew for
+    new connections (open ones keep theirs); a build that fails keeps the old one and
+    says why. Returns the new value, or None when nothing changed or the build failed."""
+    if not watch.changed():
+        return None
+    try:
+        value = build()
+    except ConfigError as exc:
+        log.error("%s: certificate files changed but cannot be loaded, keeping the old "
+                  "ones: %s", label, "; ".join(exc.problems))
+        return None
+    log.info("%s: certificate files changed: reloaded for new connections", label)
+    return value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerTLS:
+    """``[NAME.tls]``: TLS on a server's listeners, the same table for every server."""
+
+    cert: Path
+    """PEM certificate chain (`netkit cert` makes a development one)."""
+    key: Path
+    """PEM private key for `cert`."""
+    client_ca: Path | None = None
+    """Require client certificates signed by this CA bundle (mTLS)."""
+    min_version: Literal["1.2", "1.3"] = "1.2"
+    """Lowest TLS version allowed."""
+    ciphers: str = MODERN_CIPHERS
+    """TLS 1.2 cipher suites (OpenSSL syntax); TLS 1.3 uses OpenSSL's defaults."""
+    alpn: tuple[str, ...] = ()
+    """ALPN protocols accepted, in preference order."""
+    watch_interval: Duration = Duration(2)
+    """Seconds between checks of the files for changes; 0 turns it off."""
+
+
+class ListenerContext:
+    """The live SSL context of a `ListenerTLS`: what a `StreamServer` asks for each new
+    connection, rebuilt when the files change or the config is reloaded."""
+
+    def __init__(self, config: ListenerTLS, label: str) -> None:
+        self.label = label
+        self.config = config
+        self.context = self._build(config)
+        self.watch = FileWatch(self._files(config))
+
+    def _build(self, config: ListenerTLS) -> ssl.SSLContext:
+        return server_context(config.cert, config.key, client_ca=config.client_ca,
+                              alpn=config.alpn, min_version=config.min_version,
+                              ciphers=config.ciphers, what=f"{self.label}.tls")
+
+    @staticmethod
+    def _files(config: ListenerTLS) -> list[Path | None]:
+        return [config.cert, config.key, config.client_ca]
+
+    def get(self) -> ssl.SSLContext:
+        return self.context
+
+    def replace(self, config: ListenerTLS) -> None:
+        """SIGHUP: build from the new config (ConfigError changes nothing), then swap."""
+        context = self._build(config)
+        self.config, self.context = config, context
+        self.watch = FileWatch(self._files(config))
+
+    async def watch_files(self) -> None:
+        """Poll the files every `watch_interval` (run it in the server's task group)."""
+        while self.config.watch_interval > 0:
+            await anyio.sleep(self.config.watch_interval)
+            context = rebuild_if_changed(self.label, self.watch,
+                                         lambda: self._build(self.config))
+            if context is not None:
+                self.context = context

@@ -25,6 +25,7 @@ from netkit.proto.dns.classify import Classified, Kind
 from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
 from netkit.servers.dns.resolver import Resolver
 from netkit.transport.dns_exchange import DNSExchange
+from netkit.transport.errors import CONNECTION_LOST, describe
 
 from ..config import Address
 from ..errors import ConnectError, ResolveTimeout
@@ -91,8 +92,8 @@ async def _ask_each(upstream: DNSExchange, addresses: list[Address], query: byte
         except TimeoutError:
             problems.append((str(address), "timed out"))
             continue
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            problems.append((str(address), getattr(exc, "strerror", None) or str(exc)))
+        except CONNECTION_LOST as exc:
+            problems.append((str(address), describe(exc)))
             continue
         return Answer(RCODE.get(msg.header.rcode), _records(msg.rr), _records(msg.auth),
                       str(address), used_tcp, msg)

@@ -43,12 +43,14 @@ from ..config import Address
 from ..errors import (
     ConnectError,
     NetkitError,
+    NetkitTimeout,
     ProtocolError,
+    ReadError,
     ReadTimeout,
     RemoteProtocolError,
-    TLSError,
+    WriteError,
 )
-from ..proto.tls import describe_handshake_error
+from ..transport.errors import map_errors
 
 IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
 
@@ -243,29 +245,25 @@ class Client:
         for attempt in (0, 1):
             conn, reused = await self._checkout(origin, timeout)
             try:
-                if streaming_upload:
-                    await conn.stream.send(wire)
-                    async for chunk in content:  # type: ignore[union-attr]
-                        if chunk:
-                            await conn.stream.send(h.encode_chunk(chunk))
-                    await conn.stream.send(h.encode_last_chunk())
-                else:
-                    await conn.stream.send(wire + (content or b""))  # type: ignore[operator]
+                with map_errors("write", f"{method.decode()} {url}"):
+                    if streaming_upload:
+                        await conn.stream.send(wire)
+                        async for chunk in content:  # type: ignore[union-attr]
+                            if chunk:
+                                await conn.stream.send(h.encode_chunk(chunk))
+                        await conn.stream.send(h.encode_last_chunk())
+                    else:
+                        await conn.stream.send(wire + (content or b""))  # type: ignore[operator]
                 head, decoder = await self._read_head(conn, method, url, timeout)
-            except ReadTimeout:  # a TimeoutError, hence an OSError: not a stale connection
-                await conn.aclose()
-                raise
-            except (anyio.BrokenResourceError, anyio.EndOfStream, anyio.ClosedResourceError,
-                    OSError, RemoteProtocolError) as exc:
+            except (ReadError, WriteError) as exc:
                 await conn.aclose()
                 # a pooled connection the server closed while idle: retry once, if safe
                 if reused and attempt == 0 and method in IDEMPOTENT and not streaming_upload \
-                        and not isinstance(exc, RemoteProtocolError):
+                        and not isinstance(exc, NetkitTimeout):
                     continue
-                raise ConnectError(f"{method.decode()} {url}: {exc or type(exc).__name__}"
-                                   ) from exc
+                raise
             except BaseException:
-                await conn.aclose()  # cancelled or timed out: never pooled half-read
+                await conn.aclose()  # cancelled, timed out, garbage: never pooled half-read
                 raise
             return StreamingResponse(self, origin, conn, head, decoder, url, timeout)
         raise AssertionError("unreachable")
@@ -305,10 +303,11 @@ class Client:
         while True:
             ev = parser.next_event()
             if ev is h.NEED_DATA:
-                try:
-                    parser.feed(await stream.receive())
-                except anyio.EndOfStream:
-                    parser.feed_eof()
+                with map_errors("read", f"CONNECT {host}:{port}"):
+                    try:
+                        parser.feed(await stream.receive())
+                    except anyio.EndOfStream:
+                        parser.feed_eof()
             elif isinstance(ev, h.Response) and ev.status >= 300:
                 await stream.aclose()
                 raise ConnectError(f"the proxy refused CONNECT {host}:{port}: {ev.status}")
@@ -318,11 +317,12 @@ class Client:
                 await stream.aclose()
                 raise ConnectError(f"the proxy answered CONNECT {host}:{port} with a body")
         try:
-            return await TLSStream.wrap(stream, server_side=False, hostname=host,
-                                        ssl_context=self.ssl)
-        except ssl.SSLError as exc:
+            with map_errors("connect", f"TLS through the proxy to {host}:{port}"):
+                return await TLSStream.wrap(stream, server_side=False, hostname=host,
+                                            ssl_context=self.ssl)
+        except BaseException:
             await stream.aclose()
-            raise TLSError(describe_handshake_error(exc)) from exc
+            raise
 
     async def _read_head(self, conn: _Conn, method: bytes, url: str,
                          timeout: Timeout) -> tuple[h.Response, Any]:
@@ -342,7 +342,7 @@ class Client:
                 return ev, decoder
             if ev is h.CLOSED:
                 # what a pooled connection the server timed out looks like: retried if safe
-                raise ConnectionResetError(f"{url}: connection closed without a response")
+                raise ReadError(f"{url}: connection closed without a response")
             raise RemoteProtocolError(f"{url}: unexpected {ev!r} before the response")
 
 
@@ -353,14 +353,15 @@ async def _next(conn: _Conn, url: str, timeout: Timeout) -> object:
         ev = parser.next_event()
         if ev is not h.NEED_DATA:
             return ev
-        try:
-            with anyio.fail_after(timeout.read):
-                data = await conn.stream.receive()
-        except anyio.EndOfStream:
-            parser.feed_eof()
-            continue
-        except TimeoutError:
-            raise ReadTimeout(f"{url}: nothing received for {timeout.read} s") from None
+        with map_errors("read", url):
+            try:
+                with anyio.fail_after(timeout.read):
+                    data = await conn.stream.receive()
+            except anyio.EndOfStream:
+                parser.feed_eof()
+                continue
+            except TimeoutError:
+                raise ReadTimeout(f"{url}: nothing received for {timeout.read} s") from None
         parser.feed(data)
 
 

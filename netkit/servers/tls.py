@@ -44,6 +44,7 @@ from ..tlsconf import (
     SNISelector,
     client_context,
     name_matches,
+    rebuild_if_changed,
     server_context,
 )
 
@@ -244,16 +245,10 @@ class TunnelRuntime:
         self.server.accept_proxy = prepared.tunnel.accept_proxy
 
     def reload_files_if_changed(self) -> None:
-        if not self.current.watch.changed():
-            return
-        try:
-            prepared = self.prepare(self.tunnel)
-        except ConfigError as exc:
-            log.error("%s: certificate files changed but cannot be loaded, keeping the old "
-                      "ones: %s", self.label, "; ".join(exc.problems))
-            return
-        self.current = prepared
-        log.info("%s: certificate files changed: reloaded for new connections", self.label)
+        prepared = rebuild_if_changed(self.label, self.current.watch,
+                                      lambda: self.prepare(self.tunnel))
+        if prepared is not None:
+            self.current = prepared
 
     # --- per connection ---
 

@@ -14,8 +14,9 @@ import anyio
 import anyio.abc
 
 from ..config import Address
-from ..errors import ConnectError, ConnectTimeout, TLSError
+from ..errors import ConnectError, ConnectTimeout
 from .connection import Connection, Counters, Handler, Limits, fmt_peer
+from .errors import describe, map_errors
 
 
 @functools.lru_cache(maxsize=256)
@@ -67,7 +68,7 @@ async def open_connection(address: Address, handler: Handler, *, timeout: float 
                     attempts.append((fmt_peer((host, port)), f"no answer in {share:.1f} s"))
                     continue
                 except OSError as exc:
-                    attempts.append((fmt_peer((host, port)), exc.strerror or str(exc)))
+                    attempts.append((fmt_peer((host, port)), describe(exc)))
                     continue
                 try:
                     await conn.ready
@@ -88,17 +89,8 @@ async def connect_stream(address: Address, *, tls: bool | ssl.SSLContext = False
     prefer structured code to protocol callbacks, where speed is not the point."""
     context = tls if isinstance(tls, ssl.SSLContext) else (
         ssl.create_default_context() if tls else None)
-    try:
-        with anyio.fail_after(timeout):
-            if context is None:  # anyio turns TLS on when given any tls_hostname
-                return await anyio.connect_tcp(address.host, address.port)
-            return await anyio.connect_tcp(address.host, address.port, ssl_context=context,
-                                           tls=True,
-                                           tls_hostname=server_hostname or address.host)
-    except TimeoutError:
-        raise ConnectTimeout(f"connecting to {address} took more than {timeout} s") from None
-    except ssl.SSLError as exc:
-        from ..proto.tls import describe_handshake_error
-        raise TLSError(describe_handshake_error(exc)) from exc
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
+    with map_errors("connect", f"cannot connect to {address}"), anyio.fail_after(timeout):
+        if context is None:  # anyio turns TLS on when given any tls_hostname
+            return await anyio.connect_tcp(address.host, address.port)
+        return await anyio.connect_tcp(address.host, address.port, ssl_context=context,
+                                       tls=True, tls_hostname=server_hostname or address.host)

@@ -62,3 +62,12 @@ async def whoami(request: AppRequest) -> AppResponse:
     """The worker's PID: which process of a --workers group answered."""
     import os
     return AppResponse(200, [(b"Content-Type", b"text/plain")], b"%d" % os.getpid())
+
+
+async def scheme(scope, receive, send):  # type: ignore[no-untyped-def]
+    """A raw ASGI app that answers with the scope's scheme (https behind [http.tls])."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": scope["scheme"].encode()})

@@ -40,6 +40,7 @@ from netkit.proto.dns.recursion import (
     Steps,
 )
 from netkit.transport.dns_exchange import DNSExchange
+from netkit.transport.errors import CONNECTION_LOST, describe
 
 __all__ = ["EDNS_SIZE", "MAX_CNAME_CHAIN", "Failure", "Resolver", "Result"]
 
@@ -153,14 +154,14 @@ class Resolver:
             exchange = Exchange(self.clock(), dnsmsg.parse(data))
         except dnsmsg.FormatError as exc:
             exchange = Exchange(self.clock(), None, f"malformed answer: {exc}")
-        except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        except CONNECTION_LOST as exc:  # a TimeoutError is an OSError too
             exchange = self._failed(exc)
         then(exchange)
 
     def _failed(self, error: BaseException) -> Exchange:
         if isinstance(error, TimeoutError):
             return Exchange(self.clock(), None, "timed out", timed_out=True)
-        return Exchange(self.clock(), None, getattr(error, "strerror", None) or str(error))
+        return Exchange(self.clock(), None, describe(error))
 
 
 class _UrandomBits:

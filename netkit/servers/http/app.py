@@ -168,14 +168,14 @@ def load(spec: str) -> Any:
 
 
 def asgi_scope(request: Request, client: tuple[str, int],
-               server: tuple[str, int]) -> dict[str, Any]:
+               server: tuple[str, int], scheme: str = "http") -> dict[str, Any]:
     """The ASGI 3 HTTP connection scope for a request (ASGI spec 2.3)."""
     path, raw_path, query = split_target(request.target)
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": _VERSIONS.get(request.version) or request.version.decode(),
         "method": method_name(request.method),
-        "scheme": "http", "path": path, "raw_path": raw_path, "query_string": query,
+        "scheme": scheme, "path": path, "raw_path": raw_path, "query_string": query,
         "root_path": "", "headers": request.headers.lowered(),
         "client": client, "server": server,
     }

@@ -48,6 +48,7 @@ from netkit.contract import ServerSpec
 from netkit.errors import ConfigError, RemoteProtocolError
 from netkit.proto.http import codec as h
 from netkit.servers.http.app import AppRequest, asgi_scope, load
+from netkit.tlsconf import ListenerContext, ListenerTLS
 from netkit.transport.connection import Connection, Handler, Limits
 from netkit.transport.listeners import SocketPresets, StreamServer
 
@@ -95,6 +96,8 @@ class Config:
     access_log_format: str = COMBINED_WITH_DURATION
     """str.format fields: {remote} {time} {request} {method} {path} {status} {size}
     {referer} {agent} {duration} (seconds)."""
+    tls: ListenerTLS | None = None
+    """``[http.tls]``: serve HTTPS on every listen address (the shared TLS table)."""
     shutdown_timeout: Duration = Duration(10)
 
     def __post_init__(self) -> None:
@@ -147,7 +150,10 @@ class HTTPService:
         self.codec_limits = h.Limits(max_request_line=config.max_request_line,
                                      max_headers=config.max_headers,
                                      max_header_bytes=config.max_header_bytes)
-        self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits)
+        self.tls = ListenerContext(config.tls, SECTION) if config.tls else None
+        self.scheme = "https" if self.tls else "http"
+        self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits,
+                                   tls=self.tls.get if self.tls else None)
         self.handler = _load_handler(config)
         self.date_server = _DateServerLines(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)  # checked per request
@@ -156,10 +162,17 @@ class HTTPService:
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.date_server.start()
         await self.server.listen(self.config.listen, presets=presets)
+        if self.tls is not None:
+            tg.start_soon(self.tls.watch_files)
         log.info("http: serving %s", self.root)
 
     def reload(self, config: Config) -> None:
-        self.handler = _load_handler(config)
+        handler = _load_handler(config)  # these two raise ConfigError before anything changes
+        if (config.tls is None) != (self.tls is None):
+            log.warning("http: TLS turned on or off in the config; restart to apply")
+        elif self.tls is not None and config.tls is not None:
+            self.tls.replace(config.tls)
+        self.handler = handler
         self.date_server.rename(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)
         self.asgi = config.app_type == "asgi"
@@ -734,7 +747,8 @@ class _ASGICycle:
         owner, request = self.owner, self.request
         try:
             conn = owner.conn
-            await app(asgi_scope(request, conn.peer, conn.local), self.receive, self.send)
+            await app(asgi_scope(request, conn.peer, conn.local, self.owner.service.scheme),
+                      self.receive, self.send)
         except Exception:
             where = f"{request.method.decode()} {request.target.decode('latin-1')}"
             if not self.done:
