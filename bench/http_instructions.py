@@ -48,6 +48,7 @@ class StandIn:
         self.out = bytearray()
         self.responses = 0
         self.tls_info = None
+        self.last_io = 0.0
 
     def write(self, data: bytes) -> None:
         self.out += data

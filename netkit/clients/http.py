@@ -37,6 +37,7 @@ import anyio.abc
 from anyio.streams.tls import TLSStream
 
 from netkit.proto.http import codec as h
+from netkit.proto.http.connection import HTTPConnection, Role
 from netkit.transport.connect import connect_stream
 
 from ..config import Address
@@ -77,11 +78,11 @@ class Response:
 
 
 class _Conn:
-    """One pooled connection: a byte stream and a response parser."""
+    """One pooled connection: a byte stream and the client side of the HTTP engine."""
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
-        self.parser = h.Parser("client")
+        self.http = HTTPConnection(Role.CLIENT)
         self.reusable = True
 
     async def aclose(self) -> None:
@@ -241,19 +242,21 @@ class Client:
             fields.append((b"Content-Length", b"%d" % len(content)))
         elif streaming_upload:
             fields.append((b"Transfer-Encoding", b"chunked"))  # length unknown
-        wire = h.encode_request(h.Request(method, target.encode(), h.Headers(fields)))
         for attempt in (0, 1):
             conn, reused = await self._checkout(origin, timeout)
+            http = conn.http
             try:
+                wire = http.send_request(method, target.encode(), fields)
                 with map_errors("write", f"{method.decode()} {url}"):
                     if streaming_upload:
                         await conn.stream.send(wire)
                         async for chunk in content:  # type: ignore[union-attr]
                             if chunk:
-                                await conn.stream.send(h.encode_chunk(chunk))
-                        await conn.stream.send(h.encode_last_chunk())
+                                await conn.stream.send(http.send_data(chunk))
+                        await conn.stream.send(http.end_request())
                     else:
                         await conn.stream.send(wire + (content or b""))  # type: ignore[operator]
+                        http.end_request()
                 head, decoder = await self._read_head(conn, method, url, timeout)
             except (ReadError, WriteError) as exc:
                 await conn.aclose()
@@ -296,18 +299,16 @@ class Client:
                       port: int) -> anyio.abc.ByteStream:
         """CONNECT through the proxy, then TLS end to end with the origin (verified)."""
         authority = f"{host}:{port}".encode("idna")
-        await stream.send(h.encode_request(h.Request(b"CONNECT", authority,
-                                                     h.Headers([(b"Host", authority)]))))
-        parser = h.Parser("client")
-        parser.expect_response_to(b"CONNECT")
+        http = HTTPConnection(Role.CLIENT)
+        await stream.send(http.send_request(b"CONNECT", authority, [(b"Host", authority)]))
         while True:
-            ev = parser.next_event()
+            ev = http.next_event()
             if ev is h.NEED_DATA:
                 with map_errors("read", f"CONNECT {host}:{port}"):
                     try:
-                        parser.feed(await stream.receive())
+                        http.receive_data(await stream.receive())
                     except anyio.EndOfStream:
-                        parser.feed_eof()
+                        http.receive_eof()
             elif isinstance(ev, h.Response) and ev.status >= 300:
                 await stream.aclose()
                 raise ConnectError(f"the proxy refused CONNECT {host}:{port}: {ev.status}")
@@ -326,8 +327,6 @@ class Client:
 
     async def _read_head(self, conn: _Conn, method: bytes, url: str,
                          timeout: Timeout) -> tuple[h.Response, Any]:
-        parser = conn.parser
-        parser.expect_response_to(method)
         while True:
             ev = await _next(conn, url, timeout)
             if isinstance(ev, h.Response):
@@ -347,10 +346,10 @@ class Client:
 
 
 async def _next(conn: _Conn, url: str, timeout: Timeout) -> object:
-    """The parser's next event, reading from the connection as needed."""
-    parser = conn.parser
+    """The engine's next event, reading from the connection as needed."""
+    http = conn.http
     while True:
-        ev = parser.next_event()
+        ev = http.next_event()
         if ev is not h.NEED_DATA:
             return ev
         with map_errors("read", url):
@@ -358,11 +357,11 @@ async def _next(conn: _Conn, url: str, timeout: Timeout) -> object:
                 with anyio.fail_after(timeout.read):
                     data = await conn.stream.receive()
             except anyio.EndOfStream:
-                parser.feed_eof()
+                http.receive_eof()
                 continue
             except TimeoutError:
                 raise ReadTimeout(f"{url}: nothing received for {timeout.read} s") from None
-        parser.feed(data)
+        http.receive_data(data)
 
 
 class StreamingResponse:
@@ -397,7 +396,7 @@ class StreamingResponse:
                         yield data
                 elif isinstance(ev, h.EndOfMessage):
                     self._done = True
-                    conn.reusable = h.keep_alive(self._head.version, self._head.headers)
+                    conn.reusable = conn.http.reusable
                 else:
                     raise RemoteProtocolError(f"{self.url}: connection closed mid-body")
         except BaseException:

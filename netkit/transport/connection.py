@@ -138,7 +138,7 @@ class Connection(asyncio.Protocol):
         self.bytes_in = 0  # wire bytes, this connection (the counters sum all of them)
         self.bytes_out = 0
         self.loop = asyncio.get_running_loop()
-        self._last = 0.0
+        self.last_io = 0.0  # loop time of the last byte either way (the idle timer; engines)
         self._started = 0.0
         self._idle_limit = float("inf")
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -167,7 +167,7 @@ class Connection(asyncio.Protocol):
         if self.owner is not None:
             self.owner.connections.add(self)
         transport.set_write_buffer_limits(self.limits.write_buffer, self.limits.write_buffer // 4)
-        self._last = self._started = self.loop.time()
+        self.last_io = self._started = self.loop.time()
         self._arm_idle(self.limits.handshake_timeout if self._state != _OPEN
                        else self.limits.idle_timeout)
         if self.limits.total_timeout:
@@ -184,7 +184,7 @@ class Connection(asyncio.Protocol):
         n = len(data)
         self.counters.bytes_in += n
         self.bytes_in += n
-        self._last = self.loop.time()
+        self.last_io = self.loop.time()
         if self._state == _OPEN and self._tls is None and not self._reading_paused:
             self.handler.data_received(data)  # the fast path: plain TCP
             return
@@ -234,7 +234,7 @@ class Connection(asyncio.Protocol):
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._state != _OPEN or self.transport is None or self.transport.is_closing():
             return
-        self._last = self.loop.time()
+        self.last_io = self.loop.time()
         if self._tls is not None:
             try:
                 self._tls.write(data)
@@ -311,7 +311,7 @@ class Connection(asyncio.Protocol):
 
     def sent_around(self, n: int) -> None:
         """Count bytes written with `raw_fd()` (and keep the idle timer from firing)."""
-        self._last = self.loop.time()
+        self.last_io = self.loop.time()
         self.counters.bytes_out += n
         self.bytes_out += n
 
@@ -469,7 +469,7 @@ class Connection(asyncio.Protocol):
         # one timer, re-armed only when it fires: no timer churn per read or write.
         # Before the handshake is done the limit counts from the connection's start,
         # so a client trickling one byte at a time cannot hold a slot forever.
-        idle_for = self.loop.time() - (self._last if self._state == _OPEN else self._started)
+        idle_for = self.loop.time() - (self.last_io if self._state == _OPEN else self._started)
         if idle_for >= self._idle_limit:
             self._timeout("idle" if self._state == _OPEN else "handshake")
         else:

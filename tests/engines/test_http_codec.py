@@ -392,14 +392,14 @@ def test_bad_lines_are_refused_every_time_and_never_remembered(line):
 
 def test_remembered_lines_are_bounded():
     p = Parser("server")
-    for i in range(http.REMEMBER_MAX_ENTRIES + 10):
+    for i in range(http._KNOWN_LINES.max_entries + 10):
         p.feed(b"GET /%d HTTP/1.1\r\nHost: h\r\nX-N: %d\r\n\r\n" % (i, i))
         assert p.next_event().headers.get(b"x-n") == b"%d" % i and p.end_if_bodiless()
-    assert 0 < len(http._KNOWN_LINES) <= http.REMEMBER_MAX_ENTRIES
-    assert 0 < len(http._KNOWN_STARTS) <= http.REMEMBER_MAX_ENTRIES
+    assert 0 < len(http._KNOWN_LINES) <= http._KNOWN_LINES.max_entries
+    assert 0 < len(http._KNOWN_STARTS) <= http._KNOWN_LINES.max_entries
     p.feed(b"GET / HTTP/1.1\r\nHost: h\r\nX-" + b"v" * 300 + b": long\r\n\r\n")
     assert p.next_event().headers.get(b"x-" + b"v" * 300) == b"long"  # parsed, not kept
-    assert not any(len(line) > http.REMEMBER_MAX_BYTES for line in http._KNOWN_LINES)
+    assert not any(len(line) > http._KNOWN_LINES.max_size for line in http._KNOWN_LINES)
 
 
 def test_repeated_fields_from_remembered_lines_keep_every_value_in_order():

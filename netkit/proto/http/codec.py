@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from netkit.errors import LocalProtocolError, RemoteProtocolError
+from netkit.memo import Memo
 
 NEED_DATA = object()  # feed more bytes (or EOF)
 PAUSED = object()  # an upgrade or CONNECT: the rest of the stream is not HTTP
@@ -50,15 +50,13 @@ _TOKEN_MAP = bytes(0 if c in _TOKEN_CHARS else 1 for c in range(256))
 _HEAD_MAP = bytes(0 if c in (9, 10, 13) or 0x20 <= c != 0x7F else 1 for c in range(256))
 #: request lines already checked -> (method, target, version): "GET / HTTP/1.1" and the
 #: like repeat as field lines do
-_KNOWN_STARTS: dict[bytes, tuple[bytes, bytes, bytes]] = {}
+_KNOWN_STARTS = Memo()
 #: field lines already checked -> ((name, value), (lower-case name, value), lower-case
 #: name, (value,)): an item, a lowered item, an index key and its values. A client sends
 #: the same Host, User-Agent, Accept... lines on every request: a hit is one dict lookup
 #: instead of partition, strip, lower and the token check.
 _KnownField = tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes, tuple[bytes]]
-_KNOWN_LINES: dict[bytes, _KnownField] = {}
-REMEMBER_MAX_ENTRIES = 1024  # per memory (see remember())
-REMEMBER_MAX_BYTES = 256  # longer lines are checked every time
+_KNOWN_LINES = Memo()  # of _KnownField
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
                              b"OPTIONS"))
 _VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
@@ -198,18 +196,8 @@ def _checked_start(line: bytes) -> tuple[bytes, bytes, bytes] | None:
             (method not in _COMMON_METHODS and not _TOKEN.fullmatch(method)):
         return None
     start = (method, target, version)
-    remember(_KNOWN_STARTS, line, start, len(line))
+    _KNOWN_STARTS.remember(line, start, len(line))
     return start
-
-
-def remember(cache: dict[Any, Any], key: Any, value: Any, size: int) -> None:
-    """Keep `value` under `key` when `size` (the bytes it stands for) is small: the memories
-    of checked lines here, in the server and in httpapp. Bounded: emptied when full (crude,
-    but a memory of checks can always start over)."""
-    if size <= REMEMBER_MAX_BYTES:
-        if len(cache) >= REMEMBER_MAX_ENTRIES:
-            cache.clear()
-        cache[key] = value
 
 
 def _checked_field(line: bytes) -> _KnownField | None:
@@ -224,7 +212,7 @@ def _checked_field(line: bytes) -> _KnownField | None:
     # strip() takes SP and HTAB only here: the other whitespace bytes are CTLs
     value = value.strip()
     field = ((name, value), (key, value), key, (value,))
-    remember(_KNOWN_LINES, line, field, len(line))
+    _KNOWN_LINES.remember(line, field, len(line))
     return field
 
 
@@ -277,6 +265,12 @@ class Parser:
         return self._left if self._state == _LENGTH else 0
 
     @property
+    def ended_by_close(self) -> bool:
+        """The connection is over: a body ran until it closed, or it closed between
+        messages. Nothing can follow."""
+        return self._state == _DONE
+
+    @property
     def pending(self) -> int:
         """Bytes received and not yet parsed (part of a head, say)."""
         return len(self._buf)
@@ -306,7 +300,8 @@ class Parser:
                 self._count_body(len(data))
                 return Data(data)
             if self._eof:
-                return self._end()
+                self._state = _DONE  # nothing can follow a body that ran until close
+                return EndOfMessage(Headers())
             return NEED_DATA
         if state in (_CHUNK_SIZE_LINE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS):
             return self._chunked()

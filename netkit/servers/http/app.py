@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netkit.errors import RemoteProtocolError
-from netkit.proto.http.codec import Headers, Request, remember
+from netkit.memo import Memo
+from netkit.proto.http.codec import Headers, Request
 
 #: method names as str, decoded once (a dict lookup costs less than a decode)
 _METHODS = {m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
@@ -33,8 +34,8 @@ def method_name(method: bytes) -> str:
 
 
 #: targets already split (a site's requests name the same few paths again and again);
-#: bounded, see proto.http.remember()
-_TARGETS: dict[bytes, tuple[str, bytes, bytes]] = {}
+#: split targets, bounded (netkit/memo.py)
+_TARGETS = Memo()
 
 
 def split_target(target: bytes) -> tuple[str, bytes, bytes]:
@@ -46,7 +47,7 @@ def split_target(target: bytes) -> tuple[str, bytes, bytes]:
         if "%" in path:
             path = urllib.parse.unquote(path)
         parts = path, raw_path, query
-        remember(_TARGETS, target, parts, len(target))
+        _TARGETS.remember(target, parts, len(target))
     return parts
 
 

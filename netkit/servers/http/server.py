@@ -45,8 +45,9 @@ import anyio.abc
 from netkit.cli import server_main
 from netkit.config import Address, Duration, Size, field
 from netkit.contract import ServerSpec
-from netkit.errors import ConfigError, RemoteProtocolError
+from netkit.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from netkit.proto.http import codec as h
+from netkit.proto.http.connection import HeadLines, HTTPConnection, Role
 from netkit.servers.http.app import AppRequest, asgi_scope, load
 from netkit.tlsconf import ListenerContext, ListenerTLS
 from netkit.transport.connection import Connection, Handler, Limits
@@ -107,7 +108,7 @@ class Config:
             raise ValueError(f"access_log_format: unknown or malformed field {exc}") from None
 
 
-class _DateServerLines:
+class _DateServerLines(HeadLines):
     """The Date and Server lines of every response, remade once a second by a timer while
     the server runs: a response only reads `lines` (nginx, too, formats its time once per
     event loop turn, not once per response)."""
@@ -209,65 +210,24 @@ class HTTPService:
         return real
 
 
-_STATUS_LINES: dict[int, bytes] = {}
-
-
-def _field_line(pair: Any) -> tuple[bytes | None, bool]:
-    """An application's response field as (its line, is it Content-Length); None for a
-    field the server writes itself. Remembered when short (see _FIELD_LINES)."""
-    name, value = pair
-    key = name.lower()
-    if key in _SERVER_FIELDS:
-        return None, False
-    # a CR or LF inside a name or value would split the response (header injection);
-    # int membership: `b"\r" in value` costs twenty times more
-    if 13 in value or 10 in value or 13 in name or 10 in name:
-        raise RuntimeError(f"CR or LF in a response header field: {pair!r}")
-    line = b"%s: %s\r\n" % (name, value)
-    is_length = key == b"content-length"
-    if pair.__class__ is tuple and name.__class__ is bytes and value.__class__ is bytes:
-        h.remember(_LENGTH_LINES if is_length else _FIELD_LINES, pair, line, len(line))
-    return line, is_length
-
-
-def _status_line(status: int) -> bytes:
-    line = _STATUS_LINES.get(status)
-    if line is None:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, h.REASONS.get(status, b""))
-        if len(_STATUS_LINES) < 1000:
-            _STATUS_LINES[status] = line
-    return line
-
-
-#: response fields the server writes itself; an application's own are dropped
-_SERVER_FIELDS = frozenset((b"date", b"server", b"connection", b"transfer-encoding"))
-
-#: an application's response fields already checked, as their lines: (name, value) ->
-#: b"name: value\r\n". Apps send the same few fields again and again, and a hit skips
-#: lower(), the server-field test and the CR/LF test. Content-Length fields are kept
-#: apart (they decide the framing). Bounded: see h.remember().
-_FIELD_LINES: dict[tuple[bytes, bytes], bytes] = {}
-_LENGTH_LINES: dict[tuple[bytes, bytes], bytes] = {}
-
-
 class _HTTPConnection(Handler):
-    """One client connection: requests in order, one response at a time."""
+    """One client connection: the engine (`proto/http/connection.py`) decides framing,
+    keep-alive, order and deadlines; this driver moves bytes, serves files and runs the
+    application."""
 
     def __init__(self, service: HTTPService) -> None:
         self.service = service
-        self.parser = h.Parser("server", service.codec_limits)
-        self.busy = False  # a response is being sent: parsing waits
+        config = service.config
+        self.http = HTTPConnection(Role.SERVER, service.codec_limits,
+                                   head_timeout=config.header_timeout,
+                                   body_timeout=config.body_timeout,
+                                   head_lines=service.date_server)
         self.closing = False
-        # one deadline at a time: the rest of a request head, or of its body (slowloris).
-        # Its timer is re-armed only when it fires early, so a request that arrives whole
-        # (nearly all) costs no timer at all.
-        self.deadline = 0.0
-        self.deadline_phase = ""
+        # the engine's head/body deadline, on a timer re-armed only when it fires early:
+        # a request that arrives whole (nearly all) costs no timer at all
         self.deadline_timer: asyncio.TimerHandle | None = None
-        self.request: h.Request | None = None
         self.started = 0.0
         self.sending: _FileSender | None = None
-        self.close_after = False  # the server is draining: this response is the last
         self.app_request: AppRequest | None = None
         self.app_task: asyncio.Task[None] | None = None
         self.lost = False  # the connection is gone
@@ -277,46 +237,37 @@ class _HTTPConnection(Handler):
         self.body_paused = False
 
     def data_received(self, data: bytes) -> None:
-        self.parser.feed(data)
+        self.http.receive_data(data)
         self._process()
 
     def eof_received(self) -> None:
-        self.parser.feed_eof()
+        self.http.receive_eof()
         self._process()
 
     def _process(self) -> None:
-        parser = self.parser
-        while not self.busy and not self.closing:
+        http = self.http
+        while not self.closing:
             try:
-                event = parser.next_event()
+                event = http.next_event()
             except RemoteProtocolError as exc:
-                self.deadline = 0.0
                 status = exc.reply_hint or 400
                 log.info("http: %s: %s (%d)", _peer(self.conn), exc, status)
                 self._error(status, close=True)
                 return
-            if event is h.NEED_DATA:
-                if self.request is not None:
-                    self._watch("body")
-                elif parser.pending:
-                    self._watch("head")
-                return
-            if event.__class__ is h.Request:
-                self.deadline = 0.0
+            cls = event.__class__
+            if cls is h.Request:
                 service = self.service
                 if service.access_logged:  # the duration field
                     self.started = time.monotonic()
-                if parser.end_if_bodiless():  # the whole request is in: the common case
+                if http.request_complete:  # no body: the common case
                     if service.handler is None:
                         self._respond(event)
-                    else:
-                        self._start_app(event, True)
-                        self.busy = True  # the next request waits for this response
-                    continue
-                self.request = event
+                        continue  # answered: a pipelined request may follow
+                    self._start_app(event, True)
+                    return  # the engine waits for the app's response
                 if service.handler is not None:
                     self._start_app(event, False)
-            elif event.__class__ is h.Data:
+            elif cls is h.Data:
                 # the static server drops request bodies (so the next pipelined request can
                 # be parsed); an application gets them, with backpressure
                 if self.app_request is not None:
@@ -324,56 +275,46 @@ class _HTTPConnection(Handler):
                     if self.app_request.buffered >= 8 and not self.body_paused:
                         self.body_paused = True
                         self.conn.pause_reading()
-            elif event.__class__ is h.EndOfMessage:
-                self._request_complete()
-            else:  # CLOSED or PAUSED
+            elif cls is h.EndOfMessage:
+                if self.app_request is not None:
+                    self.app_request.finish()
+                elif self.app_task is None and http.request is not None:
+                    self._respond(http.request)
+            elif event is h.NEED_DATA:
+                if http.deadline_due:  # a head or body began and is not all here
+                    self._arm_deadline(http.start_deadline(self.conn.loop.time()))
+                return
+            elif event is h.PAUSED:  # the response to the current request is not out yet
+                return
+            else:  # CLOSED
                 self._end()
                 return
-
-    def _request_complete(self) -> None:
-        """The whole request (head and body) is in."""
-        self.deadline = 0.0
-        request, self.request = self.request, None
-        if self.app_task is not None:
-            if self.app_request is not None:
-                self.app_request.finish()
-            self.busy = True  # the next request waits for this response
-        elif request is not None:
-            self._respond(request)
 
     def _end(self) -> None:
         """No more requests on this connection: close once the queued bytes are out."""
         self.closing = True
-        self.deadline = 0.0
         self.conn.close()
 
-    def _watch(self, phase: str) -> None:
-        """Start the head or body deadline, unless that phase's clock already runs."""
-        if self.deadline and self.deadline_phase == phase:
-            return
-        config = self.service.config
-        loop = self.conn.loop
-        self.deadline_phase = phase
-        self.deadline = loop.time() + (config.header_timeout if phase == "head"
-                                       else config.body_timeout)
+    def _arm_deadline(self, deadline: float) -> None:
         timer = self.deadline_timer
-        if timer is not None and timer.when() > self.deadline:
+        if timer is not None and timer.when() > deadline:
             timer.cancel()
             timer = None
         if timer is None:
-            self.deadline_timer = loop.call_at(self.deadline, self._deadline_passed)
+            self.deadline_timer = self.conn.loop.call_at(deadline, self._deadline_passed)
 
     def _deadline_passed(self) -> None:
         self.deadline_timer = None
-        if not self.deadline or self.closing:
+        if self.closing:
             return
-        loop = self.conn.loop
-        if loop.time() < self.deadline:  # a later request's deadline: wait for it
-            self.deadline_timer = loop.call_at(self.deadline, self._deadline_passed)
+        http = self.http
+        phase = http.expired(self.conn.loop.time())
+        if phase is None:  # a later deadline than the one this timer was for
+            if http.deadline:
+                self._arm_deadline(http.deadline)
             return
-        self.deadline = 0.0
         config = self.service.config
-        if self.deadline_phase == "head":
+        if phase == "head":
             log.info("http: %s: request head not received in %s s", _peer(self.conn),
                      config.header_timeout)
             self._error(408, close=True)
@@ -386,7 +327,6 @@ class _HTTPConnection(Handler):
             self.conn.abort()
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self.deadline = 0.0
         if self.deadline_timer is not None:
             self.deadline_timer.cancel()
             self.deadline_timer = None
@@ -417,100 +357,59 @@ class _HTTPConnection(Handler):
 
     def shutdown_requested(self) -> None:
         # draining: idle keep-alive connections close now; a busy one after its response
-        if not self.busy and self.request is None:
-            self.conn.close()
-        self.close_after = True
+        self.http.shutdown()
+        if self.http.idle and not self.closing:
+            self._end()
 
     # --- responses ---
 
-    def _headers(self, status: int, fields: list[tuple[bytes, bytes]], close: bool) -> bytes:
-        lines = [_status_line(status), self.service.date_server.lines]
-        for name, value in fields:
-            lines += (name, b": ", value, b"\r\n")
-        lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
-        return b"".join(lines)
-
-    def _app_head(self, request: h.Request, status: int, fields: Any, close: bool,
-                  length: int | None) -> tuple[bytes, bool, bool, bool]:
-        """An application's response head: (head, chunked, close, no_body). Its Date,
-        Server, Connection and Transfer-Encoding fields are dropped (the server writes its
-        own); `length` is the body's size when known (Content-Length added if missing);
-        no length and HTTP/1.1: chunked; no length and HTTP/1.0: the body ends at close."""
-        lines = [_STATUS_LINES.get(status) or _status_line(status),
-                 self.service.date_server.lines]
-        has_length = False
-        known = _FIELD_LINES
-        for pair in fields:
-            try:
-                line = known.get(pair)
-                if line is None:
-                    line = _LENGTH_LINES.get(pair)
-                    if line is not None:
-                        has_length = True
-            except TypeError:  # unhashable: a list, a bytearray (ASGI allows them)
-                line = None
-            if line is None:
-                line, is_length = _field_line(pair)
-                if line is None:
-                    continue  # a field the server writes itself
-                has_length = has_length or is_length
-            lines.append(line)
-        no_body = request.method == b"HEAD" or status in (204, 304) or status < 200
-        chunked = False
-        if not has_length and status not in (204, 304) and status >= 200:
-            if length is not None:
-                lines.append(b"Content-Length: %d\r\n" % length)
-            elif request.version == b"1.1":
-                chunked = not no_body
-                if chunked:
-                    lines.append(b"Transfer-Encoding: chunked\r\n")
-            elif not no_body:
-                close = True  # HTTP/1.0 without a length: the body ends with the connection
-        lines.append(b"Connection: close\r\n\r\n" if close else b"\r\n")
-        return b"".join(lines), chunked, close, no_body
-
-    def _error(self, status: int, *, close: bool, request: h.Request | None = None,
-               extra: list[tuple[bytes, bytes]] | None = None) -> None:
-        body = b"%d %s\n" % (status, h.REASONS.get(status, b""))
-        fields = [(b"Content-Type", b"text/plain; charset=utf-8"),
-                  (b"Content-Length", b"%d" % len(body)), *(extra or [])]
-        head_only = request is not None and request.method == b"HEAD"
-        self.conn.write(self._headers(status, fields, close) + (b"" if head_only else body))
-        self._log(request, status, 0 if head_only else len(body))
-        if close:
+    def _done(self, request: h.Request | None, status: int, size: int) -> None:
+        """A response is out: log it, and close if the engine says the connection ends."""
+        if self.service.access_logged:
+            self._log(request, status, size)
+        if self.http.must_close:
             self._end()
 
+    def _error(self, status: int, *, close: bool = False,
+               extra: list[tuple[bytes, bytes]] | None = None) -> None:
+        http = self.http
+        if http.responding:  # mid-response: nothing more can be said on this connection
+            self.conn.abort()
+            return
+        request = http.request
+        data = http.error_response(status, close=close, fields=extra or ())
+        self.conn.write(data)
+        self._done(request, status, 0 if http.response_no_body else
+                   len(b"%d %s\n" % (status, h.REASONS.get(status, b""))))
+
     def _respond(self, request: h.Request) -> None:
-        close = not h.keep_alive(request.version, request.headers) or self.close_after
         if request.method not in (b"GET", b"HEAD"):
-            self._error(405, close=close, request=request,
-                        extra=[(b"Allow", b"GET, HEAD")])
+            self._error(405, extra=[(b"Allow", b"GET, HEAD")])
             return
         service = self.service
         path = service.resolve(request.target)
         if path is None:
-            self._error(404, close=close, request=request)
+            self._error(404)
             return
         if path.is_dir():
             raw_path = request.target.split(b"?", 1)[0]
             if not raw_path.endswith(b"/"):
-                self._error(301, close=close, request=request,
-                            extra=[(b"Location", raw_path + b"/")])
+                self._error(301, extra=[(b"Location", raw_path + b"/")])
                 return
             index = path / service.config.index
             if index.is_file():
                 path = index
             elif service.config.listing:
-                self._listing(request, path, close)
+                self._listing(request, path)
                 return
             else:
-                self._error(404, close=close, request=request)
+                self._error(404)
                 return
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed by the sender
             st = os.fstat(f.fileno())
         except OSError:
-            self._error(404, close=close, request=request)
+            self._error(404)
             return
         etag = b'"%x-%x"' % (st.st_size, st.st_mtime_ns)
         last_modified = email.utils.formatdate(st.st_mtime, usegmt=True).encode()
@@ -519,12 +418,11 @@ class _HTTPConnection(Handler):
             ctype += b"; charset=utf-8"
         common = [(b"ETag", etag), (b"Last-Modified", last_modified),
                   (b"Accept-Ranges", b"bytes")]
+        http = self.http
         if _not_modified(request.headers, etag, st.st_mtime):
             f.close()
-            self.conn.write(self._headers(304, common, close))
-            self._log(request, 304, 0)
-            if close:
-                self._end()
+            self.conn.write(http.respond(304, common, trusted=True))
+            self._done(request, 304, 0)
             return
         start, end, status = 0, st.st_size, 200
         fields = [(b"Content-Type", ctype), *common]
@@ -533,35 +431,28 @@ class _HTTPConnection(Handler):
             span = _byte_range(range_value, st.st_size)
             if span == "unsatisfiable":
                 f.close()
-                self._error(416, close=close, request=request,
-                            extra=[(b"Content-Range", b"bytes */%d" % st.st_size)])
+                self._error(416, extra=[(b"Content-Range", b"bytes */%d" % st.st_size)])
                 return
             if span is not None:
                 start, end = span
                 status = 206
                 fields.append((b"Content-Range", b"bytes %d-%d/%d" % (start, end - 1,
                                                                        st.st_size)))
-        fields.append((b"Content-Length", b"%d" % (end - start)))
-        head = self._headers(status, fields, close)
         if request.method != b"HEAD" and end - start <= CHUNK:
             # small: head and body in one write, one syscall
             f.seek(start)
             body = f.read(end - start)
             f.close()
-            self.conn.write(head + body)
-            self._log(request, status, len(body))
-            if close:
-                self._end()
+            self.conn.write(http.respond(status, fields, body, trusted=True))
+            self._done(request, status, len(body))
             return
-        self.conn.write(head)
+        self.conn.write(http.start_response(status, fields, length=end - start, trusted=True))
         if request.method == b"HEAD" or start == end:
             f.close()
-            self._log(request, status, 0)
-            if close:
-                self._end()
+            self.conn.write(http.end_response())
+            self._done(request, status, 0)
             return
-        self.busy = True
-        self.sending = _FileSender(self, f, start, end, request, status, close)
+        self.sending = _FileSender(self, f, start, end, request, status)
         self.sending.pump()
 
     # --- applications ---
@@ -570,17 +461,12 @@ class _HTTPConnection(Handler):
         conn = self.conn
         service = self.service
         max_body = service.config.max_body
-        if max_body and not bodiless and self.parser.body_length > max_body:
+        if max_body and not bodiless and self.http.body_length > max_body:
             # known from Content-Length: answered before the app runs (nginx does the same)
-            self._error(413, close=True, request=request)
+            self._error(413, close=True)
             return
-        index = request.headers._index  # h.keep_alive's common case written out
-        if index is not None and b"connection" not in index:
-            close = request.version != b"1.1" or self.close_after
-        else:
-            close = not h.keep_alive(request.version, request.headers) or self.close_after
         if service.asgi and bodiless:  # nothing to stream: no AppRequest
-            run = _ASGICycle(self, request, None, close).run(service.handler)
+            run = _ASGICycle(self, request, None).run(service.handler)
         else:
             app_request = self.app_request = AppRequest(
                 request.method, request.target, request.headers, request.version, conn.peer,
@@ -589,9 +475,9 @@ class _HTTPConnection(Handler):
             if bodiless:
                 app_request.finish()
             if service.asgi:
-                run = _ASGICycle(self, request, app_request, close).run(service.handler)
+                run = _ASGICycle(self, request, app_request).run(service.handler)
             else:
-                run = self._run_app(request, app_request, close)
+                run = self._run_app(request, app_request)
         self.app_task = conn.loop.create_task(run)
 
     def client_gone(self) -> asyncio.Event:
@@ -603,7 +489,9 @@ class _HTTPConnection(Handler):
         return self.gone
 
     def _send_continue(self) -> None:
-        self.conn.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        data = self.http.send_continue()
+        if data:
+            self.conn.write(data)
 
     def _body_consumed(self) -> None:
         if self.body_paused and self.app_request is not None and self.app_request.buffered < 4:
@@ -617,17 +505,17 @@ class _HTTPConnection(Handler):
         if started:
             self.conn.abort()
         else:
-            self._error(status, close=True, request=request)
+            self._error(status, close=True)
         self._app_done()
 
-    def _app_finished(self, request: h.Request, status: int, sent: int, close: bool) -> None:
+    def _app_finished(self, request: h.Request, status: int, sent: int) -> None:
         if self.service.access_logged:
             self._log(request, status, sent)
-        if close or (self.app_request is not None and not self.app_request.complete):
-            self._end()  # an unread request body cannot be skipped safely
+        if self.http.must_close:
+            self._end()
         self._app_done()
 
-    async def _run_app(self, request: h.Request, app_request: AppRequest, close: bool) -> None:
+    async def _run_app(self, request: h.Request, app_request: AppRequest) -> None:
         try:
             assert self.service.handler is not None
             response = await self.service.handler(app_request)
@@ -639,26 +527,28 @@ class _HTTPConnection(Handler):
                           request.target.decode("latin-1"))
             self._app_failed(request, 500, started=False)
             return
+        http = self.http
         status, sent, body = response.status, 0, response.body
         whole = isinstance(body, (bytes, bytearray))
         try:
-            head, chunked, close, no_body = self._app_head(
-                request, status, response.headers, close, len(body) if whole else None)
-        except Exception:
-            log.exception("http: the application's response to %s is invalid",
-                          request.target.decode("latin-1"))
+            if whole:
+                out = http.respond(status, response.headers, body)
+            else:
+                out = http.start_response(status, response.headers)
+        except LocalProtocolError as exc:
+            log.error("http: the application's response to %s is invalid: %s",
+                      request.target.decode("latin-1"), exc)
             self._app_failed(request, 500, started=False)
             return
+        self.conn.write(out)
         if whole:
-            self.conn.write(head if no_body else head + body)
-            sent = 0 if no_body else len(body)
+            sent = 0 if http.response_no_body else len(body)
         else:
-            self.conn.write(head)
             try:
                 async for chunk in body:
-                    if no_body or not chunk:
+                    if http.response_no_body or not chunk:
                         continue
-                    self.conn.write(h.encode_chunk(chunk) if chunked else chunk)
+                    self.conn.write(http.send_data(chunk))
                     sent += len(chunk)
                     await self.can_write.wait()  # backpressure: the client reads slowly
                     if self.conn.is_closing():
@@ -668,9 +558,10 @@ class _HTTPConnection(Handler):
                               request.target.decode("latin-1"))
                 self.conn.abort()  # the head is out: a short body must not look complete
                 return
-            if chunked:
-                self.conn.write(h.encode_last_chunk())
-        self._app_finished(request, status, sent, close)
+            last = http.end_response()
+            if last:
+                self.conn.write(last)
+        self._app_finished(request, status, sent)
 
     def _app_done(self) -> None:
         self.app_request = None
@@ -678,39 +569,31 @@ class _HTTPConnection(Handler):
         if self.body_paused:
             self.body_paused = False
             self.conn.resume_reading()
-        self.busy = False
-        if not self.closing and not self.parser.idle:
+        if not self.closing and self.http.has_pending:
             self._process()  # a pipelined request (or EOF) is waiting
 
-    def _listing(self, request: h.Request, path: Path, close: bool) -> None:
+    def _listing(self, request: h.Request, path: Path) -> None:
         names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
         rows = "".join(f'<li><a href="{urllib.parse.quote(n)}">{html.escape(n)}</a></li>\n'
                        for n in names)
         title = html.escape(urllib.parse.unquote(request.target.decode("latin-1")))
         body = (f"<!doctype html><title>{title}</title><h1>{title}</h1><ul>\n{rows}</ul>\n"
                 ).encode()
-        fields = [(b"Content-Type", b"text/html; charset=utf-8"),
-                  (b"Content-Length", b"%d" % len(body))]
-        self.conn.write(self._headers(200, fields, close) +
-                        (b"" if request.method == b"HEAD" else body))
-        self._log(request, 200, len(body))
-        if close:
-            self._end()
+        self.conn.write(self.http.respond(200, [(b"Content-Type", b"text/html; charset=utf-8")],
+                                          body, trusted=True))
+        self._done(request, 200, len(body))
 
     def finished(self, sender: _FileSender) -> None:
         self.sending = None
-        self.busy = False
-        self._log(sender.request, sender.status, sender.sent)
-        if sender.close_after:
-            self._end()
-        else:
-            self._process()  # a pipelined request may be waiting
+        self.conn.write(self.http.end_response())
+        if sender.short:
+            self._end()  # the file shrank: the client must not take the short body as whole
+        self._done(sender.request, sender.status, sender.sent)
+        self._process()  # a pipelined request may be waiting
 
     def _log(self, request: h.Request | None, status: int, size: int) -> None:
-        if not self.service.access_logged:
-            return
         host = self.conn.peer[0] or "-"
-        line = "-" if request is None else \
+        line = "-" if request is None or not request.method else \
             f"{request.method.decode()} {request.target.decode('latin-1')} " \
             f"HTTP/{request.version.decode()}"
         ref = (request.headers.get(b"referer") or b"-").decode("latin-1") if request else "-"
@@ -721,8 +604,8 @@ class _HTTPConnection(Handler):
         access_log.info("%s", self.service.config.access_log_format.format(
             remote=host, time=when, request=line, status=status, size=size, referer=ref,
             agent=agent, duration=f"{took:.3f}",
-            method=request.method.decode() if request else "-",
-            path=request.target.decode("latin-1") if request else "-"))
+            method=request.method.decode() if request and request.method else "-",
+            path=request.target.decode("latin-1") if request and request.method else "-"))
 
 
 class _ASGICycle:
@@ -730,16 +613,16 @@ class _ASGICycle:
     straight to the connection (no queue, no second task), the head coalesced with the
     first body part."""
 
-    __slots__ = ("body", "body_done", "chunked", "chunks", "close", "cut", "done", "head",
-                 "no_body", "owner", "request", "sent", "started", "status")
+    __slots__ = ("body", "body_done", "chunks", "cut", "done", "head", "owner", "request",
+                 "sent", "started", "status")
 
     def __init__(self, owner: _HTTPConnection, request: h.Request,
-                 app_request: AppRequest | None, close: bool) -> None:
-        self.owner, self.request, self.close = owner, request, close
+                 app_request: AppRequest | None) -> None:
+        self.owner, self.request = owner, request
         self.body = app_request  # None: the request has no body
         self.chunks: AsyncIterator[bytes] | None = None  # the body, once the app reads it
         self.head: bytes | None = None
-        self.started = self.done = self.chunked = self.no_body = self.body_done = False
+        self.started = self.done = self.body_done = False
         self.cut = False  # the server answered for the app (413): its sends are dropped
         self.status, self.sent = 500, 0
 
@@ -747,7 +630,7 @@ class _ASGICycle:
         owner, request = self.owner, self.request
         try:
             conn = owner.conn
-            await app(asgi_scope(request, conn.peer, conn.local, self.owner.service.scheme),
+            await app(asgi_scope(request, conn.peer, conn.local, owner.service.scheme),
                       self.receive, self.send)
         except Exception:
             where = f"{request.method.decode()} {request.target.decode('latin-1')}"
@@ -765,7 +648,7 @@ class _ASGICycle:
         if self.cut:  # the 413 is out and the connection closing
             owner._app_done()
             return
-        owner._app_finished(request, self.status, self.sent, self.close)
+        owner._app_finished(request, self.status, self.sent)
 
     async def receive(self) -> dict[str, Any]:
         if self.body_done:
@@ -789,7 +672,7 @@ class _ASGICycle:
             # the client left, and whatever it sends after that is dropped
             self.started = self.done = self.cut = self.body_done = True
             self.status = exc.reply_hint or 400
-            self.owner._error(self.status, close=True, request=self.request)
+            self.owner._error(self.status, close=True)
             return {"type": "http.disconnect"}
         return {"type": "http.request", "body": chunk, "more_body": True}
 
@@ -802,16 +685,16 @@ class _ASGICycle:
                 raise RuntimeError("http.response.body outside a response")
             data = message.get("body", b"")
             more = message.get("more_body", False)
-            out = self.head or b""
-            self.head = None
-            if data and not self.no_body:
-                out += h.encode_chunk(data) if self.chunked else data
+            owner = self.owner
+            http = owner.http
+            if data and not http.response_no_body:
                 self.sent += len(data)
+            out = http.send_body(data, not more)
+            if self.head is not None:
+                out = self.head + out
+                self.head = None
             if not more:
                 self.done = True
-                if self.chunked:
-                    out += h.encode_last_chunk()
-            owner = self.owner
             if out:
                 owner.conn.write(out)
             if more:
@@ -820,8 +703,7 @@ class _ASGICycle:
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             status = message["status"]
-            self.head, self.chunked, self.close, self.no_body = self.owner._app_head(
-                self.request, status, message.get("headers", ()), self.close, None)
+            self.head = self.owner.http.start_response(status, message.get("headers", ()))
             self.started, self.status = True, status
 
 
@@ -831,9 +713,10 @@ class _FileSender:
     from the page cache to the socket), else in CHUNK reads and writes (TLS)."""
 
     def __init__(self, conn: _HTTPConnection, f: Any, start: int, end: int,
-                 request: h.Request, status: int, close: bool) -> None:
+                 request: h.Request, status: int) -> None:
         self.owner, self.f, self.pos, self.end = conn, f, start, end
-        self.request, self.status, self.close_after = request, status, close
+        self.request, self.status = request, status
+        self.short = False  # the file ended before `end`: the connection must close
         self.sent = 0
         self.paused = False
         self.done = False
@@ -906,8 +789,7 @@ class _FileSender:
             self.watch_fd = -1
 
     def _short(self) -> None:
-        self.owner.closing = True
-        self.close_after = True
+        self.short = True
 
     def _finish(self) -> None:
         self.done = True
