@@ -1,40 +1,27 @@
-"""The HTTP/1.1 server: static files (`python -m netkit.servers.http`). First part of issue 4.
+"""The HTTP/1.1 server: `python -m netkit.servers.http`.
 
-Serves `http.root` (default: the directory it was started in) on 127.0.0.1:8080
-with keep-alive and pipelining, HEAD, single byte ranges (206/416), ETag and
-Last-Modified with If-None-Match / If-Modified-Since (304), MIME types and
-index.html, an optional directory listing, and no way out of the root ("..",
-its percent-encodings, symlinks pointing outside). Slow clients are cut: the
-request head must arrive within `header_timeout` (408), idle keep-alive
-connections end after the transport's idle timeout. Every request gets a line
-in the combined log format, with the duration.
+Serves `http.root` (static files: files.py) or, with ``--app module:app``, an ASGI 3
+application or a native handler (app.py), on 127.0.0.1:8080, with HTTPS through the
+shared ``[http.tls]`` table. Everything HTTP decides (framing, keep-alive, pipelining
+order, the head and body deadlines against slowloris, 100-continue) is the engine's
+(`proto/http/connection.py`); this driver moves bytes between it and the transport,
+arms the engine's deadline on a timer, serves files and calls the application. Every
+request gets a line in the combined log format, with the duration.
 
-With ``--app module:app`` it serves an ASGI 3 application (or a native
-handler, see `httpapp.py`) instead of files. Files over CHUNK bytes go out with
-os.sendfile on plain TCP.
-
-Speed notes (bench/http_server.py): a request that arrives whole costs no timer
-(the head/body deadline is a float, its timer re-armed only when it fires early),
-a request without a body goes straight to its response (an ASGI app gets no
-AppRequest at all), the Date line is remade by a timer once a second, and a
-response head and a small body leave in one write. Lines already checked are
-remembered (bounded): request and field lines in the parser, an application's
-response fields as their rendered lines (_FIELD_LINES), split targets in httpapp.
-Hot-path checks use int membership (`13 in value`): `b"\r" in value` costs about
-thirty times more.
+Speed notes (bench/http_server.py, bench/http_instructions.py): a request that arrives
+whole costs no timer and no clock read, a request without a body goes straight to its
+response (an ASGI app gets no AppRequest at all), the Date line is remade by a timer
+once a second, and a response head and a small body leave in one write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import html
 import logging
-import mimetypes
 import os
 import sys
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +35,16 @@ from netkit.contract import ServerSpec
 from netkit.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from netkit.proto.http import codec as h
 from netkit.proto.http.connection import HeadLines, HTTPConnection, Role
+from netkit.servers.http import files
 from netkit.servers.http.app import AppRequest, asgi_scope, load
 from netkit.tlsconf import ListenerContext, ListenerTLS
-from netkit.transport.connection import Connection, Handler, Limits
+from netkit.transport.connection import Handler, Limits
 from netkit.transport.listeners import SocketPresets, StreamServer
 
 log = logging.getLogger("netkit.http")
 access_log = logging.getLogger("netkit.http.access")
 
 SECTION = "http"
-CHUNK = 256 * 1024  # file bytes read and written at a time
 
 
 #: The combined log format (Apache, nginx) with the duration appended.
@@ -189,25 +176,6 @@ class HTTPService:
         await self.server.drain(timeout)
         self.date_server.stop()
 
-    # --- static files ---
-
-    def resolve(self, target: bytes) -> Path | None:
-        """The file a request target names inside the root, or None (never outside)."""
-        path = target.split(b"?", 1)[0].split(b"#", 1)[0]
-        raw = urllib.parse.unquote_to_bytes(path)
-        if not raw.startswith(b"/") or b"\x00" in raw or b"\\" in raw:
-            return None
-        parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
-        if any(p == b".." for p in parts):
-            return None
-        try:
-            candidate = self.root.joinpath(*(p.decode() for p in parts))
-        except UnicodeDecodeError:
-            return None
-        real = Path(os.path.realpath(candidate))
-        if real != self.root and self.root not in real.parents:
-            return None  # a symlink that leads out of the root
-        return real
 
 
 class _HTTPConnection(Handler):
@@ -227,7 +195,7 @@ class _HTTPConnection(Handler):
         # a request that arrives whole (nearly all) costs no timer at all
         self.deadline_timer: asyncio.TimerHandle | None = None
         self.started = 0.0
-        self.sending: _FileSender | None = None
+        self.sending: files.FileSender | None = None
         self.app_request: AppRequest | None = None
         self.app_task: asyncio.Task[None] | None = None
         self.lost = False  # the connection is gone
@@ -251,8 +219,8 @@ class _HTTPConnection(Handler):
                 event = http.next_event()
             except RemoteProtocolError as exc:
                 status = exc.reply_hint or 400
-                log.info("http: %s: %s (%d)", _peer(self.conn), exc, status)
-                self._error(status, close=True)
+                log.info("http: %s: %s (%d)", files.peer(self.conn), exc, status)
+                self.error(status, close=True)
                 return
             cls = event.__class__
             if cls is h.Request:
@@ -261,7 +229,7 @@ class _HTTPConnection(Handler):
                     self.started = time.monotonic()
                 if http.request_complete:  # no body: the common case
                     if service.handler is None:
-                        self._respond(event)
+                        files.respond(self, event)
                         continue  # answered: a pipelined request may follow
                     self._start_app(event, True)
                     return  # the engine waits for the app's response
@@ -279,7 +247,7 @@ class _HTTPConnection(Handler):
                 if self.app_request is not None:
                     self.app_request.finish()
                 elif self.app_task is None and http.request is not None:
-                    self._respond(http.request)
+                    files.respond(self, http.request)
             elif event is h.NEED_DATA:
                 if http.deadline_due:  # a head or body began and is not all here
                     self._arm_deadline(http.start_deadline(self.conn.loop.time()))
@@ -315,14 +283,14 @@ class _HTTPConnection(Handler):
             return
         config = self.service.config
         if phase == "head":
-            log.info("http: %s: request head not received in %s s", _peer(self.conn),
+            log.info("http: %s: request head not received in %s s", files.peer(self.conn),
                      config.header_timeout)
-            self._error(408, close=True)
+            self.error(408, close=True)
             return
-        log.info("http: %s: request body not received in %s s", _peer(self.conn),
+        log.info("http: %s: request body not received in %s s", files.peer(self.conn),
                  config.body_timeout)
         if self.app_task is None:
-            self._error(408, close=True)
+            self.error(408, close=True)
         else:  # the application may have answered already: just end the connection
             self.conn.abort()
 
@@ -363,14 +331,14 @@ class _HTTPConnection(Handler):
 
     # --- responses ---
 
-    def _done(self, request: h.Request | None, status: int, size: int) -> None:
+    def done(self, request: h.Request | None, status: int, size: int) -> None:
         """A response is out: log it, and close if the engine says the connection ends."""
         if self.service.access_logged:
             self._log(request, status, size)
         if self.http.must_close:
             self._end()
 
-    def _error(self, status: int, *, close: bool = False,
+    def error(self, status: int, *, close: bool = False,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
         http = self.http
         if http.responding:  # mid-response: nothing more can be said on this connection
@@ -379,81 +347,8 @@ class _HTTPConnection(Handler):
         request = http.request
         data = http.error_response(status, close=close, fields=extra or ())
         self.conn.write(data)
-        self._done(request, status, 0 if http.response_no_body else
+        self.done(request, status, 0 if http.response_no_body else
                    len(b"%d %s\n" % (status, h.REASONS.get(status, b""))))
-
-    def _respond(self, request: h.Request) -> None:
-        if request.method not in (b"GET", b"HEAD"):
-            self._error(405, extra=[(b"Allow", b"GET, HEAD")])
-            return
-        service = self.service
-        path = service.resolve(request.target)
-        if path is None:
-            self._error(404)
-            return
-        if path.is_dir():
-            raw_path = request.target.split(b"?", 1)[0]
-            if not raw_path.endswith(b"/"):
-                self._error(301, extra=[(b"Location", raw_path + b"/")])
-                return
-            index = path / service.config.index
-            if index.is_file():
-                path = index
-            elif service.config.listing:
-                self._listing(request, path)
-                return
-            else:
-                self._error(404)
-                return
-        try:
-            f = open(path, "rb")  # noqa: SIM115 - closed by the sender
-            st = os.fstat(f.fileno())
-        except OSError:
-            self._error(404)
-            return
-        etag = b'"%x-%x"' % (st.st_size, st.st_mtime_ns)
-        last_modified = email.utils.formatdate(st.st_mtime, usegmt=True).encode()
-        ctype = (mimetypes.guess_type(path.name)[0] or "application/octet-stream").encode()
-        if ctype.startswith(b"text/"):
-            ctype += b"; charset=utf-8"
-        common = [(b"ETag", etag), (b"Last-Modified", last_modified),
-                  (b"Accept-Ranges", b"bytes")]
-        http = self.http
-        if _not_modified(request.headers, etag, st.st_mtime):
-            f.close()
-            self.conn.write(http.respond(304, common, trusted=True))
-            self._done(request, 304, 0)
-            return
-        start, end, status = 0, st.st_size, 200
-        fields = [(b"Content-Type", ctype), *common]
-        range_value = request.headers.get(b"range")
-        if range_value is not None and _if_range_ok(request.headers, etag, last_modified):
-            span = _byte_range(range_value, st.st_size)
-            if span == "unsatisfiable":
-                f.close()
-                self._error(416, extra=[(b"Content-Range", b"bytes */%d" % st.st_size)])
-                return
-            if span is not None:
-                start, end = span
-                status = 206
-                fields.append((b"Content-Range", b"bytes %d-%d/%d" % (start, end - 1,
-                                                                       st.st_size)))
-        if request.method != b"HEAD" and end - start <= CHUNK:
-            # small: head and body in one write, one syscall
-            f.seek(start)
-            body = f.read(end - start)
-            f.close()
-            self.conn.write(http.respond(status, fields, body, trusted=True))
-            self._done(request, status, len(body))
-            return
-        self.conn.write(http.start_response(status, fields, length=end - start, trusted=True))
-        if request.method == b"HEAD" or start == end:
-            f.close()
-            self.conn.write(http.end_response())
-            self._done(request, status, 0)
-            return
-        self.sending = _FileSender(self, f, start, end, request, status)
-        self.sending.pump()
 
     # --- applications ---
 
@@ -463,7 +358,7 @@ class _HTTPConnection(Handler):
         max_body = service.config.max_body
         if max_body and not bodiless and self.http.body_length > max_body:
             # known from Content-Length: answered before the app runs (nginx does the same)
-            self._error(413, close=True)
+            self.error(413, close=True)
             return
         if service.asgi and bodiless:  # nothing to stream: no AppRequest
             run = _ASGICycle(self, request, None).run(service.handler)
@@ -505,7 +400,7 @@ class _HTTPConnection(Handler):
         if started:
             self.conn.abort()
         else:
-            self._error(status, close=True)
+            self.error(status, close=True)
         self._app_done()
 
     def _app_finished(self, request: h.Request, status: int, sent: int) -> None:
@@ -572,23 +467,12 @@ class _HTTPConnection(Handler):
         if not self.closing and self.http.has_pending:
             self._process()  # a pipelined request (or EOF) is waiting
 
-    def _listing(self, request: h.Request, path: Path) -> None:
-        names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
-        rows = "".join(f'<li><a href="{urllib.parse.quote(n)}">{html.escape(n)}</a></li>\n'
-                       for n in names)
-        title = html.escape(urllib.parse.unquote(request.target.decode("latin-1")))
-        body = (f"<!doctype html><title>{title}</title><h1>{title}</h1><ul>\n{rows}</ul>\n"
-                ).encode()
-        self.conn.write(self.http.respond(200, [(b"Content-Type", b"text/html; charset=utf-8")],
-                                          body, trusted=True))
-        self._done(request, 200, len(body))
-
-    def finished(self, sender: _FileSender) -> None:
+    def finished(self, sender: files.FileSender) -> None:
         self.sending = None
         self.conn.write(self.http.end_response())
         if sender.short:
             self._end()  # the file shrank: the client must not take the short body as whole
-        self._done(sender.request, sender.status, sender.sent)
+        self.done(sender.request, sender.status, sender.sent)
         self._process()  # a pipelined request may be waiting
 
     def _log(self, request: h.Request | None, status: int, size: int) -> None:
@@ -672,7 +556,7 @@ class _ASGICycle:
             # the client left, and whatever it sends after that is dropped
             self.started = self.done = self.cut = self.body_done = True
             self.status = exc.reply_hint or 400
-            self.owner._error(self.status, close=True)
+            self.owner.error(self.status, close=True)
             return {"type": "http.disconnect"}
         return {"type": "http.request", "body": chunk, "more_body": True}
 
@@ -705,152 +589,6 @@ class _ASGICycle:
             status = message["status"]
             self.head = self.owner.http.start_response(status, message.get("headers", ()))
             self.started, self.status = True, status
-
-
-class _FileSender:
-    """Writes a file range (over CHUNK bytes: smaller ones go out with their head in one
-    write) while the socket keeps up: with os.sendfile on plain TCP (the kernel copies
-    from the page cache to the socket), else in CHUNK reads and writes (TLS)."""
-
-    def __init__(self, conn: _HTTPConnection, f: Any, start: int, end: int,
-                 request: h.Request, status: int) -> None:
-        self.owner, self.f, self.pos, self.end = conn, f, start, end
-        self.request, self.status = request, status
-        self.short = False  # the file ended before `end`: the connection must close
-        self.sent = 0
-        self.paused = False
-        self.done = False
-        self.watch_fd = -1  # a dup of the socket, watched for writability during sendfile
-        self.zero_copy = hasattr(os, "sendfile")
-        if not self.zero_copy:
-            f.seek(start)
-
-    def pump(self) -> None:
-        if self.zero_copy:
-            fd = self.owner.conn.raw_fd()
-            if fd is not None or self.watch_fd >= 0:
-                self._sendfile(fd)
-                return
-            self.zero_copy = False  # TLS, or the head is still queued: copy instead
-            self.f.seek(self.pos)
-        conn = self.owner.conn
-        while not self.paused and not self.done:
-            chunk = self.f.read(min(CHUNK, self.end - self.pos))
-            if not chunk:  # the file shrank under us: the client sees a short body
-                self._short()
-            else:
-                self.pos += len(chunk)
-                self.sent += len(chunk)
-                conn.write(chunk)  # may call pause_writing, which stops this loop
-            if not chunk or self.pos >= self.end:
-                self._finish()
-
-    def _sendfile(self, fd: int | None) -> None:
-        conn = self.owner.conn
-        if fd is None:
-            fd = conn.raw_fd()
-            if fd is None:  # closed meanwhile
-                self.abandon()
-                return
-        while not self.done:
-            try:
-                n = os.sendfile(fd, self.f.fileno(), self.pos, self.end - self.pos)
-            except BlockingIOError:
-                self._wait_writable(fd)
-                return
-            except OSError as exc:  # the client went away (EPIPE, ECONNRESET)
-                log.debug("http: %s: sendfile: %s", _peer(conn), exc)
-                self.abandon()
-                conn.abort()
-                return
-            self.pos += n
-            self.sent += n
-            conn.sent_around(n)
-            if n == 0:
-                self._short()
-            if n == 0 or self.pos >= self.end:
-                self._finish()
-
-    def _wait_writable(self, fd: int) -> None:
-        # the transport owns the socket's own descriptor in the loop; a duplicate can be
-        # watched beside it (epoll keys on the descriptor), and is closed at the end
-        if self.watch_fd < 0:
-            self.watch_fd = os.dup(fd)
-            self.owner.conn.loop.add_writer(self.watch_fd, self._writable)
-
-    def _writable(self) -> None:
-        if not self.done:
-            self._sendfile(None)
-
-    def _unwatch(self) -> None:
-        if self.watch_fd >= 0:
-            self.owner.conn.loop.remove_writer(self.watch_fd)
-            os.close(self.watch_fd)
-            self.watch_fd = -1
-
-    def _short(self) -> None:
-        self.short = True
-
-    def _finish(self) -> None:
-        self.done = True
-        self._unwatch()
-        self.f.close()
-        self.owner.finished(self)
-
-    def abandon(self) -> None:
-        """The connection went away mid-response."""
-        if not self.done:
-            self.done = True
-            self._unwatch()
-            self.f.close()
-
-
-def _peer(conn: Connection) -> str:
-    host, port = conn.peer
-    return f"{host}:{port}"
-
-
-def _not_modified(headers: h.Headers, etag: bytes, mtime: float) -> bool:
-    """RFC 9110 13.1.2 and 13.1.3 (If-None-Match wins over If-Modified-Since)."""
-    inm = headers.get(b"if-none-match")
-    if inm is not None:
-        tags = [t.strip() for t in inm.split(b",")]
-        return b"*" in tags or etag in tags or b"W/" + etag in tags
-    ims = headers.get(b"if-modified-since")
-    if ims is not None:
-        try:
-            since = email.utils.parsedate_to_datetime(ims.decode("latin-1")).timestamp()
-        except (TypeError, ValueError):
-            return False
-        return int(mtime) <= since
-    return False
-
-
-def _if_range_ok(headers: h.Headers, etag: bytes, last_modified: bytes) -> bool:
-    value = headers.get(b"if-range")
-    return value is None or value.strip() in (etag, last_modified)
-
-
-def _byte_range(value: bytes, size: int) -> tuple[int, int] | str | None:
-    """One range of RFC 9110 14.1.2 as [start, end); "unsatisfiable"; None to ignore it."""
-    unit, _, spec = value.partition(b"=")
-    if unit.strip().lower() != b"bytes" or b"," in spec:
-        return None  # other units, and several ranges: answered with the whole file
-    first, dash, last = spec.strip().partition(b"-")
-    if not dash or not (first.isdigit() or (not first and last.isdigit())):
-        return None
-    if last and not last.isdigit():
-        return None
-    if not first:  # a suffix: the last N bytes
-        n = int(last)
-        if n == 0:
-            return "unsatisfiable"
-        return max(0, size - n), size
-    start = int(first)
-    end = min(size, int(last) + 1) if last else size
-    if start >= size or (last and int(last) < start):
-        return "unsatisfiable"
-    return start, end
 
 
 def _load_handler(config: Config) -> Any:
