@@ -1,4 +1,5 @@
-"""An HTTP/1.1 client on the shared codec: a pool per origin, HTTPS verified by default.
+"""An HTTP/1.1 client driving the client side of the HTTP engine
+(`proto/http/connection.py`): a pool per origin, HTTPS verified by default.
 
     async with Client() as client:
         r = await client.get("https://example.test/", timeout=Timeout(total=10))
@@ -13,7 +14,8 @@ a new one (the server may have closed it while idle). gzip and deflate bodies
 are decoded with a cap on the decoded size. Redirects follow RFC 9110 15.4
 (303, and 301/302 after POST, become GET). Through an HTTP proxy, http:// URLs
 go in absolute-form and https:// through a CONNECT tunnel, TLS verified end to
-end. Not yet (issue 4): streaming bodies, a retry policy with backoff.
+end. Bodies stream both ways (`stream()`, async iterable `content`), and `Retry`
+retries idempotent requests on connection errors and 429/502/503/504 with backoff.
 """
 
 from __future__ import annotations
