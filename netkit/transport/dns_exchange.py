@@ -6,7 +6,7 @@ that datagrams from anyone else never reach us; an answer is taken only with
 the same ID, QR set and the same question (and, for 0x20, the same letter case),
 checked on the raw bytes before anything is parsed. Anything else that arrives
 is dropped and the wait goes on until the deadline. Both return the answer's
-bytes; the caller parses them (the resolver with `proto.dnsmsg`, the client
+bytes; the caller parses them (the resolver with `proto/dns/message.py`, the client
 with dnslib).
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import time
 
 import anyio
 import pytest
@@ -122,13 +123,34 @@ async def test_garbage_instead_of_proxy_header_is_dropped_and_counted():
     server.close()
 
 
-async def test_idle_and_handshake_timeouts():
-    limits = Limits(idle_timeout=Duration(0.2), handshake_timeout=Duration(0.2))
+async def test_handshake_timeout_cuts_a_client_that_never_finishes_its_header():
+    limits = Limits(idle_timeout=Duration(5), handshake_timeout=Duration(0.2))
     server = StreamServer("t", Echo, limits=limits, accept_proxy=True)
     (addr,) = await server.listen([LOOP])
+    t0 = time.monotonic()
     async with await anyio.connect_tcp("127.0.0.1", addr.port) as s:
+        await s.send(b"PROXY TCP4 ")  # a header begun and never finished
         with anyio.fail_after(3), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
-            await s.receive()  # no PROXY header within 0.2 s
+            await s.receive()
+    assert 0.15 < time.monotonic() - t0 < 2  # the handshake limit, not the idle one
+    assert server.counters.timeouts == 1
+    server.close()
+
+
+async def test_idle_timeout_closes_a_silent_connection_but_not_a_talking_one():
+    limits = Limits(idle_timeout=Duration(0.3))
+    server = StreamServer("t", Echo, limits=limits)
+    (addr,) = await server.listen([LOOP])
+    async with await anyio.connect_tcp("127.0.0.1", addr.port) as s:
+        for i in range(6):  # 0.9 s in all, never 0.3 s quiet: stays open
+            await s.send(b"%d" % i)
+            with anyio.fail_after(3):
+                assert await s.receive() == b"%d" % i
+            await anyio.sleep(0.15)
+        t0 = time.monotonic()
+        with anyio.fail_after(3), pytest.raises((anyio.EndOfStream, anyio.BrokenResourceError)):
+            await s.receive()  # now silent: closed after the idle limit
+        assert 0.1 < time.monotonic() - t0 < 2
     assert server.counters.timeouts == 1
     server.close()
 

@@ -50,7 +50,7 @@ class Classified:
 
 def classify(response: Message, qname: str, qtype: int, zone: str) -> Classified:
     """Interpret an authority's answer for (qname, qtype), asked of a server for `zone`.
-    Names are in key form already (dnsmsg), so they compare as they are."""
+    Names are in key form already (message.py), so they compare as they are."""
     qn = name_key(qname)
     zone = name_key(zone)
     rcode = response.rcode

@@ -10,7 +10,7 @@ delegations (resolved on the side by the same generator, depth-limited),
 qname minimisation (RFC 9156), server choice by smoothed RTT, dead servers,
 the total deadline and every other limit live here; every failure becomes a
 Result with SERVFAIL and an Extended DNS Error (RFC 8914) saying why. The
-driver, `netkit/resolver.py`, only sends, times and coalesces (the shape of
+driver, `servers/dns/resolver.py`, only sends, times and coalesces (the shape of
 dnspython's `_Resolution` and its async loop).
 """
 

@@ -1,9 +1,9 @@
 """The recursive resolver's driver: sends what the engine asks, times it, coalesces.
 
 The algorithm (referrals, server choice, cache, limits, every SERVFAIL reason)
-is the pure engine in `proto/recursion.py`; this module runs it: for each
+is the pure engine in `proto/dns/recursion.py`; this module runs it: for each
 `Query` it yields, one UDP exchange (TCP when the answer is truncated), parsed
-by `proto/dnsmsg.py`, sent back as an `Exchange` with the time. Identical
+by `proto/dns/message.py`, sent back as an `Exchange` with the time. Identical
 questions asked at the same time share one resolution. It runs on callbacks
 (`start`), not a task per question: on the cold path the task, the futures and
 the coroutine frames cost more than the engine itself; `resolve` is the

@@ -3,8 +3,9 @@
 Listens on UDP and TCP (127.0.0.1:5300 by default), answers clients in
 `allow` (loopback and private ranges by default; others get REFUSED: never an
 open resolver), serves `[[dns.local]]` records and ``localhost`` itself, and
-resolves everything else from the root hints (the engine in `proto/recursion.py`,
-driven by `resolver.py`; messages by `proto/dnsmsg.py`).
+resolves everything else from the root hints (the engine in `proto/dns/recursion.py`,
+driven by `resolver.py`; messages by `proto/dns/message.py`; who may ask and what is
+answered locally by `proto/dns/policy.py`).
 Bad input gets FORMERR or NOTIMP, or is dropped, and is counted.
 """
 
