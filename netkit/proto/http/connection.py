@@ -337,7 +337,7 @@ class HTTPConnection:
                 out += encode_last_chunk()
         else:
             out = b""
-        if end:  # end_response(), but for the last chunk already added
+        if end:
             self._responding = False
             self._framing = _NO_BODY
             if not self.request_complete:
@@ -349,14 +349,7 @@ class HTTPConnection:
     def end_response(self) -> bytes:
         """The end of the response (the last chunk when chunked). A request whose body
         was not read whole cannot be told from the next one: the connection closes."""
-        out = encode_last_chunk() if self._framing == _CHUNKED else b""
-        self._responding = False
-        self._framing = _NO_BODY
-        if not self.request_complete:
-            self.must_close = True
-        self.request = None
-        self._answering = False
-        return out
+        return self.send_body(b"", True)
 
     def respond(self, status: int, fields: Iterable[Any], body: bytes = b"", *,
                 close: bool = False, trusted: bool = False) -> bytes:
