@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 
@@ -36,3 +38,40 @@ def test_tls_peek_client_shows_the_certificate(spawn, tmp_path, pki, make_backen
                           f"127.0.0.1:{port}", "--ca", str(pki.other_ca), "--name", "localhost"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "unknown CA" in bad.stderr
+
+
+def test_web_stack_composition_runs_both_servers_in_one_process(spawn, tmp_path):
+    (tmp_path / "servers").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.html").write_text("hello from the stack\n")
+    certs.issue(tmp_path / "certs", ["localhost", "127.0.0.1"])
+    http_port, tls_port = free_port(), free_port()
+    text = (ROOT / "servers" / "web-stack.toml").read_text()
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{http_port}")
+    text = text.replace("127.0.0.1:8443", f"127.0.0.1:{tls_port}")
+    conf = tmp_path / "servers" / "web-stack.toml"
+    conf.write_text(text)
+    proc = spawn("netkit", ["run", "--config", str(conf), "--control",
+                            str(tmp_path / "ctl.sock")])
+    proc.listening(2)
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca.pem"))
+    # from 127.0.0.3: the wrapper itself connects from 127.0.0.1, so only the PROXY header
+    # can tell the HTTP server who the client is
+    with socket.create_connection(("127.0.0.1", tls_port), timeout=10,
+                                  source_address=("127.0.0.3", 0)) as raw, \
+            ctx.wrap_socket(raw, server_hostname="localhost") as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(b"hello from the stack\n")
+    # the access log names the real client, passed on by the wrapper's PROXY v2 header
+    line = proc.wait_for(r'(\S+) - - \[.*\] "GET / HTTP/1.1" 200')
+    assert line.group(1) == "127.0.0.3"
+    assert proc.stop() == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

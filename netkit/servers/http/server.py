@@ -86,6 +86,9 @@ class Config:
     {referer} {agent} {duration} (seconds)."""
     tls: ListenerTLS | None = None
     """``[http.tls]``: serve HTTPS on every listen address (the shared TLS table)."""
+    accept_proxy: bool = False
+    """Expect a PROXY v1/v2 header first on every connection (behind the TLS wrapper or a
+    load balancer): the client address it names is the one logged and given to apps."""
     shutdown_timeout: Duration = Duration(10)
 
     def __post_init__(self) -> None:
@@ -141,7 +144,8 @@ class HTTPService:
         self.tls = ListenerContext(config.tls, SECTION) if config.tls else None
         self.scheme = "https" if self.tls else "http"
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits,
-                                   tls=self.tls.get if self.tls else None)
+                                   tls=self.tls.get if self.tls else None,
+                                   accept_proxy=config.accept_proxy)
         self.handler = _load_handler(config)
         self.date_server = _DateServerLines(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)  # checked per request
@@ -167,6 +171,7 @@ class HTTPService:
         self.config = config
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
         self.server.limits = config.limits
+        self.server.accept_proxy = config.accept_proxy
 
     def status(self) -> dict[str, Any]:
         return {"listen": [str(a) for a in self.server.addresses],
