@@ -256,6 +256,10 @@ def reload_all(servers: list[Running], args: argparse.Namespace) -> list[str]:
         except ConfigError as exc:
             problems += _reload_failed(s.spec.name, exc.problems)
             continue
+        except Exception as exc:  # a bug in a server's reload must not end the process
+            log.exception("%s: reload failed", s.spec.name)
+            problems += _reload_failed(s.spec.name, [f"{s.spec.name}: internal error: {exc}"])
+            continue
         s.config = new
         log.info("%s: configuration reloaded", s.spec.name)
     return problems

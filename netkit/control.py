@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -31,6 +32,8 @@ from .transport.control import ControlSocket, request
 
 if TYPE_CHECKING:
     from .cli import Running
+
+log = logging.getLogger("netkit.control")
 
 
 def runtime_dir() -> Path:
@@ -69,9 +72,7 @@ class Controller:
             await self.socket.start()
         except OSError as exc:  # the servers run on; only the channel is missing
             self.socket = None
-            from logging import getLogger
-            getLogger("netkit.control").warning("control: cannot listen on %s: %s",
-                                                self.path, exc)
+            log.warning("control: cannot listen on %s: %s", self.path, exc)
 
     def close(self) -> None:
         if self.socket is not None:
@@ -104,6 +105,9 @@ class Controller:
             result = s.spec.commands[command](s.service, args)
         except (KeyError, ValueError, TypeError, NetkitError) as exc:
             return {"ok": False, "error": f"{s.spec.name} {command}: {exc}"}
+        except Exception as exc:  # a bug in one view: the caller hears of it, the server lives
+            log.exception("control: %s %s failed", s.spec.name, command)
+            return {"ok": False, "error": f"{s.spec.name} {command}: internal error: {exc}"}
         return {"ok": True, "result": result}
 
     def status(self) -> dict[str, Any]:

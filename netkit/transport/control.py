@@ -31,9 +31,11 @@ Answer = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 class ControlSocket:
     """Listens on `path` and answers each request with `answer(request)`."""
 
-    def __init__(self, path: Path, answer: Answer) -> None:
+    def __init__(self, path: Path, answer: Answer, *,
+                 timeout: float = REQUEST_TIMEOUT) -> None:
         self.path = path
         self.answer = answer
+        self.timeout = timeout
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -51,13 +53,16 @@ class ControlSocket:
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                async with asyncio.timeout(REQUEST_TIMEOUT):
+                async with asyncio.timeout(self.timeout):
                     line = await reader.readline()
                 request = json.loads(line)
                 if not isinstance(request, dict):
                     raise ValueError("expected a JSON object")
-            except (TimeoutError, ValueError, asyncio.LimitOverrunError) as exc:
-                reply: dict[str, Any] = {"ok": False, "error": f"bad request: {exc}"}
+            except TimeoutError:
+                reply: dict[str, Any] = {"ok": False, "error": "bad request: no request line "
+                                                              f"within {self.timeout} s"}
+            except (ValueError, asyncio.LimitOverrunError) as exc:
+                reply = {"ok": False, "error": f"bad request: {exc}"}
             else:
                 reply = await self.answer(request)
             writer.write(json.dumps(reply, default=str).encode() + b"\n")
