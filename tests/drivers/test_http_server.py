@@ -159,6 +159,19 @@ def test_bad_requests_get_their_status_and_the_server_lives_on(server, data, sta
     assert curl(f"http://127.0.0.1:{port}/docs/a.txt").stdout == b"alpha\n"
 
 
+@pytest.mark.parametrize(("data", "status"), [
+    (b"GET /docs/a.txt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+     b"\x81\x05hello", 200),
+    (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01", 405),
+])
+def test_upgrade_and_connect_get_an_http_answer_and_a_close_not_silence(server, data, status):
+    _, port = server
+    t0 = time.monotonic()
+    out = raw(port, data, wait=5)  # returns when the server closes
+    assert out.startswith(b"HTTP/1.1 %d " % status) and b"Connection: close\r\n" in out
+    assert time.monotonic() - t0 < 3
+
+
 def test_slowloris_gets_408(server):
     _, port = server
     t0 = time.monotonic()

@@ -347,3 +347,18 @@ def test_send_takes_h11_style_events():
     with pytest.raises(LocalProtocolError):
         s.send(object())
     assert c.status_line(299) == b"HTTP/1.1 299 \r\n"
+
+
+def test_upgrade_and_connect_are_answered_as_http_and_end_the_connection():
+    s = server()
+    s.receive_data(b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                   b"Connection: Upgrade\r\n\r\n\x81\x05hello")  # a frame right behind it
+    req = s.next_event()
+    assert isinstance(req, Request) and s.request_complete
+    assert s.next_event() is PAUSED
+    out = s.respond(200, [], b"no websockets here")
+    assert b"Connection: close\r\n" in out and s.must_close
+    s = server()
+    s.receive_data(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert isinstance(s.next_event(), Request) and s.request_complete
+    assert b"Connection: close" in s.error_response(405) and s.must_close

@@ -265,6 +265,12 @@ class Parser:
         return self._left if self._state == _LENGTH else 0
 
     @property
+    def upgrading(self) -> bool:
+        """Right after a CONNECT or Upgrade request (or a 101/2xx-to-CONNECT response):
+        the rest of the stream is not HTTP (`trailing_data` holds what came with it)."""
+        return self._state == _PAUSED
+
+    @property
     def ended_by_close(self) -> bool:
         """The connection is over: a body ran until it closed, or it closed between
         messages. Nothing can follow."""

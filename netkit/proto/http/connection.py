@@ -23,7 +23,9 @@ everything HTTP decides about a connection:
   sets `deadline_due`; the driver hands it the time with `start_deadline(now)` and gets
   the deadline back (so a request that arrives whole never asks for the clock), and
   `expired(now)` says which phase ran out;
-- `100 Continue` only when the client asked for it and nothing else was sent.
+- `100 Continue` only when the client asked for it and nothing else was sent;
+- a CONNECT or Upgrade request is answered as plain HTTP (the upgrade ignored, as RFC
+  9110 7.8 allows) and the connection ends after the answer.
 
 Anything the peer gets wrong raises `RemoteProtocolError` with the status to answer;
 anything we get wrong (a CR or LF in a response field, a body where none may go)
@@ -174,6 +176,12 @@ class HTTPConnection:
             self._sent_continue = False
             if parser.end_if_bodiless():  # the common GET: the whole request is in
                 self.request_complete = self._answering = True
+            elif parser.upgrading:
+                # CONNECT or Upgrade, which this engine does not switch to (RFC 9110 7.8:
+                # an Upgrade may be ignored): answered as plain HTTP, and since nothing
+                # after it can be read as HTTP, the connection ends with that answer
+                self.request_complete = self._answering = True
+                self._shutdown = True
             else:
                 self.request_complete = False
         elif cls is EndOfMessage:
