@@ -23,6 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from netkit.config import Address
+from netkit.transport.listeners import bind_socket, bind_udp_tcp
+
 SOA = "{z} IN SOA ns.{z} admin.{z} 1 3600 600 86400 {neg}"
 
 ZONES: dict[str, tuple[str, str]] = {
@@ -120,8 +123,7 @@ def start_hierarchy(base: Path, extra: dict[str, str] | None = None) -> Hierarch
             text += _big_txt()
         by_server.setdefault(server, []).append((zone, "$TTL 3600\n" + text.lstrip()))
     by_server.setdefault(LAME_SERVER, [])
-    blackhole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    blackhole.bind((DEAD_SERVER, 53))  # reads nothing, answers nothing
+    blackhole = bind_socket("udp", Address(DEAD_SERVER, 53))  # reads nothing, answers nothing
     processes = []
     for server, zones in by_server.items():
         d = base / server
@@ -165,7 +167,7 @@ def _wait_ready(h: Hierarchy, base: Path) -> None:
 
     deadline = time.monotonic() + 20
     for zone, (server, _) in ZONES.items():
-        q = dnslib.DNSRecord.question(zone, "SOA").pack()
+        q = dnslib.DNSRecord.question(zone, "SOA")
         while True:
             for p in h.processes:
                 if p.poll() is not None:
@@ -173,11 +175,9 @@ def _wait_ready(h: Hierarchy, base: Path) -> None:
                     logs = "\n".join(f.read_text() for f in base.glob("*/nsd.log"))
                     raise RuntimeError(f"nsd exited ({p.returncode}):\n{logs}")
             try:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.settimeout(0.2)
-                    s.sendto(q, (server, 53))
-                    if dnslib.DNSRecord.parse(s.recv(4096)).header.rcode == 0:
-                        break
+                answer = dnslib.DNSRecord.parse(q.send(server, 53, timeout=0.2))
+                if answer.header.rcode == 0:
+                    break
             except OSError:
                 pass
             if time.monotonic() > deadline:
@@ -189,9 +189,6 @@ def _wait_ready(h: Hierarchy, base: Path) -> None:
 def free_udp_tcp_port() -> int:
     """A port free for both UDP and TCP right now, for peers that cannot take port 0
     (Unbound). Probed, not reserved: callers retry if a peer fails to bind it."""
-    from netkit.config import Address
-    from netkit.transport.listeners import bind_udp_tcp
-
     udp, tcp = bind_udp_tcp(Address("127.0.0.1", 0))
     port = udp.getsockname()[1]
     udp.close()
