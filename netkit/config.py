@@ -182,9 +182,10 @@ class _Loader:
         if origin is tuple:
             (inner, *_rest) = typing.get_args(tp)
             if not isinstance(raw, list):
-                if dataclasses.is_dataclass(inner) or isinstance(raw, Mapping):
+                if (dataclasses.is_dataclass(inner) and inner is not Address) or \
+                        isinstance(raw, Mapping):
                     return self.problem(key, f"expected a list, got {_show(raw)}")
-                raw = [raw]  # a single scalar stands for a one-element list
+                raw = [raw]  # a single value (an address too) stands for a one-element list
             items = [self.value(inner, item, f"{key}[{i}]", meta) for i, item in enumerate(raw)]
             return _MISSING if _MISSING in items else tuple(items)
         if origin is Literal:
@@ -319,6 +320,9 @@ def read_document(path: Path | None) -> dict[str, Any]:
         raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: invalid TOML: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 (TOML must be): byte {exc.object[exc.start]:#04x} "
+                           f"at offset {exc.start}"]) from None
     problems = []
     for name in doc:
         if name not in SECTIONS:

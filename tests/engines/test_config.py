@@ -183,3 +183,20 @@ def test_tunnel_cross_field_rules(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.load(tls.Config, "tls", path)
     assert info.value.problems == [f"{path}: tls.tunnel[0]: cert and key go together"]
+
+
+def test_a_single_address_stands_for_a_list(tmp_path):
+    assert load('[dns]\nlisten = "127.0.0.1:8443"\n', tmp_path).listen == \
+        (Address("127.0.0.1", 8443),)
+    with pytest.raises(ConfigError, match=r"dns.listen\[0\]: expected an address"):
+        load('[dns]\nlisten = "nowhere"\n', tmp_path)
+    with pytest.raises(ConfigError, match=r"dns.cache: expected a table"):
+        load('[dns]\ncache = "x"\n', tmp_path)
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b'[dns]\nrate_limit = 1 # caf\xe9\n')
+    with pytest.raises(ConfigError) as caught:
+        config.read_document(path)
+    assert caught.value.problems == [f"{path}: not UTF-8 (TOML must be): byte 0xe9 at offset 26"]

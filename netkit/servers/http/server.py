@@ -601,8 +601,9 @@ def _load_handler(config: Config) -> Any:
         return None
     try:
         obj = load(config.app)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError([f"http.app: cannot load {config.app!r}: {exc}"]) from None
+    except Exception as exc:  # any error in the app's module (SyntaxError too): not ours
+        raise ConfigError([f"http.app: cannot load {config.app!r}: "
+                           f"{type(exc).__name__}: {exc}"]) from None
     return obj
 
 
