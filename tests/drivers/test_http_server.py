@@ -474,3 +474,17 @@ def test_split_target_is_the_same_from_memory():
     for i in range(1100):
         assert split_target(b"/%d?x" % i) == (f"/{i}", b"/%d" % i, b"x")
     assert len(_TARGETS) <= _TARGETS.max_entries
+
+
+def test_max_body_above_one_mib_is_the_limit_enforced(spawn):
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", "tests.support.apps:native",
+                          "--set", "http.app_type=native", "--set", 'http.max_body="2MiB"'])
+    ((_, port),) = proc.listening(1)
+    body = b"a" * (1536 * 1024)  # 1.5 MiB: over the codec's old fixed 1 MiB
+    out = raw(port, b"POST /upper HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body, wait=10)
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"A" * 1000)
+    too_big = b"a" * (2 * 1024 * 1024 + 1)
+    out = raw(port, b"POST /upper HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(too_big), wait=10)
+    assert out.startswith(b"HTTP/1.1 413 ")

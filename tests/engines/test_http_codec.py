@@ -179,6 +179,11 @@ SMUGGLING = [
      "without chunked last"),
     (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400,
      "without chunked last"),
+    # an empty Transfer-Encoding beside a length: nginx answers 501, we too
+    (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc",
+     501, "empty Transfer-Encoding"),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: ,\r\n\r\nabc",
+     501, "empty Transfer-Encoding"),
 ]
 
 

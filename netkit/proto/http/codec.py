@@ -476,6 +476,9 @@ class Parser:
         te = headers.tokens(b"transfer-encoding")
         cl = headers.get_all(b"content-length")
         self._body_seen = 0
+        if not te and headers.has(b"transfer-encoding"):
+            # an empty Transfer-Encoding beside a length: framed by which? (nginx: 501)
+            raise RemoteProtocolError("empty Transfer-Encoding", reply_hint=501)
         if te:
             if cl:
                 raise RemoteProtocolError("both Content-Length and Transfer-Encoding",

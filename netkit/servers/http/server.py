@@ -134,13 +134,17 @@ class _DateServerLines(HeadLines):
         self._timer = asyncio.get_running_loop().call_later(1.001 - now % 1.0, self._tick)
 
 
+def _codec_limits(config: Config) -> h.Limits:
+    # the configured body limit is the one the codec enforces (0: none)
+    return h.Limits(max_request_line=config.max_request_line, max_headers=config.max_headers,
+                    max_header_bytes=config.max_header_bytes, max_body=config.max_body)
+
+
 class HTTPService:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
-        self.codec_limits = h.Limits(max_request_line=config.max_request_line,
-                                     max_headers=config.max_headers,
-                                     max_header_bytes=config.max_header_bytes)
+        self.codec_limits = _codec_limits(config)
         self.tls = ListenerContext(config.tls, SECTION) if config.tls else None
         self.scheme = "https" if self.tls else "http"
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits,
@@ -172,6 +176,7 @@ class HTTPService:
         self.root = Path(os.path.realpath(config.root or Path.cwd()))
         self.server.limits = config.limits
         self.server.accept_proxy = config.accept_proxy
+        self.codec_limits = _codec_limits(config)
 
     def status(self) -> dict[str, Any]:
         return {"listen": [str(a) for a in self.server.addresses],
