@@ -488,3 +488,65 @@ def test_max_body_above_one_mib_is_the_limit_enforced(spawn):
     out = raw(port, b"POST /upper HTTP/1.1\r\nHost: x\r\n"
                     b"Content-Length: %d\r\n\r\n" % len(too_big), wait=10)
     assert out.startswith(b"HTTP/1.1 413 ")
+
+
+def get(port: int, target: bytes, extra: bytes = b"") -> bytes:
+    """One GET on its own connection (closed after the answer)."""
+    return raw(port, b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n"
+               % (target, extra))
+
+
+def test_odd_paths_and_ranges_get_404_and_416_never_a_traceback(server):
+    proc, port = server
+    long_segment = b"/" + b"a" * 300  # ENAMETOOLONG from the file system
+    out = get(port, long_segment)
+    assert out.startswith(b"HTTP/1.1 404 ")
+    huge = b"9" * 5000  # past int()'s digit limit
+    for spec, status in ((huge + b"-", 416), (b"0-" + huge, 206), (b"-" + huge, 206)):
+        out = get(port, b"/docs/a.txt", b"Range: bytes=%s\r\n" % spec)
+        assert out.startswith(b"HTTP/1.1 %d " % status), (spec[:8], out[:60])
+    assert "Traceback" not in proc.log
+
+
+def test_only_regular_files_are_served_and_a_fifo_does_not_block(server, site):
+    _, port = server
+    os.mkfifo(site / "pipe")
+    t0 = time.monotonic()
+    out = get(port, b"/pipe")
+    assert out.startswith(b"HTTP/1.1 404 ") and time.monotonic() - t0 < 2
+    assert get(port, b"/docs/a.txt").endswith(b"alpha\n")
+
+
+def test_no_scheme_relative_redirect_and_absolute_form_targets(server):
+    _, port = server
+    out = get(port, b"//docs")
+    assert out.startswith(b"HTTP/1.1 301 ") and b"\r\nLocation: /docs/\r\n" in out
+    out = get(port, b"http://x/docs/a.txt")
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"alpha\n")
+
+
+def test_dotfiles_are_hidden_unless_enabled(spawn, site):
+    (site / ".env").write_text("SECRET=1\n")
+    (site / "docs" / ".hidden").mkdir()
+    (site / "docs" / ".hidden" / "x.txt").write_text("x\n")
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}",
+                          "--set", "http.listing=true"])
+    ((_, port),) = proc.listening(1)
+    for target in (b"/.env", b"/docs/.hidden/x.txt", b"/%2eenv"):
+        assert get(port, target).startswith(
+            b"HTTP/1.1 404 "), target
+    assert b".hidden" not in get(port, b"/docs/")
+    proc2 = spawn(MODULE, ["--listen", "127.0.0.1:0", "--set", f"http.root={site}",
+                           "--set", "http.hidden_files=true"])
+    ((_, port2),) = proc2.listening(1)
+    assert get(port2, b"/.env").endswith(b"SECRET=1\n")
+
+
+def test_no_root_configured_serves_a_page_not_the_working_directory(spawn, tmp_path):
+    (tmp_path / "secret.txt").write_text("do not serve\n")
+    proc = spawn(MODULE, ["--listen", "127.0.0.1:0"], cwd=tmp_path)
+    ((_, port),) = proc.listening(1)
+    out = get(port, b"/")
+    assert out.startswith(b"HTTP/1.1 200 ") and b"No <code>http.root</code>" in out
+    assert get(port, b"/secret.txt").startswith(
+        b"HTTP/1.1 404 ")

@@ -164,6 +164,20 @@ class EndOfMessage:
     trailers: Headers = field(default_factory=Headers)
 
 
+def origin_form(target: bytes) -> bytes:
+    """The path and query of a request target: an absolute-form target
+    (``http://host/path?q``, RFC 9112 3.2.2, which a server must accept) loses its scheme
+    and authority; other forms are returned as they are."""
+    if target[:1] == b"/" or b"://" not in target[:12]:
+        return target
+    rest = target.partition(b"://")[2]
+    slash = rest.find(b"/")
+    query = rest.find(b"?")
+    if slash < 0 or (0 <= query < slash):
+        return b"/" + rest[query:] if query >= 0 else b"/"
+    return rest[slash:]
+
+
 def keep_alive(version: bytes, headers: Headers) -> bool:
     """RFC 9112 9.3: 1.1 persists unless "close"; 1.0 only with "keep-alive"."""
     if headers._index is not None and b"connection" not in headers._index:

@@ -21,7 +21,7 @@ from typing import Any
 
 from netkit.errors import RemoteProtocolError
 from netkit.memo import Memo
-from netkit.proto.http.codec import Headers, Request
+from netkit.proto.http.codec import Headers, Request, origin_form
 
 #: method names as str, decoded once (a dict lookup costs less than a decode)
 _METHODS = {m: m.decode() for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
@@ -42,7 +42,7 @@ def split_target(target: bytes) -> tuple[str, bytes, bytes]:
     """A request target -> (path with %-escapes decoded, raw path, query string)."""
     parts = _TARGETS.get(target)
     if parts is None:
-        raw_path, _, query = target.partition(b"?")
+        raw_path, _, query = origin_form(target).partition(b"?")
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = urllib.parse.unquote(path)

@@ -11,6 +11,7 @@ import html
 import logging
 import mimetypes
 import os
+import stat
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,15 @@ log = logging.getLogger("netkit.http")
 CHUNK = 256 * 1024  # file bytes read and written at a time
 
 
-def resolve(root: Path, target: bytes) -> Path | None:
-    """The file a request target names inside the root, or None (never outside)."""
-    path = target.split(b"?", 1)[0].split(b"#", 1)[0]
+def resolve(root: Path, target: bytes, *, hidden: bool = False) -> Path | None:
+    """The file a request target names inside the root, or None (never outside; no
+    dotfile or dot-directory unless `hidden`)."""
+    path = h.origin_form(target).split(b"?", 1)[0].split(b"#", 1)[0]
     raw = urllib.parse.unquote_to_bytes(path)
     if not raw.startswith(b"/") or b"\x00" in raw or b"\\" in raw:
         return None
     parts = [p for p in raw.split(b"/") if p not in (b"", b".")]
-    if any(p == b".." for p in parts):
+    if any(p == b".." or (not hidden and p[:1] == b".") for p in parts):
         return None
     try:
         candidate = root.joinpath(*(p.decode() for p in parts))
@@ -47,30 +49,19 @@ def respond(owner: Any, request: h.Request) -> None:
         owner.error(405, extra=[(b"Allow", b"GET, HEAD")])
         return
     service = owner.service
-    path = resolve(service.root, request.target)
-    if path is None:
-        owner.error(404)
-        return
-    if path.is_dir():
-        raw_path = request.target.split(b"?", 1)[0]
-        if not raw_path.endswith(b"/"):
-            owner.error(301, extra=[(b"Location", raw_path + b"/")])
-            return
-        index = path / service.config.index
-        if index.is_file():
-            path = index
-        elif service.config.listing:
-            listing(owner, request, path)
-            return
+    if service.root is None:  # nothing configured: a page that says so, never the cwd
+        if h.origin_form(request.target).split(b"?", 1)[0] == b"/":
+            owner.conn.write(owner.http.respond(
+                200, [(b"Content-Type", b"text/html; charset=utf-8")], NO_ROOT_PAGE,
+                trusted=True))
+            owner.done(request, 200, len(NO_ROOT_PAGE))
         else:
             owner.error(404)
-            return
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the sender
-        st = os.fstat(f.fileno())
-    except OSError:
-        owner.error(404)
         return
+    opened = _open(owner, request)
+    if opened is None:
+        return  # answered on the way (404, a redirect, a listing)
+    f, st, path = opened
     etag = b'"%x-%x"' % (st.st_size, st.st_mtime_ns)
     last_modified = email.utils.formatdate(st.st_mtime, usegmt=True).encode()
     ctype = (mimetypes.guess_type(path.name)[0] or "application/octet-stream").encode()
@@ -116,9 +107,51 @@ def respond(owner: Any, request: h.Request) -> None:
     owner.sending.pump()
 
 
+NO_ROOT_PAGE = (b"<!doctype html><title>netkit</title><h1>netkit HTTP server</h1>\n"
+                b"<p>No <code>http.root</code> is configured, so no files are served. "
+                b"Set one: <code>--set http.root=/srv/www</code>.</p>\n")
+
+
+def _open(owner: Any, request: h.Request) -> tuple[Any, os.stat_result, Path] | None:
+    """The regular file a request names, opened: (file, its stat, its path); None when
+    the request was answered on the way. A directory redirects, lists or serves its
+    index; anything but a regular file (a FIFO, a device, a socket) is not found, and
+    files are opened without blocking, so a FIFO cannot hang the server."""
+    service = owner.service
+    config = service.config
+    path = resolve(service.root, request.target, hidden=config.hidden_files)
+    try:
+        if path is not None and path.is_dir():
+            raw_path = h.origin_form(request.target).split(b"?", 1)[0]
+            if not raw_path.endswith(b"/"):
+                # never a scheme-relative Location: //host/ would name another host
+                owner.error(301, extra=[(b"Location", b"/" + raw_path.lstrip(b"/") + b"/")])
+                return None
+            index = path / config.index
+            if index.is_file():
+                path = index
+            elif config.listing:
+                listing(owner, request, path)
+                return None
+            else:
+                path = None
+        if path is not None:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                return os.fdopen(fd, "rb"), st, path
+            os.close(fd)
+    except OSError:  # a name too long (ENAMETOOLONG), a loop of links, no permission
+        pass
+    owner.error(404)
+    return None
+
+
 def listing(owner: Any, request: h.Request, path: Path) -> None:
     """An HTML list of a directory's entries (http.listing)."""
-    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    hidden = owner.service.config.hidden_files
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir()
+                   if hidden or not p.name.startswith("."))
     rows = "".join(f'<li><a href="{urllib.parse.quote(n)}">{html.escape(n)}</a></li>\n'
                    for n in names)
     title = html.escape(urllib.parse.unquote(request.target.decode("latin-1")))
@@ -253,6 +286,12 @@ def _if_range_ok(headers: h.Headers, etag: bytes, last_modified: bytes) -> bool:
     return value is None or value.strip() in (etag, last_modified)
 
 
+def _position(digits: bytes) -> int:
+    # a byte position past any file stays past it without int() on thousands of digits
+    # (which raises past Python's digit limit)
+    return int(digits) if len(digits) <= 18 else 1 << 62
+
+
 def _byte_range(value: bytes, size: int) -> tuple[int, int] | str | None:
     """One range of RFC 9110 14.1.2 as [start, end); "unsatisfiable"; None to ignore it."""
     unit, _, spec = value.partition(b"=")
@@ -264,12 +303,12 @@ def _byte_range(value: bytes, size: int) -> tuple[int, int] | str | None:
     if last and not last.isdigit():
         return None
     if not first:  # a suffix: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0:
             return "unsatisfiable"
         return max(0, size - n), size
-    start = int(first)
-    end = min(size, int(last) + 1) if last else size
-    if start >= size or (last and int(last) < start):
+    start = _position(first)
+    end = min(size, _position(last) + 1) if last else size
+    if start >= size or (last and _position(last) < start):
         return "unsatisfiable"
     return start, end

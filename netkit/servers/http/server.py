@@ -60,7 +60,10 @@ class Config:
 
     listen: tuple[Address, ...] = (Address("127.0.0.1", 8080),)
     root: Path | None = None
-    """Directory served; default: the working directory at start."""
+    """Directory served; none by default: then only a short page saying so (never the
+    working directory, which in a clone holds .git/, .venv/ and keys)."""
+    hidden_files: bool = False
+    """Serve (and list) names that start with a dot."""
     index: str = "index.html"
     listing: bool = False
     """List directories without an index file."""
@@ -143,7 +146,7 @@ def _codec_limits(config: Config) -> h.Limits:
 class HTTPService:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.root = Path(os.path.realpath(config.root or Path.cwd()))
+        self.root = Path(os.path.realpath(config.root)) if config.root else None
         self.codec_limits = _codec_limits(config)
         self.tls = ListenerContext(config.tls, SECTION) if config.tls else None
         self.scheme = "https" if self.tls else "http"
@@ -160,7 +163,8 @@ class HTTPService:
         await self.server.listen(self.config.listen, presets=presets)
         if self.tls is not None:
             tg.start_soon(self.tls.watch_files)
-        log.info("http: serving %s", self.root)
+        if self.handler is None:
+            log.info("http: serving %s", self.root or "no files (http.root is not set)")
 
     def reload(self, config: Config) -> None:
         handler = _load_handler(config)  # these two raise ConfigError before anything changes
@@ -173,7 +177,7 @@ class HTTPService:
         self.access_logged = access_log.isEnabledFor(logging.INFO)
         self.asgi = config.app_type == "asgi"
         self.config = config
-        self.root = Path(os.path.realpath(config.root or Path.cwd()))
+        self.root = Path(os.path.realpath(config.root)) if config.root else None
         self.server.limits = config.limits
         self.server.accept_proxy = config.accept_proxy
         self.codec_limits = _codec_limits(config)
