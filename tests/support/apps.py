@@ -71,3 +71,8 @@ async def scheme(scope, receive, send):  # type: ignore[no-untyped-def]
     await send({"type": "http.response.start", "status": 200,
                 "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": scope["scheme"].encode()})
+
+
+async def big(request: AppRequest) -> AppResponse:
+    """200 KiB: an answer that fills a socket buffer quickly."""
+    return AppResponse(200, [(b"Content-Type", b"application/octet-stream")], b"x" * 204800)

@@ -57,6 +57,7 @@ _KNOWN_STARTS = Memo()
 #: instead of partition, strip, lower and the token check.
 _KnownField = tuple[tuple[bytes, bytes], tuple[bytes, bytes], bytes, tuple[bytes]]
 _KNOWN_LINES = Memo()  # of _KnownField
+MAX_EMPTY_LINES = 4  # empty lines skipped before a request line; more is an attack
 _COMMON_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH",
                              b"OPTIONS"))
 _VERSIONS = {b"HTTP/1.1": b"1.1", b"HTTP/1.0": b"1.0"}
@@ -246,6 +247,7 @@ class Parser:
         self._eof = False
         self._methods: list[bytes] = []  # client: methods of requests sent, oldest first
         self.trailing_data = b""  # after PAUSED: bytes for the upgraded protocol
+        self.empty_lines = 0  # skipped before the request being read (a head has begun)
 
     def expect_response_to(self, method: bytes) -> None:
         """Client: a request with this method was sent (HEAD and CONNECT change framing)."""
@@ -299,7 +301,7 @@ class Parser:
         """The next event, NEED_DATA, or PAUSED; raises RemoteProtocolError on bad input."""
         state = self._state
         if state == _HEAD:
-            if self._server and self._buf:
+            if self._server and self._buf and not self.empty_lines:
                 request = self._whole_request_head(self._buf)
                 if request is not None:
                     return request
@@ -342,9 +344,14 @@ class Parser:
         if not buf and not self._eof:
             return NEED_DATA  # between messages (keep-alive): the common case
         if self._server:
-            # RFC 9112 2.2: ignore at least one empty line before a request
+            # RFC 9112 2.2: ignore at least one empty line before a request; a few, not
+            # an endless stream of them (each would keep an idle connection alive)
             while buf.startswith(b"\r\n"):
                 del buf[:2]
+                self.empty_lines += 1
+                if self.empty_lines > MAX_EMPTY_LINES:
+                    raise RemoteProtocolError("too many empty lines before a request",
+                                              reply_hint=400)
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             line_end = buf.find(b"\r\n")
@@ -439,6 +446,7 @@ class Parser:
         if version not in (b"1.1", b"1.0"):
             raise RemoteProtocolError(f"HTTP/{version.decode()} is not supported",
                                       reply_hint=505)
+        self.empty_lines = 0
         index = headers._index
         assert index is not None  # built by _parse_fields
         hosts = index.get(b"host")

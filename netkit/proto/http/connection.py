@@ -196,7 +196,7 @@ class HTTPConnection:
             if self._server:
                 if self.request is not None and not self.request_complete:
                     self._start_deadline("body", self.body_timeout)
-                elif parser.pending:
+                elif parser.pending or parser.empty_lines:  # a head has begun
                     self._start_deadline("head", self.head_timeout)
         elif cls is Response and event.status >= 200:  # type: ignore[attr-defined]
             self._response = event  # type: ignore[assignment]

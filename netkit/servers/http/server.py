@@ -216,7 +216,8 @@ class _HTTPConnection(Handler):
         self.gone: asyncio.Event | None = None  # set when it goes (made on first use)
         self.can_write = asyncio.Event()
         self.can_write.set()
-        self.body_paused = False
+        self.body_paused = False  # an app's unread request body is at its cap
+        self.write_paused = False  # the client is not reading our responses
 
     def data_received(self, data: bytes) -> None:
         self.http.receive_data(data)
@@ -228,7 +229,9 @@ class _HTTPConnection(Handler):
 
     def _process(self) -> None:
         http = self.http
-        while not self.closing:
+        # a client that does not read our answers gets no more of them (and we read
+        # nothing from it) until it does: pipelining cannot fill memory
+        while not self.closing and not self.write_paused:
             try:
                 event = http.next_event()
             except RemoteProtocolError as exc:
@@ -256,7 +259,7 @@ class _HTTPConnection(Handler):
                     self.app_request.feed(event.data)
                     if self.app_request.buffered >= 8 and not self.body_paused:
                         self.body_paused = True
-                        self.conn.pause_reading()
+                        self._update_reading()
             elif cls is h.EndOfMessage:
                 if self.app_request is not None:
                     self.app_request.finish()
@@ -325,14 +328,28 @@ class _HTTPConnection(Handler):
 
     def pause_writing(self) -> None:
         self.can_write.clear()
+        self.write_paused = True
+        self._update_reading()
         if self.sending is not None:
             self.sending.paused = True
 
     def resume_writing(self) -> None:
         self.can_write.set()
+        self.write_paused = False
+        self._update_reading()
         if self.sending is not None:
             self.sending.paused = False
             self.sending.pump()
+        elif self.app_task is None and not self.closing and self.http.has_pending:
+            self._process()  # pipelined requests waited for the client to read
+
+    def _update_reading(self) -> None:
+        """Read from the client only while it reads our answers and an app's body is
+        not at its cap: the transport's buffer then bounds what a connection holds."""
+        if self.write_paused or self.body_paused:
+            self.conn.pause_reading()
+        else:
+            self.conn.resume_reading()
 
     def timed_out(self, phase: str) -> None:
         self.conn.close()
@@ -405,7 +422,7 @@ class _HTTPConnection(Handler):
     def _body_consumed(self) -> None:
         if self.body_paused and self.app_request is not None and self.app_request.buffered < 4:
             self.body_paused = False
-            self.conn.resume_reading()
+            self._update_reading()
 
     def _app_failed(self, request: h.Request, status: int, started: bool) -> None:
         """The application failed or broke the protocol: 500 (or its error status) if
@@ -477,7 +494,7 @@ class _HTTPConnection(Handler):
         self.app_task = None
         if self.body_paused:
             self.body_paused = False
-            self.conn.resume_reading()
+            self._update_reading()
         if not self.closing and self.http.has_pending:
             self._process()  # a pipelined request (or EOF) is waiting
 
