@@ -418,30 +418,90 @@ class _UDP(DatagramHandler):
 
 
 class _TCP(Handler):
-    """RFC 7766: two-byte length prefix, queries pipelined, answers in any order."""
+    """RFC 7766: two-byte length prefix, queries pipelined, answers in any order.
 
-    MAX_MESSAGE = 65535
+    Backpressure both ways: a client that does not read its answers is not read from,
+    and at most MAX_IN_FLIGHT of its queries are being resolved at once (the rest wait in
+    the socket, not in memory). A zero-length message is malformed: the connection
+    closes."""
+
+    MAX_IN_FLIGHT = 32  # queries of one connection being resolved (Unbound: 32 per conn)
 
     def __init__(self, service: DNSService) -> None:
         self.service = service
-        self.buffer = b""
+        self.buffer = bytearray()
+        self.in_flight = 0
+        self.write_paused = False
+        self.reading_paused = False
+        self.taking = False  # inside _take: an answer given at once must not re-enter it
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        while len(self.buffer) >= 2:
-            size = struct.unpack_from("!H", self.buffer)[0]
-            if len(self.buffer) < 2 + size:
+        self._take()
+
+    def _take(self) -> None:
+        self.taking = True
+        try:
+            self._take_messages()
+        finally:
+            self.taking = False
+        self._update_reading()
+
+    def _take_messages(self) -> None:
+        buffer = self.buffer
+        at = 0
+        service = self.service
+        peer = self.conn.peer[0]
+        while len(buffer) - at >= 2 and not self.write_paused and \
+                self.in_flight < self.MAX_IN_FLIGHT:
+            size = buffer[at] << 8 | buffer[at + 1]
+            if size == 0:
+                service.stats["formerr"] += 1
+                log.info("dns: %s: zero-length message over TCP: closing", peer)
+                del buffer[:]
+                self.conn.close()
                 return
-            message, self.buffer = self.buffer[2:2 + size], self.buffer[2 + size:]
-            out, plain = self.service.fast_answer(message, self.conn.peer[0])
+            if len(buffer) - at < 2 + size:
+                break
+            message = bytes(buffer[at + 2:at + 2 + size])
+            at += 2 + size
+            out, plain = service.fast_answer(message, peer)
             if out is not None:
                 self._send(out)
             else:
-                self.service.handle(message, self.conn.peer[0], self._send, None, plain)
+                self.in_flight += 1
+                service.handle(message, peer, self._answered, None, plain)
+        if at:
+            del buffer[:at]
+
+    def _answered(self, data: bytes) -> None:
+        self.in_flight -= 1
+        self._send(data)
+        if not self.taking:  # (inside _take its loop goes on by itself)
+            if self.buffer and not self.conn.is_closing():
+                self._take()  # queries that waited for a free slot
+            else:
+                self._update_reading()
+
+    def _update_reading(self) -> None:
+        pause = self.write_paused or self.in_flight >= self.MAX_IN_FLIGHT
+        if pause != self.reading_paused:
+            self.reading_paused = pause
+            if pause:
+                self.conn.pause_reading()
+            else:
+                self.conn.resume_reading()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._take()
 
     def _send(self, data: bytes) -> None:
         self.conn.write(struct.pack("!H", len(data)) + data)
-
 
 
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
