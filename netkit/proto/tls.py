@@ -121,11 +121,18 @@ class TLSEngine:
         return self._out.read() if self._out.pending else b""
 
     def info(self, server_name: str | None = None) -> TLSInfo:
+        """What the handshake settled. Asked late (a connection's end), the session may be
+        mid-renegotiation or torn down: ssl then refuses the certificate ("handshake not
+        done yet"), and the rest is still worth logging."""
         cipher = self._obj.cipher()
+        try:
+            peer_cert = self._obj.getpeercert() or None
+        except ValueError:
+            peer_cert = None
         return TLSInfo(version=self._obj.version() or "", cipher=cipher[0] if cipher else "",
                        alpn=self._obj.selected_alpn_protocol(),
                        server_name=server_name if self.server_side else self._obj.server_hostname,
-                       peer_cert=self._obj.getpeercert() or None)
+                       peer_cert=peer_cert)
 
 
 _PEER_ALERTS = {
