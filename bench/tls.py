@@ -7,6 +7,8 @@ the load and the backend run on core 1. Rounds alternate between the two.
              once it has them all (the wrapper decrypts)
   bulk-down  the backend sends N MiB through the tunnel (the wrapper encrypts)
   handshakes two `openssl s_time -new` processes, full handshakes for T seconds
+  memory     RSS per connection, 300 idle ones and 300 half-open ones (a ClientHello
+             sent, the handshake never finished), measured in a fresh server
 
 Each is also reported per server CPU-second: on 2 cores the load side is often
 the limit, and work per CPU-second is what a wrapper costs.
@@ -28,6 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from common import (
     LOAD_CORE,
     ROOT,
@@ -118,6 +121,31 @@ def handshakes(port: int, ca: Path, seconds: int) -> float:
     return total
 
 
+def memory_per_connection(pid: int, port: int, hello: bytes, n: int = 300) -> tuple[float, float]:
+    """KiB of the server's RSS per connection: n idle (connected, silent), then n
+    half-open (a ClientHello sent, the handshake never finished)."""
+    out = []
+    for payload in (b"", hello):
+        before = rss_kib(pid)
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            if payload:
+                s.sendall(payload)
+            socks.append(s)
+        time.sleep(1.0)
+        out.append((rss_kib(pid) - before) / n)
+        for s in socks:
+            s.close()
+        time.sleep(0.5)
+    return out[0], out[1]
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
 def stunnel_argv(tmp: Path, port: int, backend_port: int, cert: Path, key: Path) -> list[str]:
     conf = tmp / "stunnel.conf"
     conf.write_text(f"""foreground = yes
@@ -164,6 +192,11 @@ def main() -> int:
         time.sleep(0.01)
     backend_port = holder[0]
     names = ("bulk-up", "bulk-down", "handshakes")
+    from netkit.testing.tls import client_hello
+
+    hello = client_hello()
+    memory: dict[tuple[str, str], list[float]] = {
+        (w, k): [] for w in ("netkit", "stunnel") for k in ("idle", "half-open")}
     rates = {(w, n): [] for w in ("netkit", "stunnel") for n in names}
     per_cpu = {(w, n): [] for w in ("netkit", "stunnel") for n in names}
     for _ in range(args.rounds):
@@ -173,6 +206,9 @@ def main() -> int:
             proc = start(make(tmp, port, backend_port, cert, key), log=tmp / f"{who}.log")
             try:
                 wait_port(port)
+                idle, half_open = memory_per_connection(proc.pid, port, hello)
+                memory[who, "idle"].append(idle)
+                memory[who, "half-open"].append(half_open)
                 for name in names:
                     cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
                     if name == "handshakes":
@@ -184,6 +220,9 @@ def main() -> int:
                     per_cpu[who, name].append(rate * wall / max(cpu, 1e-3))
             finally:
                 stop(proc)
+    for kind in ("idle", "half-open"):  # lower is better here
+        report(f"tls-memory-per-{kind}-connection", memory["netkit", kind],
+               memory["stunnel", kind], "KiB")
     units = {"bulk-up": "MiB/s", "bulk-down": "MiB/s", "handshakes": "hs/s"}
     for name in names:
         report(f"tls-{name}", rates["netkit", name], rates["stunnel", name], units[name])

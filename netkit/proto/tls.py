@@ -12,6 +12,7 @@ defines close_notify as a half-close, RFC 8446 section 6.1).
 from __future__ import annotations
 
 import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from ..errors import TLSError
 
 #: Plaintext gathered per `read()`: up to 16 records decrypted straight into one
 #: buffer, handed on as one bytes object (one write downstream instead of 16).
+_SHARED = threading.local()  # the decrypt buffer of this thread's connections
 _READ_SIZE = 256 * 1024
 
 
@@ -46,7 +48,6 @@ class TLSEngine:
         self.handshake_done = False
         self.first_bytes = b""
         self.sent_close = False
-        self._buf = memoryview(bytearray(_READ_SIZE))
 
     @property
     def ssl_object(self) -> ssl.SSLObject:
@@ -79,7 +80,13 @@ class TLSEngine:
         Decrypts every whole record in the BIO (up to 256 KiB) into one buffer; an end
         of stream right after some data is reported by the next call.
         """
-        buf, obj = self._buf, self._obj
+        # one buffer per thread, not per connection: what read() decrypts into it is
+        # copied out before it returns, and an idle or half-open connection then costs
+        # only OpenSSL's own state (it cost 256 KiB more each)
+        buf = getattr(_SHARED, "buf", None)
+        if buf is None:
+            buf = _SHARED.buf = memoryview(bytearray(_READ_SIZE))
+        obj = self._obj
         n = 0
         while n < _READ_SIZE:
             try:
