@@ -550,3 +550,23 @@ def test_no_root_configured_serves_a_page_not_the_working_directory(spawn, tmp_p
     assert out.startswith(b"HTTP/1.1 200 ") and b"No <code>http.root</code>" in out
     assert get(port, b"/secret.txt").startswith(
         b"HTTP/1.1 404 ")
+
+
+def test_app_type_auto_tells_asgi_from_native_and_refuses_neither(spawn, tmp_path):
+    for app, body in (("tests.support.apps:native", b"native hello\n"),
+                      ("tests.support.apps:starlette_app", None),
+                      ("tests.support.apps:scheme", b"4\r\nhttp\r\n0\r\n\r\n")):
+        proc = spawn(MODULE, ["--listen", "127.0.0.1:0", "--app", app])
+        ((_, port),) = proc.listening(1)
+        out = get(port, b"/")
+        assert b"HTTP/1.1 500" not in out, (app, out[:80])
+        if body:
+            assert out.endswith(body)
+        proc.stop()
+    (tmp_path / "oddapp.py").write_text("def handler(a, b):\n    pass\n")
+    r = subprocess.run([sys.executable, "-m", MODULE, "--app", "oddapp:handler",
+                        "--check-config"], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 2
+    assert "is neither an ASGI 3 application (scope, receive, send) nor a native handler" \
+        in r.stderr

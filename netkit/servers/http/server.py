@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import inspect
 import logging
 import os
 import sys
@@ -78,7 +79,7 @@ class Config:
     max_request_line: Size = field(Size(8192), min=256)
     app: str = ""
     """``module:attribute`` of an application to serve instead of files (``--app``)."""
-    app_type: Literal["asgi", "native"] = "asgi"
+    app_type: Literal["auto", "asgi", "native"] = "auto"
     """asgi: an ASGI 3 app; native: ``async def handler(AppRequest) -> AppResponse``."""
     max_body: Size = field(Size(1 << 20), min=0)
     """Request bodies an application may read (413 beyond; 0 = no limit)."""
@@ -153,10 +154,9 @@ class HTTPService:
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits,
                                    tls=self.tls.get if self.tls else None,
                                    accept_proxy=config.accept_proxy)
-        self.handler = _load_handler(config)
+        self.handler, self.asgi = _load_handler(config)
         self.date_server = _DateServerLines(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)  # checked per request
-        self.asgi = config.app_type == "asgi"
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.date_server.start()
@@ -167,7 +167,7 @@ class HTTPService:
             log.info("http: serving %s", self.root or "no files (http.root is not set)")
 
     def reload(self, config: Config) -> None:
-        handler = _load_handler(config)  # these two raise ConfigError before anything changes
+        handler, asgi = _load_handler(config)  # raise ConfigError before anything changes
         if (config.tls is None) != (self.tls is None):
             log.warning("http: TLS turned on or off in the config; restart to apply")
         elif self.tls is not None and config.tls is not None:
@@ -175,7 +175,7 @@ class HTTPService:
         self.handler = handler
         self.date_server.rename(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)
-        self.asgi = config.app_type == "asgi"
+        self.asgi = asgi
         self.config = config
         self.root = Path(os.path.realpath(config.root)) if config.root else None
         self.server.limits = config.limits
@@ -622,20 +622,47 @@ class _ASGICycle:
             self.started, self.status = True, status
 
 
-def _load_handler(config: Config) -> Any:
+def _load_handler(config: Config) -> tuple[Any, bool]:
+    """(the application, is it ASGI); (None, False) when none is configured. With
+    app_type "auto" the calling convention is read from the signature: ASGI 3 takes
+    (scope, receive, send), a native handler (request)."""
     if not config.app:
-        return None
+        return None, False
     try:
         obj = load(config.app)
     except Exception as exc:  # any error in the app's module (SyntaxError too): not ours
         raise ConfigError([f"http.app: cannot load {config.app!r}: "
                            f"{type(exc).__name__}: {exc}"]) from None
-    return obj
+    if config.app_type != "auto":
+        return obj, config.app_type == "asgi"
+    arity = _positional_arity(obj)
+    if arity == 3:
+        return obj, True
+    if arity == 1:
+        return obj, False
+    raise ConfigError([f"http.app: {config.app!r} is neither an ASGI 3 application "
+                       f"(scope, receive, send) nor a native handler (request); "
+                       f"set http.app_type = \"asgi\" or \"native\" if it is one"])
+
+
+def _positional_arity(obj: Any) -> int | None:
+    """How many positional arguments `obj` takes when called (None: not callable)."""
+    if not callable(obj):
+        return None
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 3  # *args: an ASGI wrapper, most likely (middleware stacks are)
+    return sum(1 for p in params if p.kind in kinds and p.default is inspect.Parameter.empty)
 
 
 def add_arguments(parser: Any) -> None:
     parser.add_argument("--app", metavar="MODULE:ATTR",
-                        help="serve this application (ASGI 3 unless http.app_type = native)")
+                        help="serve this application: ASGI 3 or a native handler, told apart "
+                             "by its signature (http.app_type to say which)")
 
 
 def apply_arguments(doc: dict[str, Any], args: Any) -> None:
