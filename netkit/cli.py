@@ -101,6 +101,8 @@ def load_config(spec: ServerSpec, args: argparse.Namespace,
             doc.setdefault(spec.name, {})["listen"] = list(listen)
     if own_flags and spec.apply_arguments is not None:
         spec.apply_arguments(doc, args)
+    if own_flags and args.config is not None and spec.name not in doc:
+        raise ConfigError([f"{args.config}: no [{spec.name}] section"])
     source = str(args.config) if args.config else "<command line>"
     base_dir = args.config.parent if args.config else Path.cwd()
     return config_mod.load_section(spec.config, doc, spec.name, source=source,
@@ -169,8 +171,8 @@ def _start(servers: list[Running], args: argparse.Namespace) -> int:
     label = "+".join(s.spec.name for s in servers)
     if args.check_config:
         try:
-            for s in servers:
-                s.spec.create(s.config)  # loads the certificates and files the config names
+            for s in servers:  # loads the certificates and files the config names
+                (s.spec.check or s.spec.create)(s.config)
         except ConfigError as exc:
             return _print_problems(exc)
         print(f"{args.config or '<defaults>'}: {label}: configuration is valid")

@@ -60,6 +60,9 @@ class ServerSpec:
     create: Callable[[Any], Service]
     """Builds the service from a config, loading every file it names (certificates,
     root hints, applications) and raising ConfigError for what is wrong; binds nothing."""
+    check: Callable[[Any], object] | None = None
+    """What `--check-config` runs instead of `create` when creating has side effects
+    (writing a development certificate): the same checks, nothing left behind."""
     listen_specs: Callable[[Any], list[tuple[str, Address]]]
     """("tcp" | "udp", address) for every socket the config listens on (workers bind
     these in the parent)."""

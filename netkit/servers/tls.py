@@ -20,6 +20,7 @@ import asyncio
 import logging
 import ssl
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -183,9 +184,11 @@ class _Prepared:
 class TunnelRuntime:
     """One tunnel: its listener, its current contexts, and the relays it runs."""
 
-    def __init__(self, tunnel: Tunnel, index: int, dev_dir: Path | None) -> None:
+    def __init__(self, tunnel: Tunnel, index: int, dev_dir: Path | None,
+                 scratch: Path | None = None) -> None:
         self.label = f"tls[{tunnel.name or index}]"
         self.dev_dir = dev_dir
+        self.scratch = scratch  # checking only: a missing dev certificate is made here
         self.current = self.prepare(tunnel)
         self.backend_counters = Counters()
         self.denied = 0
@@ -230,7 +233,11 @@ class TunnelRuntime:
         directory = self.dev_dir or certs.default_dir()
         cert, key = directory / "localhost.pem", directory / "localhost-key.pem"
         if not (cert.exists() and key.exists()):
-            cert, key = certs.issue(directory, ["localhost", "127.0.0.1", "::1"])
+            # --check-config writes nothing of its own: a scratch certificate will do
+            cert, key = certs.issue(self.scratch or directory,
+                                    ["localhost", "127.0.0.1", "::1"])
+            if self.scratch is not None:
+                return replace(tunnel, cert=cert, key=key)
         log.warning("%s: no cert configured: using the development certificate %s "
                     "(trust its CA with: curl --cacert %s https://localhost:PORT/)",
                     self.label, cert, directory / certs.CA_CERT)
@@ -327,9 +334,9 @@ def _fmt(addr: tuple[str, int]) -> str:
 class TLSWrapper:
     """The service `cli` drives: all tunnels, the certificate watcher, reload and drain."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, scratch: Path | None = None) -> None:
         self.config = config
-        self.tunnels = [TunnelRuntime(t, i, config.dev_cert_dir)
+        self.tunnels = [TunnelRuntime(t, i, config.dev_cert_dir, scratch)
                         for i, t in enumerate(config.tunnel)]
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
@@ -386,9 +393,16 @@ def tunnels_view(service: TLSWrapper, args: dict[str, Any]) -> list[dict[str, An
              **rt.server.counters.snapshot()} for rt in service.tunnels]
 
 
+def check(config: Config) -> None:
+    """--check-config: every file loaded and every context built, nothing written (a
+    development certificate, when one is needed and missing, goes to a temp dir)."""
+    with tempfile.TemporaryDirectory(prefix="netkit-check-") as scratch:
+        TLSWrapper(config, scratch=Path(scratch))
+
+
 SPEC = ServerSpec(
     name=SECTION, summary="TLS wrapper: TLS in, plaintext out, or the other way round",
-    config=Config, create=TLSWrapper, listen_specs=listen_specs,
+    config=Config, create=TLSWrapper, check=check, listen_specs=listen_specs,
     override_listen=override_listen, commands={"tunnels": tunnels_view})
 
 

@@ -200,3 +200,18 @@ def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as caught:
         config.read_document(path)
     assert caught.value.problems == [f"{path}: not UTF-8 (TOML must be): byte 0xe9 at offset 26"]
+
+
+def test_check_config_writes_nothing_and_needs_the_servers_section(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home), XDG_DATA_HOME=str(home / ".local" / "share"))
+    r = subprocess.run([sys.executable, "-m", "netkit.servers.tls", "--check-config"],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert list(home.rglob("*")) == []  # no development CA written by a check
+    other = tmp_path / "other.toml"
+    other.write_text('[tls]\nwatch_interval = "1s"\n')
+    r = subprocess.run([sys.executable, "-m", "netkit.servers.dns", "--config", str(other),
+                        "--check-config"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip() == f"{other}: no [dns] section"
