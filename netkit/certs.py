@@ -15,6 +15,8 @@ import argparse
 import datetime as dt
 import ipaddress
 import os
+import re
+import sys
 from pathlib import Path
 
 from cryptography import x509
@@ -71,13 +73,31 @@ def ensure_ca(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
 def _san(name: str) -> x509.GeneralName:
-    if "://" in name:
-        return x509.UniformResourceIdentifier(name)
+    """The subject alternative name for `name`: an IP address, a DNS name (``*.`` allowed
+    as the first label), an email address or a URI; ValueError for anything else."""
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
+        pass
+    if _URI.fullmatch(name):
+        return x509.UniformResourceIdentifier(name)
+    if _EMAIL.fullmatch(name) and _is_dns_name(name.rsplit("@", 1)[1]):
+        return x509.RFC822Name(name)
+    host = name[2:] if name.startswith("*.") else name
+    if _is_dns_name(host):
         return x509.DNSName(name)
+    raise ValueError(f"{name!r} is not a DNS name, an IP address, an email address or a URI")
+
+
+def _is_dns_name(name: str) -> bool:
+    name = name.rstrip(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def issue(directory: Path, names: list[str], *, days: float = 825,
@@ -90,6 +110,7 @@ def issue(directory: Path, names: list[str], *, days: float = 825,
     """
     if not names:
         raise ValueError("at least one name is needed")
+    sans = [_san(n) for n in names]  # every name checked before anything is written
     ca_cert_path, ca_key_path = ensure_ca(directory)
     ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
     ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), None)
@@ -103,7 +124,7 @@ def issue(directory: Path, names: list[str], *, days: float = 825,
             .issuer_name(ca_cert.subject).public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
                                                   ExtendedKeyUsageOID.CLIENT_AUTH]),
@@ -121,12 +142,22 @@ def issue(directory: Path, names: list[str], *, days: float = 825,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netkit cert", description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="+", metavar="NAME",
-                        help="host name, IP address or URI the certificate is valid for")
+                        help="DNS name (*.example.com too), IP address, email address or URI "
+                             "the certificate is valid for")
     parser.add_argument("--dir", type=Path, default=None,
                         help=f"where the CA and certificates go (default {default_dir()})")
     parser.add_argument("--days", type=float, default=825, help="validity (default 825)")
     parser.add_argument("--stem", default=None, help="file name stem (default: first NAME)")
     args = parser.parse_args(argv)
+    problems = []
+    for name in args.names:
+        try:
+            _san(name)
+        except ValueError as exc:
+            problems.append(f"netkit cert: {exc}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
     directory = args.dir or default_dir()
     ca, _ = ensure_ca(directory)
     cert, key = issue(directory, args.names, days=args.days, stem=args.stem)

@@ -47,3 +47,17 @@ def test_netkit_dispatches_to_servers_and_rejects_unknown_commands(tmp_path):
     r = netkit("tlss")
     assert r.returncode == 2 and "unknown command 'tlss'" in r.stderr
     assert netkit().returncode == 2
+
+
+def test_cert_refuses_names_that_are_not_names(tmp_path):
+    r = netkit("cert", "--dir", str(tmp_path / "c"), "bad name!", "ok.example", "x-.test")
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        "netkit cert: 'bad name!' is not a DNS name, an IP address, an email address or a URI",
+        "netkit cert: 'x-.test' is not a DNS name, an IP address, an email address or a URI",
+    ]
+    assert not (tmp_path / "c").exists()  # nothing written
+    r = netkit("cert", "--dir", str(tmp_path / "d"), "*.example.test", "10.0.0.1", "::1",
+               "ops@example.test", "spiffe://netkit/web")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "d" / "example.test.pem").exists()
