@@ -51,6 +51,7 @@ from ..errors import (
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
+    TLSError,
     WriteError,
 )
 from ..transport.errors import map_errors
@@ -435,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-x", "--proxy", help="HTTP proxy HOST:PORT")
     p.add_argument("-L", "--location", action="store_true", help="follow redirects")
     p.add_argument("--max-time", type=float, default=None)
+    p.add_argument("-f", "--fail", action="store_true",
+                   help="exit 22 on an HTTP error (400 and above), printing no body")
     args = p.parse_args(argv)
     body = None
     if args.data is not None:
@@ -454,7 +457,10 @@ def main(argv: list[str] | None = None) -> int:
         r = asyncio.run(run())
     except (NetkitError, OSError, ValueError, TimeoutError) as exc:
         print(f"netkit http: {exc}", file=sys.stderr)
-        return 28 if isinstance(exc, TimeoutError) else 7
+        return _curl_exit_code(exc)
+    if args.fail and r.status >= 400:
+        print(f"netkit http: the requested URL returned error: {r.status}", file=sys.stderr)
+        return 22
     out = sys.stdout.buffer
     if args.include or args.head:
         out.write(b"HTTP/1.1 %d %s\r\n" % (r.status, r.reason))
@@ -467,7 +473,26 @@ def main(argv: list[str] | None = None) -> int:
         else:
             out.write(r.content)
     out.flush()
-    return 0 if r.status < 400 else 22
+    return 0  # any HTTP answer is a success, as curl has it (-f makes 400+ one)
+
+
+def _curl_exit_code(exc: BaseException) -> int:
+    """curl's exit codes for what went wrong: 3 bad URL, 6 name not resolved, 7 no
+    connection, 28 timed out, 60 certificate not trusted, 35 other TLS failures, 56
+    failure while receiving, 55 while sending."""
+    if isinstance(exc, NetkitTimeout | TimeoutError):
+        return 28
+    if isinstance(exc, TLSError):
+        return 60 if "certificate" in str(exc) else 35
+    if isinstance(exc, ValueError):
+        return 3
+    if isinstance(exc, ConnectError):
+        return 6 if "cannot resolve" in str(exc) else 7
+    if isinstance(exc, ReadError):
+        return 56
+    if isinstance(exc, WriteError):
+        return 55
+    return 7
 
 
 if __name__ == "__main__":

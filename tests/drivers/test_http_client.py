@@ -184,7 +184,16 @@ def test_curl_like_command(nginx, tmp_path):
     assert b"nginx home" in out.read_bytes()
     r = subprocess.run([*cmd, f"http://127.0.0.1:{nginx}/missing"], capture_output=True,
                        timeout=30)
-    assert r.returncode == 22  # curl --fail's status for HTTP errors
+    assert r.returncode == 0 and b"404" in r.stdout  # as curl: an HTTP answer is success
+    r = subprocess.run([*cmd, "-f", f"http://127.0.0.1:{nginx}/missing"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 22 and r.stdout == b""  # curl -f: 22, no body
+    assert b"returned error: 404" in r.stderr
+    r = subprocess.run([*cmd, f"http://127.0.0.1:{_free_port()}/"], capture_output=True,
+                       timeout=30)
+    assert r.returncode == 7  # could not connect
+    r = subprocess.run([*cmd, "ftp://x/"], capture_output=True, timeout=30)
+    assert r.returncode == 3  # a URL it cannot use
 
 
 def test_our_server_is_a_fine_peer_too(spawn, tmp_path):
