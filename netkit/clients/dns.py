@@ -17,11 +17,13 @@ import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from dnslib import EDNS0, QTYPE, RCODE, DNSQuestion, DNSRecord
 
 from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.classify import Classified, Kind
+from netkit.proto.dns.message import name_to_wire
 from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
 from netkit.servers.dns.resolver import Resolver
 from netkit.transport.dns_exchange import DNSExchange
@@ -150,6 +152,9 @@ async def trace(name: str, rdtype: str, hints: str, timeout: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """dig's exit codes: 0 with any answer (SERVFAIL and NXDOMAIN too), 1 for a usage
+    error, 9 when no server replied, 10 for a name that cannot be sent; every error is
+    one line."""
     argv = list(sys.argv[1:] if argv is None else argv)
     server = "127.0.0.1"
     plus = {a[1:] for a in argv if a.startswith("+")}
@@ -157,18 +162,29 @@ def main(argv: list[str] | None = None) -> int:
         if a.startswith("@"):
             server = a[1:]
     rest = [a for a in argv if not a.startswith(("@", "+"))]
-    p = argparse.ArgumentParser(prog="python -m netkit.clients.dns", description=__doc__)
+    p = _Parser(prog="python -m netkit.clients.dns", description=__doc__)
     p.add_argument("name")
     p.add_argument("type", nargs="?", default="A")
     p.add_argument("-p", "--port", type=int, default=53)
     p.add_argument("--timeout", type=float, default=2.0)
     p.add_argument("--root-hints", type=Path, help="named.root for +trace (default: IANA)")
-    args = p.parse_args(rest)
+    try:
+        args = p.parse_args(rest)
+    except _UsageError as exc:
+        print(f"netkit dns: {exc}", file=sys.stderr)
+        return 1
     unknown = plus - {"tcp", "trace"}
-    if unknown or not hasattr(QTYPE, args.type.upper()):
-        print(f"unknown option or type: {', '.join(sorted(unknown)) or args.type}",
-              file=sys.stderr)
-        return 2
+    if unknown:
+        print(f"netkit dns: unknown option +{', +'.join(sorted(unknown))}", file=sys.stderr)
+        return 1
+    if args.type.upper() not in QTYPE.reverse:
+        print(f"netkit dns: unknown type {args.type!r}", file=sys.stderr)
+        return 1
+    try:
+        name_to_wire(args.name if args.name.endswith(".") else args.name + ".")
+    except ValueError as exc:
+        print(f"netkit dns: {args.name!r} is not a legal name ({exc})", file=sys.stderr)
+        return 10
     if "trace" in plus:
         hints = args.root_hints.read_text() if args.root_hints else IANA_ROOT_HINTS
         return asyncio.run(trace(args.name, args.type, hints, args.timeout))
@@ -181,6 +197,17 @@ def main(argv: list[str] | None = None) -> int:
         return 9  # dig's status when no server answered
     _print_answer(answer)
     return 0
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and dig's exit code (1), not argparse's 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
 
 
 if __name__ == "__main__":
