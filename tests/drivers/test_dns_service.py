@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import anyio
 from dnslib import QTYPE, RR, A, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -88,3 +89,31 @@ def test_identical_concurrent_questions_make_one_upstream_query():
     auth.close()
     assert all(r.answer[0].address == "192.0.2.7" for r in results)
     assert len(seen) == 1 and resolver.upstream_queries == 1
+
+
+def test_both_loopbacks_by_default_and_no_ipv6_is_one_warning(monkeypatch, caplog):
+    import errno as errno_mod
+
+    from netkit.servers.dns import service as service_mod
+
+    assert Config().listen == (Address("127.0.0.1", 5300), Address("::1", 5300))
+    real = service_mod.bind_udp_tcp
+
+    def no_ipv6(address, **kw):  # type: ignore[no-untyped-def]
+        if ":" in address.host:
+            raise OSError(errno_mod.EADDRNOTAVAIL, "Cannot assign requested address")
+        return real(address, **kw)
+
+    monkeypatch.setattr(service_mod, "bind_udp_tcp", no_ipv6)
+
+    async def main() -> None:
+        service = DNSService(Config(listen=(Address("127.0.0.1", 0), Address("::1", 0))))
+        async with anyio.create_task_group() as tg:
+            await service.start(tg, {})
+            assert [str(a.host) for a in service.tcp.addresses] == ["127.0.0.1"]
+            service.udp.close()
+            service.tcp.close()
+            tg.cancel_scope.cancel()
+
+    anyio.run(main, backend="asyncio")
+    assert "not listening on [::1]:0: Cannot assign requested address (no IPv6" in caplog.text

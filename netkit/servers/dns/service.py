@@ -12,6 +12,7 @@ Bad input gets FORMERR or NOTIMP, or is dropped, and is counted.
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import json
 import logging
@@ -50,6 +51,8 @@ from netkit.transport.listeners import (
 log = logging.getLogger("netkit.dns")
 
 SECTION = "dns"
+#: what binding an IPv6 address says on a host without IPv6 (or with it turned off)
+_NO_IPV6 = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 PRIVATE = tuple(ipaddress.ip_network(n) for n in (
     "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
     "fc00::/7", "fe80::/10"))
@@ -96,8 +99,9 @@ class CacheConfig:
 class Config:
     """The ``[dns]`` section."""
 
-    listen: tuple[Address, ...] = (Address("127.0.0.1", 5300),)
-    """UDP and TCP on each address."""
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 5300), Address("::1", 5300))
+    """UDP and TCP on each address (both loopbacks by default, as Unbound; an IPv6
+    address on a host without IPv6 is skipped with a warning when others remain)."""
     allow: tuple[Network, ...] = PRIVATE
     """Clients allowed to query; others get REFUSED."""
     root_hints: Path | None = None
@@ -198,13 +202,23 @@ class DNSService:
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.load_cache()
+        addresses = list(self.config.listen)
         if not presets:  # one port for UDP and TCP, as clients expect, even with port 0
             presets = {}
             for address in self.config.listen:
-                udp, tcp = bind_udp_tcp(address)
+                try:
+                    udp, tcp = bind_udp_tcp(address)
+                except OSError as exc:
+                    if ":" not in address.host or exc.errno not in _NO_IPV6 or \
+                            len(addresses) == 1:
+                        raise
+                    log.warning("dns: not listening on %s: %s (no IPv6 on this host?)",
+                                address, exc.strerror)
+                    addresses.remove(address)
+                    continue
                 presets[("udp", str(address))], presets[("tcp", str(address))] = udp, tcp
-        await self.udp.listen(self.config.listen, presets=presets)
-        await self.tcp.listen(self.config.listen, presets=presets)
+        await self.udp.listen(addresses, presets=presets)
+        await self.tcp.listen(addresses, presets=presets)
 
     def reload(self, config: Config) -> None:
         """SIGHUP: rules, local records, forward zones, timeouts and limits change for the
