@@ -181,3 +181,34 @@ def test_unknown_servers_are_ordered_by_the_injected_randomness():
     e1, e2 = (engine(random=random.Random(3).random) for _ in range(2))
     assert next(e1.resolve("a.", QTYPE.A, 0.0)).server == \
         next(e2.resolve("a.", QTYPE.A, 0.0)).server
+
+
+def test_a_forwarder_cannot_answer_for_names_outside_its_zone():
+    e = engine(forwards={"evil.test": [("10.9.9.9", 53)]}, qname_minimisation=False)
+    steps = e.resolve("www.evil.test.", QTYPE.A, now=0.0)
+    q = next(steps)
+    # the forwarder slips in a record for a name it has no say over
+    result = finish(steps, Exchange(0.1, answer(
+        q, aa=False, answers=["www.evil.test. 60 IN A 10.6.6.6",
+                              "victim.example. 60 IN A 6.6.6.6"])))
+    assert [r.name for r in result.answer] == ["www.evil.test."]
+    assert e.cache.get("victim.example.", QTYPE.A, 1.0) is None
+    # so victim.example is iterated from the root, not answered from what evil.test said
+    q = next(e.resolve("victim.example.", QTYPE.A, now=1.0))
+    assert q.server in ("192.0.2.1", "192.0.2.2")
+
+
+def test_a_forwarded_cname_out_of_the_zone_is_followed_not_believed():
+    e = engine(forwards={"corp.example": [("10.9.9.9", 53)]}, qname_minimisation=False)
+    e.delegations["cdn.example."] = (1e9, ["198.51.100.80"])
+    steps = e.resolve("app.corp.example.", QTYPE.A, now=0.0)
+    q = next(steps)
+    q = steps.send(Exchange(0.1, answer(
+        q, aa=False, answers=["app.corp.example. 60 IN CNAME edge.cdn.example.",
+                              "edge.cdn.example. 60 IN A 6.6.6.6"])))  # not believed
+    assert (q.server, q.name) == ("198.51.100.80", "edge.cdn.example.")  # asked where it lives
+    result = finish(steps, Exchange(0.2, answer(
+        q, answers=["edge.cdn.example. 60 IN A 203.0.113.80"])))
+    assert [(r.name, r.rtype) for r in result.answer] == [
+        ("app.corp.example.", dnsmsg.CNAME), ("edge.cdn.example.", dnsmsg.A)]
+    assert result.answer[1].address == "203.0.113.80"

@@ -92,6 +92,11 @@ class _Run:
 
 
 @functools.lru_cache(maxsize=4096)
+def _in_zone(name: str, zone: str) -> bool:
+    """`name` is `zone` or below it (both in key form)."""
+    return zone == "." or name == zone or name.endswith("." + zone)
+
+
 def _is_private(server: str) -> bool:
     addr = ipaddress.ip_address(server)
     return addr.is_private or addr.is_loopback or addr.is_link_local
@@ -170,11 +175,23 @@ class Recursion:
         name = qname
         seen = {name}
         for _ in range(MAX_CNAME_CHAIN + 1):
-            forwarders = self._forwarders(name) if self.forwards else None
-            if forwarders is not None:
-                result = yield from self._forward(forwarders, name, qtype, run)
-                result.answer[:0] = chain
-                return result
+            forward = self._forwarders(name) if self.forwards else None
+            if forward is not None:
+                result, cnames = yield from self._forward(*forward, name, qtype, run)
+                if result is not None:
+                    result.answer[:0] = chain
+                    return result
+                chain.extend(cnames[:-1])
+                cname = cnames[-1]
+            else:
+                cname = None
+            if cname is not None:
+                chain.append(cname)
+                name = cname.target
+                if name in seen:
+                    raise Failure(EDE.INVALID_DATA, f"CNAME loop at {name}")
+                seen.add(name)
+                continue
             now = run.now
             hit = self.cache.get(name, qtype, now)
             if hit is not None:
@@ -245,9 +262,12 @@ class Recursion:
             zone, servers, extra = outcome.zone, addresses, 1
         raise Failure(EDE.OTHER, f"more than {MAX_REFERRALS} referrals for {name}")
 
-    def _forward(self, servers: list[tuple[str, int]], name: str, qtype: int,
-                 run: _Run) -> Steps[Result]:
-        """A forward zone: ask its servers to recurse (RD=1) and take their answer."""
+    def _forward(self, zone: str, servers: list[tuple[str, int]], name: str, qtype: int,
+                 run: _Run) -> Steps[tuple[Result | None, list[Record]]]:
+        """A forward zone: ask its servers to recurse (RD=1). Only records inside `zone` are
+        believed and cached, as a referral's would be: a forwarder for evil.test cannot
+        answer for victim.example. Returns (the result, []) or, when the zone's CNAME chain
+        leads out of the zone, (None, that chain) for the caller to follow like any CNAME."""
         problems = []
         for host, port in servers:
             response = yield from self._query(host, port, name, qtype, True, run)
@@ -263,24 +283,40 @@ class Recursion:
             except dnsmsg.FormatError as exc:
                 problems.append(f"{host}:{port}: malformed answer: {exc}")
                 continue
+            inside = [rr for rr in response.answer if _in_zone(rr.name, zone)]
             groups: dict[tuple[str, int], list[Record]] = {}
-            for rr in response.answer:
+            for rr in inside:
                 groups.setdefault((rr.name, rr.rtype), []).append(rr)
             for (owner, rtype), rrs in groups.items():
                 self.cache.put(owner, rtype, rrs, now)
-            if not response.answer:
-                soa = next((rr for rr in authority if rr.rtype == SOA), None)
-                self.cache.put_negative(name, qtype, response.rcode, soa, now)
-            return Result(response.rcode, list(response.answer), list(authority))
+            chain: list[Record] = []
+            current = name
+            for _ in range(MAX_CNAME_CHAIN + 1):
+                found = groups.get((current, qtype))
+                if found:
+                    return Result(NOERROR, chain + found), []
+                cnames = groups.get((current, CNAME)) if qtype != CNAME else None
+                if not cnames:
+                    break
+                chain.append(cnames[0])
+                current = cnames[0].target
+                if not _in_zone(current, zone):
+                    return None, chain  # followed outside, never believed from here
+            soa = next((rr for rr in authority
+                        if rr.rtype == SOA and _in_zone(rr.name, zone)), None)
+            if response.rcode in (NOERROR, NXDOMAIN):  # NODATA or NXDOMAIN at the chain's end
+                self.cache.put_negative(current, qtype, response.rcode, soa, now)
+            return Result(response.rcode, chain, [soa] if soa else []), []
         raise Failure(EDE.NO_REACHABLE_AUTHORITY,
                       "no forwarder answered: " + "; ".join(problems))
 
-    def _forwarders(self, name: str) -> list[tuple[str, int]] | None:
+    def _forwarders(self, name: str) -> tuple[str, list[tuple[str, int]]] | None:
+        """The deepest forward zone `name` is in, and its servers."""
         best = None
         for zone, servers in self.forwards.items():
             if in_bailiwick(name, zone) and (best is None or len(zone) > len(best[0])):
                 best = (zone, servers)
-        return best[1] if best else None
+        return best
 
     def _glueless(self, referral: Classified, depth: int, resolving: set[tuple[str, int]],
                   run: _Run) -> Steps[list[str]]:
