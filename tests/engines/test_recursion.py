@@ -212,3 +212,17 @@ def test_a_forwarded_cname_out_of_the_zone_is_followed_not_believed():
     assert [(r.name, r.rtype) for r in result.answer] == [
         ("app.corp.example.", dnsmsg.CNAME), ("edge.cdn.example.", dnsmsg.A)]
     assert result.answer[1].address == "203.0.113.80"
+
+
+def test_a_negative_answer_carries_and_lives_by_the_negative_ttl():
+    e = engine(qname_minimisation=False)
+    e.delegations["example.com."] = (1e9, ["198.51.100.53"])
+    steps = e.resolve("gone.example.com.", QTYPE.A, now=0.0)
+    q = next(steps)
+    # SOA TTL 30, MINIMUM 2: the negative TTL is 2 (RFC 2308 section 5)
+    result = finish(steps, Exchange(0.01, answer(q, rcode=RCODE.NXDOMAIN, auth=[
+        "example.com. 30 IN SOA ns.example.com. host.example.com. 1 3600 600 86400 2"])))
+    assert result.rcode == RCODE.NXDOMAIN and result.authority[0].ttl == 2
+    hit = e.cache.get("gone.example.com.", QTYPE.A, 1.0)
+    assert hit is not None and hit.rrs[0].ttl == 2
+    assert e.cache.get("gone.example.com.", QTYPE.A, 3.0) is None  # forgotten at 2 s

@@ -53,8 +53,9 @@ class Cache:
         if soa is not None:
             ttl = min(soa.ttl, soa.soa_minimum, self.max_negative_ttl)
         ttl = self._ttl(ttl)
-        self._store((name_key(name), rtype),
-                    CacheEntry(now + ttl, [soa] if soa else [], rcode, True, stored=now))
+        # the SOA goes out (and into the answer cache) with the negative TTL, not its own
+        rrs = [soa.with_ttl(ttl)] if soa else []
+        self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, rcode, True, stored=now))
 
     def _store(self, key: tuple[str, int], entry: CacheEntry) -> None:
         self.entries[key] = entry

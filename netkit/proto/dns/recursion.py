@@ -91,12 +91,19 @@ class _Run:
     error: str = ""  # why the last query got no answer
 
 
-@functools.lru_cache(maxsize=4096)
+def negative_soa(soa: Record | None) -> list[Record]:
+    """The authority section of a negative answer: the SOA with the negative TTL,
+    min(its TTL, its MINIMUM) (RFC 2308 section 5), so that whoever caches the reply
+    forgets the NXDOMAIN or NODATA when it should."""
+    return [soa.with_ttl(min(soa.ttl, soa.soa_minimum))] if soa is not None else []
+
+
 def _in_zone(name: str, zone: str) -> bool:
     """`name` is `zone` or below it (both in key form)."""
     return zone == "." or name == zone or name.endswith("." + zone)
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_private(server: str) -> bool:
     addr = ipaddress.ip_address(server)
     return addr.is_private or addr.is_loopback or addr.is_link_local
@@ -209,7 +216,7 @@ class Recursion:
                     if outcome.kind is Kind.ANSWER:
                         return Result(NOERROR, chain + outcome.answer)
                     rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
-                    return Result(rcode, chain, [outcome.soa] if outcome.soa else [])
+                    return Result(rcode, chain, negative_soa(outcome.soa))
                 cname = outcome.cname
                 assert cname is not None
                 chain.extend(outcome.answer)  # a DNAME that synthesised the CNAME
@@ -306,7 +313,7 @@ class Recursion:
                         if rr.rtype == SOA and _in_zone(rr.name, zone)), None)
             if response.rcode in (NOERROR, NXDOMAIN):  # NODATA or NXDOMAIN at the chain's end
                 self.cache.put_negative(current, qtype, response.rcode, soa, now)
-            return Result(response.rcode, chain, [soa] if soa else []), []
+            return Result(response.rcode, chain, negative_soa(soa)), []
         raise Failure(EDE.NO_REACHABLE_AUTHORITY,
                       "no forwarder answered: " + "; ".join(problems))
 
