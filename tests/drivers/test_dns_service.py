@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 import time
 
@@ -117,3 +118,27 @@ def test_both_loopbacks_by_default_and_no_ipv6_is_one_warning(monkeypatch, caplo
 
     anyio.run(main, backend="asyncio")
     assert "not listening on [::1]:0: Cannot assign requested address (no IPv6" in caplog.text
+
+
+def test_any_octet_in_a_label_is_answered_and_nothing_leaks(tmp_path):
+    # \xff in a label, a dot and a backslash inside labels: legal (RFC 2181 11)
+    names = [b"\x01\xff\x02fw\x04test\x00", b"\x03a.b\x03c\\d\x00"]
+
+    async def main() -> None:
+        svc = service(tmp_path)
+        svc.resolver.engine.qname_minimisation = False  # the whole odd name goes upstream
+        replies: list[bytes] = []
+        for i in range(300):
+            wire = names[i % 2]
+            query = struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + wire + b"\x00\x01\x00\x01"
+            svc.handle(query, "127.0.0.1", replies.append, 65535,
+                       svc.fast_answer(query, "127.0.0.1")[1])
+        for _ in range(200):
+            if not svc.resolver._inflight and len(replies) == 300:
+                break
+            await asyncio.sleep(0.005)
+        assert not svc.resolver._inflight  # every waiter answered, none left behind
+        assert len(replies) == 300
+        for reply in replies:  # SERVFAIL here (the fake root is silent), with the question
+            assert reply[3] & 0x0F == 2 and (names[0] in reply or names[1] in reply)
+    asyncio.run(main())

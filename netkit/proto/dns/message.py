@@ -33,7 +33,7 @@ NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 #: where each name-bearing type keeps its names: (fixed bytes before the name, names)
 _NAMES_IN_RDATA = {NS: (0, 1), CNAME: (0, 1), PTR: (0, 1), DNAME: (0, 1), MX: (2, 1),
                    SRV: (6, 1), SOA: (0, 2)}
-_PLAIN_LABELS = re.compile(rb"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*")
+PLAIN_LABELS = re.compile(rb"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*")
 
 
 class FormatError(ValueError):
@@ -198,14 +198,14 @@ def read_name(data: bytes, i: int) -> tuple[str, int]:
     if not labels:
         return ".", (after if after >= 0 else i)
     joined = b".".join(labels)
-    if _PLAIN_LABELS.fullmatch(joined):
+    if PLAIN_LABELS.fullmatch(joined):
         name = joined.decode("ascii").lower() + "."
     else:
-        name = ".".join(_escape(label) for label in labels).lower() + "."
+        name = ".".join(escape_label(label) for label in labels).lower() + "."
     return name, (after if after >= 0 else i)
 
 
-def _escape(label: bytes) -> str:
+def escape_label(label: bytes) -> str:
     # RFC 1035 5.1 presentation: \. and \\ for those two, \DDD for the unprintable
     out = []
     for b in label:

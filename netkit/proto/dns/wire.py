@@ -15,7 +15,7 @@ import struct
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from netkit.proto.dns.message import FormatError, skip_name
+from netkit.proto.dns.message import PLAIN_LABELS, FormatError, escape_label, skip_name
 
 _HEADER = struct.Struct("!HHHHHH")
 #: Prefetch (Unbound: prefetch) an answer hit at least twice once it is in the last
@@ -25,12 +25,17 @@ PREFETCH_FRACTION = 0.1
 
 
 def wire_to_name(wire: bytes) -> str:
-    """``\\x03www\\x07example\\x03com\\x00`` -> ``www.example.com.``"""
+    """``\\x03www\\x07example\\x03com\\x00`` -> ``www.example.com.``; any octet is legal
+    in a label (RFC 2181 11): the unprintable ones, dots and backslashes come out
+    escaped (``\\255``, ``\\.``), so the name goes back to the same wire form."""
     labels, i = [], 0
     while i < len(wire) and wire[i]:
-        labels.append(wire[i + 1:i + 1 + wire[i]].decode("ascii", "replace"))
+        labels.append(wire[i + 1:i + 1 + wire[i]])
         i += 1 + wire[i]
-    return ".".join(labels) + "."
+    joined = b".".join(labels)
+    if PLAIN_LABELS.fullmatch(joined):
+        return joined.decode("ascii") + "."
+    return ".".join(escape_label(label) for label in labels) + "."
 
 
 def parse_question(data: bytes) -> tuple[bytes, int, int, bool] | None:

@@ -108,7 +108,11 @@ class Resolver:
             log.exception("resolver: resolving %s type %d failed", key[0], key[1])
             self._finish(key, Result(SERVFAIL, ede=(EDE.OTHER, "internal error")))
             return
-        self._exchange(query, lambda answer: self._advance(key, steps, answer))
+        try:
+            self._exchange(query, lambda answer: self._advance(key, steps, answer))
+        except Exception:  # a question we cannot even send: it fails, nothing waits on
+            log.exception("resolver: asking %s about %s failed", query.server, key[0])
+            self._finish(key, Result(SERVFAIL, ede=(EDE.OTHER, "internal error")))
 
     def _finish(self, key: tuple[str, int], result: Result) -> None:
         for done in self._inflight.pop(key):
