@@ -122,7 +122,7 @@ def test_both_loopbacks_by_default_and_no_ipv6_is_one_warning(monkeypatch, caplo
 
 def test_any_octet_in_a_label_is_answered_and_nothing_leaks(tmp_path):
     # \xff in a label, a dot and a backslash inside labels: legal (RFC 2181 11)
-    names = [b"\x01\xff\x02fw\x04test\x00", b"\x03a.b\x03c\\d\x00"]
+    names = [b"\x01\xff\x02fw\x07example\x00", b"\x03a.b\x03c\\d\x00"]
 
     async def main() -> None:
         svc = service(tmp_path)
@@ -141,4 +141,75 @@ def test_any_octet_in_a_label_is_answered_and_nothing_leaks(tmp_path):
         assert len(replies) == 300
         for reply in replies:  # SERVFAIL here (the fake root is silent), with the question
             assert reply[3] & 0x0F == 2 and (names[0] in reply or names[1] in reply)
+    asyncio.run(main())
+
+
+def _ask(svc: DNSService, query: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    svc.handle(query, "127.0.0.1", out.append, 65535, svc.fast_answer(query, "127.0.0.1")[1])
+    return out
+
+
+def test_header_rules_formerr_badvers_tc_and_ad(tmp_path):
+    from dnslib import EDNS0
+
+    async def main() -> None:
+        svc = service(tmp_path)
+        header = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+        for qname in (b"\x40" + b"a" * 64 + b"\x00",  # a label of 64 octets
+                      b"".join(b"\x3f" + b"b" * 63 for _ in range(4)) + b"\x00"):  # 257
+            (reply,) = _ask(svc, header + qname + b"\x00\x01\x00\x01")
+            assert reply[:2] == b"\x00\x07" and reply[2] & 0x80 and reply[3] & 0x0F == 1
+        q = DNSRecord.question("localhost", "A")
+        q.add_ar(EDNS0(version=1))
+        (reply,) = _ask(svc, q.pack())
+        r = DNSRecord.parse(reply)
+        opt = next(rr for rr in r.ar if rr.rtype == QTYPE.OPT)
+        assert r.header.rcode == 0 and (opt.ttl >> 24) == 1 and (opt.ttl >> 16) & 0xFF == 0
+        q = DNSRecord.question("router.lan", "A")
+        q.header.tc, q.header.ad = 1, 1
+        (reply,) = _ask(svc, q.pack())
+        r = DNSRecord.parse(reply)
+        assert not r.header.tc and not r.header.ad and r.header.aa
+    asyncio.run(main())
+
+
+def test_built_in_zones_are_answered_here_and_local_and_forward_come_first(tmp_path):
+    from netkit.servers.dns.service import ForwardZone
+
+    async def main() -> None:
+        hints = tmp_path / "root.hints"
+        hints.write_text(". 1 NS a.root.\na.root. 1 A 127.0.0.9\n")
+        svc = DNSService(Config(
+            listen=(Address("127.0.0.1", 0),), root_hints=hints, total_timeout=0.05,
+            server_timeout=0.01, query_private_authorities=True, version="netkit-test",
+            local=(LocalRecord(name="1.1.168.192.in-addr.arpa", type="PTR",
+                               value="router.lan."),),
+            forward=(ForwardZone(zone="10.in-addr.arpa", servers=(Address("127.0.0.9", 53),)),)))
+
+        def ask(name: str, qtype: str, qclass: str = "IN") -> DNSRecord:
+            (reply,) = _ask(svc, DNSRecord.question(name, qtype, qclass).pack())
+            return DNSRecord.parse(reply)
+
+        for name in ("1.0.0.127.in-addr.arpa", "1." + "0." * 31 + "ip6.arpa"):
+            r = ask(name, "PTR")
+            assert r.header.aa and str(r.rr[0].rdata) == "localhost."
+        for name in ("9.9.168.192.in-addr.arpa", "5.20.172.in-addr.arpa", "x.invalid",
+                     "a.test", "1.2.0.192.in-addr.arpa"):
+            r = ask(name, "PTR")
+            assert r.header.rcode == 3 and r.header.aa and r.auth[0].rtype == QTYPE.SOA, name
+        assert svc.resolver.upstream_queries == 0  # none of those went upstream
+        assert str(ask("1.1.168.192.in-addr.arpa", "PTR").rr[0].rdata) == "router.lan."
+        r = ask("version.bind", "TXT", "CH")
+        assert r.header.rcode == 0 and str(r.rr[0].rdata) == '"netkit-test"'
+        assert ask("id.server", "TXT", "CH").header.rcode == 5  # hidden: no identity set
+        # a forward zone over a built-in one: the forwarders are asked, not answered here
+        replies: list[bytes] = []
+        svc.handle(DNSRecord.question("4.3.2.10.in-addr.arpa", "PTR").pack(), "127.0.0.1",
+                   replies.append, 65535)
+        for _ in range(100):
+            if replies:
+                break
+            await asyncio.sleep(0.005)
+        assert svc.resolver.upstream_queries >= 1
     asyncio.run(main())

@@ -73,6 +73,8 @@ def parse_question(data: bytes) -> tuple[bytes, int, int, bool] | None:
         # the one additional record must be an OPT with the root name
         if i + 11 > end or data[i] != 0 or struct.unpack_from("!H", data, i + 1)[0] != 41:
             return None
+        if data[i + 6]:
+            return None  # an EDNS version we do not speak: the slow path says BADVERS
         has_opt = True
     return qname, qtype, i, has_opt
 

@@ -127,6 +127,10 @@ class Config:
     """0x20: random letter case in upstream questions; answers must echo it exactly."""
     forward: tuple[ForwardZone, ...] = ()
     """Zones answered by forwarding, e.g. a corporate domain to its own servers."""
+    identity: str = ""
+    """Answer for id.server / hostname.bind (class CH TXT); empty: refused (hidden)."""
+    version: str = ""
+    """Answer for version.bind / version.server (class CH TXT); empty: refused (hidden)."""
     tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
     """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
     shutdown_timeout: Duration = Duration(5)
@@ -150,7 +154,9 @@ def _build_resolver(config: Config, cache: Cache) -> Resolver:
 
 def _build_policy(config: Config) -> Policy:
     return Policy(allow=config.allow, rate_limit=config.rate_limit,
-                  rate_burst=config.rate_burst, local=config.local)
+                  rate_burst=config.rate_burst, local=config.local,
+                  forward_zones=[f.zone for f in config.forward],
+                  identity=config.identity, version=config.version)
 
 
 class DNSService:
@@ -311,31 +317,37 @@ class DNSService:
             return
         if request.header.opcode != 0:
             self.stats["notimp"] += 1
-            reply(_error(request, RCODE.NOTIMP))
+            reply(_error(request, RCODE.NOTIMP, data))
             return
         if len(request.questions) != 1:
             self.stats["formerr"] += 1
-            reply(_error(request, RCODE.FORMERR))
+            reply(_error(request, RCODE.FORMERR, data))
             return
         if not self.policy.allowed(client):
             self.stats["refused"] += 1
-            reply(_error(request, RCODE.REFUSED))
+            reply(_error(request, RCODE.REFUSED, data))
             return
+        q = request.q
+        opt = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
+        if opt is not None and (opt.ttl >> 16) & 0xFF:  # RFC 6891 6.1.3: only version 0
+            self.stats["formerr"] += 1
+            reply(_badvers(request, data))
+            return
+        # the name as sent, octet for octet (dnslib's text form of odd octets is its own)
+        labels = q.qname.label
+        wire = b"".join(bytes([len(label)]) + label for label in labels) + b"\x00"
+        if any(not 0 < len(label) <= 63 for label in labels) or len(wire) > 255:
+            self.stats["formerr"] += 1  # a label over 63 octets, a name over 255
+            reply(_bare_error(data, RCODE.FORMERR))
+            return
+        question = wire + struct.pack("!HH", q.qtype, q.qclass)
         local = self.policy.answer_locally(request)
         if local is not None:
             reply(_pack(local, request, max_size))
             return
-        q = request.q
-        opt = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
-        try:
-            question = dnsmsg.name_to_wire(str(q.qname)) + struct.pack("!HH", q.qtype,
-                                                                       q.qclass)
-        except dnsmsg.FormatError:
-            self.stats["formerr"] += 1
-            reply(_error(request, RCODE.FORMERR))
-            return
         self._recurse(_Query(
-            reply, request.header.id, data[2] << 8 | data[3], question, name_key(q.qname),
+            reply, request.header.id, data[2] << 8 | data[3], question,
+            wire_to_name(wire.lower()),
             q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
 
     def _recurse(self, query: _Query) -> None:
@@ -383,10 +395,26 @@ class _Query:
     key: tuple[bytes, int, bool] | None  # where the answer cache keeps the answer
 
 
-def _error(request: DNSRecord, rcode: int) -> bytes:
+def _error(request: DNSRecord, rcode: int, data: bytes) -> bytes:
+    """An error reply echoing the question; the bare header when the question cannot be
+    written back (a label over 63 octets, say)."""
     r = reply_to(request)
     r.header.rcode = rcode
-    return r.pack()
+    try:
+        return r.pack()
+    except Exception:  # dnslib's packing errors have no common base
+        return _bare_error(data, rcode)
+
+
+def _badvers(request: DNSRecord, data: bytes) -> bytes:
+    """RFC 6891 6.1.3: an EDNS version we do not speak: BADVERS (16: extended RCODE 1 in
+    our OPT, header RCODE 0), answered with version 0."""
+    r = reply_to(request)
+    r.add_ar(EDNS0(udp_len=EDNS_SIZE, ext_rcode=1, version=0))
+    try:
+        return r.pack()
+    except Exception:
+        return _bare_error(data, RCODE.FORMERR)
 
 
 def _bare_error(data: bytes, rcode: int) -> bytes:
