@@ -5,7 +5,8 @@
               (dnsperf -n 1, 100 in flight): names/s, i.e. the time to resolve all
 
 Servers on core 0; dnsperf and the NSD authorities on core 1. Also per server
-CPU-second. Needs root (NSD binds 127.0.0.2-7 port 53) and nsd, unbound, dnsperf.
+CPU-second. Needs root (NSD binds port 53 on 127.X.Y.2-7, X.Y random per run) and nsd,
+unbound, dnsperf.
 
     python bench/dns.py [--seconds 5] [--names 4000] [--rounds 3]
 """

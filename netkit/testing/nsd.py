@@ -1,4 +1,7 @@
-"""A local DNS hierarchy of real NSD servers on 127.0.0.x port 53, and its root hints.
+"""A local DNS hierarchy of real NSD servers on 127.X.Y.N port 53, and its root hints.
+
+X.Y is random per run (`Hierarchy.addr(N)` gives an address), so two runs on one host
+do not collide; the table below writes them as 127.0.0.N.
 
     127.0.0.2   .            root: delegates com. and org. (with glue)
     127.0.0.3   com.         example.com. (glue), glueless.com. (NS in org., no glue),
@@ -15,6 +18,7 @@ Each NSD runs in the foreground with its own config in a temp dir and is stopped
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -99,6 +103,11 @@ class Hierarchy:
     root_hints: Path
     processes: list[subprocess.Popen]
     blackhole: socket.socket
+    prefix: str = "127.0.0"  # the first three octets of every server's address
+
+    def addr(self, n: int) -> str:
+        """The address of the server the module docstring calls 127.0.0.`n`."""
+        return f"{self.prefix}.{n}"
 
     def stop(self) -> None:
         for p in self.processes:
@@ -113,17 +122,34 @@ class Hierarchy:
         self.blackhole.close()
 
 
-def start_hierarchy(base: Path, extra: dict[str, str] | None = None) -> Hierarchy:
-    """Start every NSD; `extra` adds records to zones (the benchmarks add thousands)."""
+def random_prefix() -> str:
+    """Three octets of 127.0.0.0/8 for one run's servers: two runs on one host (two test
+    sessions, a test and a benchmark) do not collide on port 53."""
+    rng = random.SystemRandom()
+    return f"127.{rng.randint(1, 254)}.{rng.randint(0, 254)}"
+
+
+def start_hierarchy(base: Path, extra: dict[str, str] | None = None,
+                    prefix: str | None = None) -> Hierarchy:
+    """Start every NSD on `prefix`.2-.8 (default: random for this run; the docstring's
+    127.0.0.N become PREFIX.N); `extra` adds records to zones (the benchmarks add
+    thousands)."""
+    prefix = prefix or random_prefix()
+
+    def here(text: str) -> str:
+        return text.replace("127.0.0.", prefix + ".")
+
     nsd = shutil.which("nsd") or "/usr/sbin/nsd"
     by_server: dict[str, list[tuple[str, str]]] = {}
     for zone, (server, text) in ZONES.items():
         text += (extra or {}).get(zone, "")
         if zone == "example.com.":
             text += _big_txt()
-        by_server.setdefault(server, []).append((zone, "$TTL 3600\n" + text.lstrip()))
-    by_server.setdefault(LAME_SERVER, [])
-    blackhole = bind_socket("udp", Address(DEAD_SERVER, 53))  # reads nothing, answers nothing
+        by_server.setdefault(here(server), []).append((zone, "$TTL 3600\n" +
+                                                       here(text.lstrip())))
+    by_server.setdefault(here(LAME_SERVER), [])
+    # reads nothing, answers nothing
+    blackhole = bind_socket("udp", Address(here(DEAD_SERVER), 53))
     processes = []
     for server, zones in by_server.items():
         d = base / server
@@ -156,8 +182,8 @@ remote-control:
         log.close()
     hints = base / "root.hints"
     hints.write_text(".                        3600000      NS    A.ROOT.\n"
-                     "A.ROOT.                  3600000      A     127.0.0.2\n")
-    h = Hierarchy(hints, processes, blackhole)
+                     f"A.ROOT.                  3600000      A     {prefix}.2\n")
+    h = Hierarchy(hints, processes, blackhole, prefix)
     _wait_ready(h, base)
     return h
 
@@ -167,6 +193,7 @@ def _wait_ready(h: Hierarchy, base: Path) -> None:
 
     deadline = time.monotonic() + 20
     for zone, (server, _) in ZONES.items():
+        server = h.addr(int(server.rsplit(".", 1)[1]))
         q = dnslib.DNSRecord.question(zone, "SOA")
         while True:
             for p in h.processes:

@@ -100,7 +100,7 @@ def test_truncated_answers_are_fetched_over_tcp(resolver):
     assert status == "NOERROR" and " tc" in out.split("flags:")[1].split(";")[0]
 
 
-def test_lame_and_dead_servers_give_servfail_with_a_reason_in_time(resolver):
+def test_lame_and_dead_servers_give_servfail_with_a_reason_in_time(resolver, hierarchy):
     _, port = resolver
     status, _, out = dig(port, "www.lame.com", "A")
     assert status == "SERVFAIL"
@@ -108,7 +108,7 @@ def test_lame_and_dead_servers_give_servfail_with_a_reason_in_time(resolver):
     t0 = time.monotonic()
     status, _, out = dig(port, "www.dead.com", "A")
     assert status == "SERVFAIL" and time.monotonic() - t0 < 2.5  # total_timeout = 2 s
-    assert "127.0.0.8: timed out" in out
+    assert f"{hierarchy.addr(8)}: timed out" in out
 
 
 def test_private_authorities_are_refused_unless_allowed(spawn, hierarchy):
@@ -226,10 +226,10 @@ root_hints = "{hierarchy.root_hints}"
 query_private_authorities = true
 [[dns.forward]]
 zone = "example.org"
-servers = ["127.0.0.6:53"]
+servers = ["{hierarchy.addr(6)}:53"]
 [[dns.forward]]
 zone = "nowhere.test"
-servers = ["127.0.0.6:53"]
+servers = ["{hierarchy.addr(6)}:53"]
 """)
     proc = spawn(MODULE, ["--config", str(conf), "--listen", "127.0.0.1:0"])
     (_, port), _ = proc.listening(2)
@@ -249,7 +249,7 @@ def test_cache_survives_a_restart(spawn, hierarchy, tmp_path):
     assert "www.example.com." in cache.read_text()
     # the restarted resolver's root is a server that never answers: only the cache can help
     dead_root = tmp_path / "dead.hints"
-    dead_root.write_text(".  3600000 NS A.ROOT.\nA.ROOT. 3600000 A 127.0.0.8\n")
+    dead_root.write_text(f".  3600000 NS A.ROOT.\nA.ROOT. 3600000 A {hierarchy.addr(8)}\n")
     again = spawn(MODULE, resolver_args(hierarchy, "--set", f"dns.cache.file={cache}",
                                         "--set", f"dns.root_hints={dead_root}"))
     (_, port), _ = again.listening(2)
@@ -299,7 +299,7 @@ def test_serve_stale_answers_when_the_authorities_are_gone(spawn, hierarchy, tmp
     assert first.stop() == 0
     time.sleep(2.2)  # expired now
     dead_root = tmp_path / "dead.hints"
-    dead_root.write_text(".  3600000 NS A.ROOT.\nA.ROOT. 3600000 A 127.0.0.8\n")
+    dead_root.write_text(f".  3600000 NS A.ROOT.\nA.ROOT. 3600000 A {hierarchy.addr(8)}\n")
     args = ["--set", f"dns.cache.file={cache}", "--set", f"dns.root_hints={dead_root}",
             "--set", "dns.total_timeout=0.5"]
     stale = spawn(MODULE, resolver_args(hierarchy, *args, "--set", "dns.cache.serve_stale=1h"))
