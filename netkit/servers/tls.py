@@ -30,7 +30,7 @@ import anyio.abc
 
 from netkit.transport.connect import open_connection
 from netkit.transport.connection import Counters, Limits
-from netkit.transport.listeners import SocketPresets, StreamServer
+from netkit.transport.listeners import SocketPresets, StreamServer, listen_changes
 from netkit.transport.splice import Splice
 
 from .. import certs
@@ -244,9 +244,6 @@ class TunnelRuntime:
         return replace(tunnel, cert=cert, key=key)
 
     def commit(self, prepared: _Prepared) -> None:
-        if prepared.tunnel.listen != self.tunnel.listen:
-            log.warning("%s: listen addresses changed in the config; restart to apply",
-                        self.label)
         self.current = prepared
         self.server.limits = prepared.tunnel.limits
         self.server.accept_proxy = prepared.tunnel.accept_proxy
@@ -340,6 +337,8 @@ class TLSWrapper:
                         for i, t in enumerate(config.tunnel)]
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.worker = bool(presets)  # sockets bound by a --workers parent
+        self.tg = tg
         for rt in self.tunnels:
             await rt.server.listen(rt.tunnel.listen, presets=presets)
         if self.config.watch_interval > 0:
@@ -355,8 +354,20 @@ class TLSWrapper:
         if len(config.tunnel) != len(self.tunnels):
             raise ConfigError([f"{SECTION}: tunnels were added or removed; restart to apply"])
         prepared = [rt.prepare(t) for rt, t in zip(self.tunnels, config.tunnel, strict=True)]
-        for rt, p in zip(self.tunnels, prepared, strict=True):
+        rebinds: list[SocketPresets | None] = []
+        try:
+            for rt, t in zip(self.tunnels, config.tunnel, strict=True):
+                rebinds.append(listen_changes(rt.server, rt.tunnel.listen, t.listen,
+                                              rt.label, self.worker))
+        except ConfigError:
+            for presets in rebinds:
+                for sock in (presets or {}).values():
+                    sock.close()
+            raise
+        for rt, p, presets in zip(self.tunnels, prepared, rebinds, strict=True):
             rt.commit(p)
+            if presets is not None:
+                self.tg.start_soon(rt.server.relisten, p.tunnel.listen, presets)
         self.config = replace(config, watch_interval=self.config.watch_interval)
 
     def status(self) -> dict[str, Any]:

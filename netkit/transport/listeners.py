@@ -76,6 +76,7 @@ class StreamServer:
         self.connections: set[Connection] = set()
         self.addresses: list[Address] = []
         self._servers: list[asyncio.Server] = []
+        self._by_config: dict[str, tuple[asyncio.Server, Address]] = {}
 
     def _protocol(self) -> Connection:
         return Connection(self.handler_factory(), limits=self.limits, counters=self.counters,
@@ -92,11 +93,31 @@ class StreamServer:
                 sock = bind_socket("tcp", address)
             server = await loop.create_server(self._protocol, sock=sock, backlog=backlog)
             self._servers.append(server)
-            bound = peer_tuple(sock.getsockname())
-            self.addresses.append(Address(*bound))
-            log.info("%s: listening on %s (tcp%s%s)", self.label, self.addresses[-1],
+            bound = Address(*peer_tuple(sock.getsockname()))
+            self.addresses.append(bound)
+            self._by_config[str(address)] = (server, bound)
+            log.info("%s: listening on %s (tcp%s%s)", self.label, bound,
                      ", tls" if self.tls else "", ", proxy protocol" if self.accept_proxy else "")
         return self.addresses
+
+    @property
+    def configured(self) -> list[str]:
+        """The addresses listened on, as configured (port 0 stays 0)."""
+        return list(self._by_config)
+
+    async def relisten(self, addresses: Iterable[Address], presets: SocketPresets) -> None:
+        """Listen on exactly `addresses` (a reload): the ones listened on already are kept
+        with their connections, the ones no longer wanted close (their open connections
+        go on), the new ones open with the sockets bound for them in `presets`."""
+        wanted = {str(a): a for a in addresses}
+        for key in [k for k in self._by_config if k not in wanted]:
+            server, bound = self._by_config.pop(key)
+            server.close()
+            self._servers.remove(server)
+            self.addresses.remove(bound)
+            log.info("%s: stopped listening on %s", self.label, bound)
+        await self.listen([a for k, a in wanted.items() if k not in self._by_config],
+                          presets=presets)
 
     def stop_accepting(self) -> None:
         for server in self._servers:
@@ -190,6 +211,7 @@ class DatagramServer:
         self.counters = counters or Counters()
         self.addresses: list[Address] = []
         self.endpoints: list[DatagramEndpoint] = []
+        self._by_config: dict[str, tuple[DatagramEndpoint, Address]] = {}
 
     async def listen(self, addresses: Iterable[Address], *,
                      presets: SocketPresets | None = None) -> list[Address]:
@@ -201,9 +223,28 @@ class DatagramServer:
             _, endpoint = await loop.create_datagram_endpoint(
                 lambda: DatagramEndpoint(self.handler, self.counters, self.label), sock=sock)
             self.endpoints.append(endpoint)
-            self.addresses.append(Address(*peer_tuple(sock.getsockname())))
-            log.info("%s: listening on %s (udp)", self.label, self.addresses[-1])
+            bound = Address(*peer_tuple(sock.getsockname()))
+            self.addresses.append(bound)
+            self._by_config[str(address)] = (endpoint, bound)
+            log.info("%s: listening on %s (udp)", self.label, bound)
         return self.addresses
+
+    @property
+    def configured(self) -> list[str]:
+        return list(self._by_config)
+
+    async def relisten(self, addresses: Iterable[Address], presets: SocketPresets) -> None:
+        """As `StreamServer.relisten`, for UDP."""
+        wanted = {str(a): a for a in addresses}
+        for key in [k for k in self._by_config if k not in wanted]:
+            endpoint, bound = self._by_config.pop(key)
+            if endpoint.transport is not None:
+                endpoint.transport.close()
+            self.endpoints.remove(endpoint)
+            self.addresses.remove(bound)
+            log.info("%s: stopped listening on %s (udp)", self.label, bound)
+        await self.listen([a for k, a in wanted.items() if k not in self._by_config],
+                          presets=presets)
 
     def close(self) -> None:
         for endpoint in self.endpoints:
@@ -211,3 +252,48 @@ class DatagramServer:
                 endpoint.transport.close()
 
 
+
+
+def prebind(configured: Iterable[str], addresses: Iterable[Address], *, label: str,
+            udp_too: bool = False) -> SocketPresets:
+    """For a reload: bind now (so a failure can still keep the old config) the addresses
+    that are not listened on yet; `relisten` takes the sockets. Raises ConfigError naming
+    the address that cannot be bound; nothing stays bound then."""
+    from ..errors import ConfigError
+
+    have = set(configured)
+    presets: SocketPresets = {}
+    try:
+        for address in addresses:
+            if str(address) in have:
+                continue
+            if udp_too:
+                udp, tcp = bind_udp_tcp(address)
+                presets[("udp", str(address))] = udp
+            else:
+                tcp = bind_socket("tcp", address)
+            presets[("tcp", str(address))] = tcp
+    except OSError as exc:
+        for sock in presets.values():
+            sock.close()
+        raise ConfigError([f"{label}.listen: cannot listen on {address}: "
+                           f"{exc.strerror or exc}"]) from None
+    return presets
+
+
+def listen_changes(server: StreamServer | DatagramServer, previous: Iterable[Address],
+                   addresses: Iterable[Address], label: str, worker: bool, *,
+                   udp_too: bool = False) -> SocketPresets | None:
+    """A reload's new listen addresses: None when they are the configured ones still, or
+    when this process is a --workers worker (the parent bound its sockets: a warning says
+    a restart is needed); else the newly bound sockets for `relisten` (ConfigError if one
+    cannot be bound)."""
+    addresses = list(addresses)
+    if {str(a) for a in addresses} == {str(a) for a in previous}:
+        return None
+    if worker:
+        log.warning("%s: listen addresses changed to %s: restart to apply them (with "
+                    "--workers the parent binds every socket)", label,
+                    ", ".join(map(str, addresses)))
+        return None
+    return prebind(server.configured, addresses, label=label, udp_too=udp_too)

@@ -46,6 +46,7 @@ from netkit.transport.listeners import (
     SocketPresets,
     StreamServer,
     bind_udp_tcp,
+    listen_changes,
 )
 
 log = logging.getLogger("netkit.dns")
@@ -207,6 +208,8 @@ class DNSService:
         log.info("dns: saved %d cache entries to %s", len(items), path)
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.worker = bool(presets)  # sockets bound by a --workers parent
+        self.tg = tg
         self.load_cache()
         addresses = list(self.config.listen)
         if not presets:  # one port for UDP and TCP, as clients expect, even with port 0
@@ -227,13 +230,24 @@ class DNSService:
         await self.tcp.listen(addresses, presets=presets)
 
     def reload(self, config: Config) -> None:
-        """SIGHUP: rules, local records, forward zones, timeouts and limits change for the
-        next query; the cache is kept. Listen addresses and cache sizes need a restart."""
-        resolver = _build_resolver(config, self.resolver.cache)
+        """SIGHUP: rules, local records, forward zones, timeouts, limits and listen
+        addresses change (new ones bound first, removed ones closed); the cache is kept,
+        its sizes need a restart."""
+        presets = listen_changes(self.tcp, self.config.listen, config.listen, SECTION,
+                                 self.worker, udp_too=True)
+        try:
+            resolver = _build_resolver(config, self.resolver.cache)
+            policy = _build_policy(config)
+        except ConfigError:
+            for sock in (presets or {}).values():
+                sock.close()
+            raise
         resolver.exchange = self.resolver.exchange  # questions in flight finish on it
-        policy = _build_policy(config)  # both raise ConfigError before anything changes
-        if config.listen != self.config.listen or config.cache != self.config.cache:
-            log.warning("dns: listen and cache settings changed; restart to apply them")
+        if config.cache != self.config.cache:
+            log.warning("dns: cache settings changed; restart to apply them")
+        if presets is not None:
+            self.tg.start_soon(self.udp.relisten, config.listen, presets)
+            self.tg.start_soon(self.tcp.relisten, config.listen, presets)
         self.config, self.resolver, self.policy = config, resolver, policy
         self.answers.entries.clear()  # answers may differ now (local records, forwards)
         self.tcp.limits = config.tcp

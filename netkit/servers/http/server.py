@@ -40,7 +40,7 @@ from netkit.servers.http import files
 from netkit.servers.http.app import AppRequest, asgi_scope, load
 from netkit.tlsconf import ListenerContext, ListenerTLS
 from netkit.transport.connection import Handler, Limits
-from netkit.transport.listeners import SocketPresets, StreamServer
+from netkit.transport.listeners import SocketPresets, StreamServer, listen_changes
 
 log = logging.getLogger("netkit.http")
 access_log = logging.getLogger("netkit.http.access")
@@ -159,6 +159,8 @@ class HTTPService:
         self.access_logged = access_log.isEnabledFor(logging.INFO)  # checked per request
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.worker = bool(presets)  # sockets bound by a --workers parent
+        self.tg = tg
         self.date_server.start()
         await self.server.listen(self.config.listen, presets=presets)
         if self.tls is not None:
@@ -168,10 +170,19 @@ class HTTPService:
 
     def reload(self, config: Config) -> None:
         handler, asgi = _load_handler(config)  # raise ConfigError before anything changes
-        if (config.tls is None) != (self.tls is None):
-            log.warning("http: TLS turned on or off in the config; restart to apply")
-        elif self.tls is not None and config.tls is not None:
-            self.tls.replace(config.tls)
+        presets = listen_changes(self.server, self.config.listen, config.listen, SECTION,
+                                 self.worker)
+        try:
+            if (config.tls is None) != (self.tls is None):
+                log.warning("http: TLS turned on or off in the config; restart to apply")
+            elif self.tls is not None and config.tls is not None:
+                self.tls.replace(config.tls)
+        except ConfigError:
+            for sock in (presets or {}).values():
+                sock.close()
+            raise
+        if presets is not None:
+            self.tg.start_soon(self.server.relisten, config.listen, presets)
         self.handler = handler
         self.date_server.rename(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)
