@@ -570,3 +570,14 @@ def test_app_type_auto_tells_asgi_from_native_and_refuses_neither(spawn, tmp_pat
     assert r.returncode == 2
     assert "is neither an ASGI 3 application (scope, receive, send) nor a native handler" \
         in r.stderr
+
+
+def test_absolute_form_takes_the_host_from_the_target():
+    from netkit.proto.http.codec import Headers, Request
+    from netkit.servers.http.app import asgi_scope
+
+    request = Request(b"GET", b"http://real.example:8080/p?q=1",
+                      Headers([(b"Host", b"other.example"), (b"Accept", b"*/*")]))
+    scope = asgi_scope(request, ("127.0.0.1", 1), ("127.0.0.1", 2))
+    assert scope["path"] == "/p" and scope["query_string"] == b"q=1"
+    assert scope["headers"] == [(b"host", b"real.example:8080"), (b"accept", b"*/*")]

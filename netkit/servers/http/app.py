@@ -172,11 +172,24 @@ def asgi_scope(request: Request, client: tuple[str, int],
                server: tuple[str, int], scheme: str = "http") -> dict[str, Any]:
     """The ASGI 3 HTTP connection scope for a request (ASGI spec 2.3)."""
     path, raw_path, query = split_target(request.target)
+    headers = request.headers.lowered()
+    if request.target[:1] != b"/":
+        headers = absolute_form_host(request.target, headers)
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": _VERSIONS.get(request.version) or request.version.decode(),
         "method": method_name(request.method),
         "scheme": scheme, "path": path, "raw_path": raw_path, "query_string": query,
-        "root_path": "", "headers": request.headers.lowered(),
+        "root_path": "", "headers": headers,
         "client": client, "server": server,
     }
+
+
+def absolute_form_host(target: bytes, headers: list[tuple[bytes, bytes]]
+                       ) -> list[tuple[bytes, bytes]]:
+    """RFC 9112 3.2.2: for an absolute-form target (``http://host:port/path``) the
+    target's authority is the host, whatever the Host field said."""
+    if b"://" not in target[:12]:
+        return headers
+    authority = target.partition(b"://")[2].split(b"/", 1)[0].split(b"?", 1)[0]
+    return [(b"host", authority), *((n, v) for n, v in headers if n != b"host")]
