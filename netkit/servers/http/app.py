@@ -173,7 +173,7 @@ def asgi_scope(request: Request, client: tuple[str, int],
     """The ASGI 3 HTTP connection scope for a request (ASGI spec 2.3)."""
     path, raw_path, query = split_target(request.target)
     headers = request.headers.lowered()
-    if request.target[:1] != b"/":
+    if request.target[0] != 47:  # not "/": an absolute-form target (int compare: no slice)
         headers = absolute_form_host(request.target, headers)
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
