@@ -70,3 +70,30 @@ def test_garbage_and_a_flood_over_tcp(spawn, hierarchy):
         n = badpeers.flood(("127.0.0.1", port), framed("localhost", "A", 7), connections=300)
     assert n > 200 and udp_ok(port) and good.answered >= 1
     assert "Traceback" not in proc.log
+
+
+def test_a_trickling_tcp_client_gets_its_answer_and_others_are_served(spawn, hierarchy):
+    proc = spawn(MODULE, resolver_args(hierarchy))
+    (_, port), _ = proc.listening(2)
+    query = framed("localhost", "A", 42)
+    with badpeers.Meanwhile(lambda: udp_ok(port)) as good, \
+            badpeers.trickle(("127.0.0.1", port), query, interval=0.03, connections=4) as socks:
+        time.sleep(0.03 * len(query) + 0.5)
+        for s in socks:
+            s.settimeout(3)
+            size = struct.unpack("!H", s.recv(2))[0]
+            assert DNSRecord.parse(s.recv(size)).header.id == 42
+    assert good.answered >= 3 and not good.failures
+
+
+def test_two_hierarchies_run_side_by_side(hierarchy, tmp_path):
+    from netkit.testing.nsd import start_hierarchy
+
+    other = start_hierarchy(tmp_path)  # beside the session's: another 127.X.Y prefix
+    try:
+        assert other.prefix != hierarchy.prefix
+        for h in (hierarchy, other):
+            q = DNSRecord.question("com", "NS")
+            assert DNSRecord.parse(q.send(h.addr(2), 53, timeout=3)).header.rcode == 0
+    finally:
+        other.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 
@@ -52,3 +53,45 @@ def test_half_open_handshakes_garbage_and_a_flood(spawn, tmp_path, pki, backend)
     assert n > 150 and echo_ok(pki, port)
     assert good.answered >= 3
     assert "Traceback" not in proc.log
+
+
+def test_a_client_that_never_reads_leaves_memory_bounded(spawn, tmp_path, pki, backend):
+    proc, (port,) = start_wrapper(spawn, tmp_path, server_tunnel(pki, backend))
+    before = badpeers.rss_kib(proc.proc.pid)
+    s = tls_client(pki, port)  # the echo backend sends everything back; we never read
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(3)
+    sent = 0
+    block = b"x" * 65536
+    with badpeers.Meanwhile(lambda: echo_ok(pki, port)) as good:
+        try:
+            while sent < 64 << 20:
+                s.sendall(block)
+                sent += len(block)
+        except (TimeoutError, OSError):
+            pass  # the wrapper stopped reading from us: what backpressure looks like
+        grown = badpeers.rss_kib(proc.proc.pid) - before
+    s.close()
+    assert sent < 64 << 20, "the wrapper took 64 MiB from a client that never reads"
+    assert grown < 30_000, f"RSS grew by {grown} KiB"
+    assert good.answered >= 3 and not good.failures
+
+
+def test_sighup_moves_a_tunnel_to_its_new_address(spawn, tmp_path, pki, backend):
+    import signal
+
+    def free() -> int:
+        with socket.socket() as t:
+            t.bind(("127.0.0.1", 0))
+            return t.getsockname()[1]
+
+    old, new = free(), free()
+    body = server_tunnel(pki, backend).replace('listen = ["127.0.0.1:0"]',
+                                               f'listen = ["127.0.0.1:{old}"]')
+    proc, (port,) = start_wrapper(spawn, tmp_path, body)
+    assert port == old and echo_ok(pki, old)
+    (tmp_path / "tls.toml").write_text(body.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}"))
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(rf"listening on 127\.0\.0\.1:{new}")
+    proc.wait_for(rf"stopped listening on 127\.0\.0\.1:{old}")
+    assert echo_ok(pki, new)
