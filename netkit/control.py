@@ -17,6 +17,7 @@ naming them in its `ServerSpec.commands`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -67,6 +68,8 @@ class Controller:
     async def start(self) -> None:
         if str(self.path) == "none":
             return
+        if self.path.parent == runtime_dir():
+            remove_stale_sockets()  # of processes that died without removing theirs
         self.socket = ControlSocket(self.path, self.answer)
         try:
             await self.socket.start()
@@ -126,21 +129,31 @@ class Controller:
         return offered
 
 
+def _pid_alive(path: Path) -> bool | None:
+    """Whether the process a socket is named after lives (None: not one of ours)."""
+    pid = path.stem.rsplit("-", 1)[-1]
+    if not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
+
+
+def remove_stale_sockets() -> None:
+    """Remove the control sockets of processes that are gone (killed, crashed)."""
+    for path in runtime_dir().glob("*-*.sock"):
+        if _pid_alive(path) is False:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def find_sockets() -> list[Path]:
     """Control sockets of live processes in the runtime directory."""
-    found = []
-    for path in sorted(runtime_dir().glob("*-*.sock")):
-        pid = path.stem.rsplit("-", 1)[-1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            continue  # a process that died without cleaning up
-        except PermissionError:
-            pass  # alive, another user's
-        found.append(path)
-    return found
+    return [path for path in sorted(runtime_dir().glob("*-*.sock")) if _pid_alive(path)]
 
 
 def ctl_main(argv: list[str] | None = None) -> int:

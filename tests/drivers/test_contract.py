@@ -135,3 +135,19 @@ def test_default_control_path_names_the_servers_and_the_pid(spawn, tmp_path):
         assert json.loads(r.stdout)["pid"] == proc.proc.pid
     finally:
         del os.environ["XDG_RUNTIME_DIR"]
+
+
+def test_stale_control_sockets_of_dead_processes_are_removed(tmp_path, monkeypatch):
+    from netkit import control
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    d = control.runtime_dir()
+    d.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, alive = d / f"dns-{dead.pid}.sock", d / f"http-{os.getpid()}.sock"
+    stale.touch()
+    alive.touch()
+    assert control.find_sockets() == [alive]
+    control.remove_stale_sockets()
+    assert not stale.exists() and alive.exists()
