@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from netkit import certs
-from tests.support.fixtures import ROOT
+from tests.support.fixtures import ROOT, free_port
 
 
 def test_tls_terminator_composition_checks_once_certs_exist(tmp_path):
@@ -70,8 +70,3 @@ def test_web_stack_composition_runs_both_servers_in_one_process(spawn, tmp_path)
     assert line.group(1) == "127.0.0.3"
     assert proc.stop() == 0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -15,13 +15,7 @@ import pytest
 from netkit.clients.http import Client, Timeout
 from netkit.errors import ConnectError, ProtocolError, ReadTimeout, TLSError
 from tests.peers.test_tls_wrapper import start_wrapper
-from tests.support.fixtures import need, wait_listening
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.fixtures import free_port, need, wait_listening
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +27,7 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     www.mkdir(mode=0o755)
     (www / "index.html").write_text("<h1>nginx home</h1>\n" * 50)
     (www / "big.txt").write_text("line of text\n" * 100_000)
-    port = _free_port()
+    port = free_port()
     # workers as root: pytest's temp dirs are 0700, so nobody could not read the files
     (d / "nginx.conf").write_text(f"""user root;
 worker_processes 1;
@@ -166,7 +160,7 @@ def test_read_timeout_on_a_silent_server():
 def test_connection_refused_is_reported():
     async def main() -> None:
         async with Client() as c:
-            await c.get(f"http://127.0.0.1:{_free_port()}/")
+            await c.get(f"http://127.0.0.1:{free_port()}/")
     with pytest.raises(ConnectError):
         run(main())
 
@@ -189,7 +183,7 @@ def test_curl_like_command(nginx, tmp_path):
                        capture_output=True, timeout=30)
     assert r.returncode == 22 and r.stdout == b""  # curl -f: 22, no body
     assert b"returned error: 404" in r.stderr
-    r = subprocess.run([*cmd, f"http://127.0.0.1:{_free_port()}/"], capture_output=True,
+    r = subprocess.run([*cmd, f"http://127.0.0.1:{free_port()}/"], capture_output=True,
                        timeout=30)
     assert r.returncode == 7  # could not connect
     r = subprocess.run([*cmd, "ftp://x/"], capture_output=True, timeout=30)
@@ -248,7 +242,7 @@ def test_cancelled_or_timed_out_requests_leave_nothing_in_the_pool():
 def tinyproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     binary = need("tinyproxy")
     d = tmp_path_factory.mktemp("tinyproxy")
-    port = _free_port()
+    port = free_port()
     # no ConnectPort lines: CONNECT is allowed to any port (our TLS wrapper's is random)
     (d / "tinyproxy.conf").write_text(f"""Port {port}
 Listen 127.0.0.1

@@ -6,6 +6,8 @@ import signal
 import socket
 import time
 
+from tests.support.fixtures import free_port
+
 
 def get(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -44,11 +46,6 @@ def test_sighup_with_a_non_utf8_file_or_a_broken_app_keeps_serving(spawn, tmp_pa
     assert proc.proc.poll() is None and get(port).endswith(b"native hello\n")
     assert proc.stop() == 0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def refused(port: int) -> bool:

@@ -8,7 +8,7 @@ import time
 
 from tests.peers.test_tls_wrapper import recv_until, server_tunnel, start_wrapper, tls_client
 from tests.support import badpeers
-from tests.support.fixtures import need
+from tests.support.fixtures import free_port, need
 
 
 def echo_ok(pki, port: int) -> bool:  # type: ignore[no-untyped-def]
@@ -80,12 +80,7 @@ def test_a_client_that_never_reads_leaves_memory_bounded(spawn, tmp_path, pki, b
 def test_sighup_moves_a_tunnel_to_its_new_address(spawn, tmp_path, pki, backend):
     import signal
 
-    def free() -> int:
-        with socket.socket() as t:
-            t.bind(("127.0.0.1", 0))
-            return t.getsockname()[1]
-
-    old, new = free(), free()
+    old, new = free_port(), free_port()
     body = server_tunnel(pki, backend).replace('listen = ["127.0.0.1:0"]',
                                                f'listen = ["127.0.0.1:{old}"]')
     proc, (port,) = start_wrapper(spawn, tmp_path, body)

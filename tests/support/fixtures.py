@@ -50,6 +50,14 @@ def need(program: str) -> str:
     return path
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for peers and configs that need a number;
+    our own servers take port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @dataclass
 class DevPKI:
     dir: Path
