@@ -4,13 +4,13 @@ its answer or a close, and a good client is answered throughout."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import badpeers
+from tests.support.fixtures import http_get
 
 MODULE = "netkit.servers.http"
 
@@ -25,11 +25,7 @@ def site(tmp_path: Path) -> Path:
 
 
 def small_ok(port: int) -> bool:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /small.txt HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
+    out = http_get(port, b"/small.txt")
     return out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"small\n")
 
 

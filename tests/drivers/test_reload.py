@@ -6,16 +6,11 @@ import signal
 import socket
 import time
 
-from tests.support.fixtures import free_port
+from tests.support.fixtures import free_port, http_get
 
 
 def get(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-    return out
+    return http_get(port)
 
 
 def test_sighup_with_a_non_utf8_file_or_a_broken_app_keeps_serving(spawn, tmp_path,

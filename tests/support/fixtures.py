@@ -58,6 +58,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def http_get(port: int, target: bytes = b"/", timeout: float = 5) -> bytes:
+    """One GET to 127.0.0.1:port on its own connection, read to the server's close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
 @dataclass
 class DevPKI:
     dir: Path
