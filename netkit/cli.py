@@ -22,7 +22,6 @@ import copy
 import logging
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,10 @@ import anyio.abc
 from . import config as config_mod
 from . import log as log_mod
 from .config import Address
-from .contract import ServerSpec, Service, spec_of
+from .contract import ServerSpec, spec_of
 from .control import Controller
 from .errors import ConfigError
+from .running import Running, running
 from .servers import REGISTRY
 from .transport.listeners import SocketPresets
 from .tuning import calm_gc, keep_freed_memory
@@ -115,15 +115,6 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-@dataclass
-class Running:
-    """One server in this process: its spec, its config, and (once created) its service."""
-
-    spec: ServerSpec
-    config: Any
-    service: Service | None = None
 
 
 def _print_problems(exc: ConfigError) -> int:
@@ -219,24 +210,18 @@ async def _lifecycle(servers: list[Running], args: argparse.Namespace,
         return 2
     controller = Controller(servers, lambda: reload_all(servers, args), args.control)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with anyio.create_task_group() as tg:
-            for s in servers:
-                assert s.service is not None
-                await s.service.start(tg, presets)
+        async with running(servers, presets):  # the code path of every serve() too
             await controller.start()
-            async for signum in signals:
-                if signum == signal.SIGHUP:
-                    reload_all(servers, args)
-                    continue
-                log.info("%s: %s received, draining", controller.label,
-                         signal.Signals(signum).name)
-                break
-            controller.close()
-            async with anyio.create_task_group() as drains:
-                for s in servers:
-                    assert s.service is not None
-                    drains.start_soon(s.service.drain, s.config.shutdown_timeout)
-            tg.cancel_scope.cancel()
+            try:
+                async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        reload_all(servers, args)
+                        continue
+                    log.info("%s: %s received, draining", controller.label,
+                             signal.Signals(signum).name)
+                    break
+            finally:
+                controller.close()
     log.info("%s: stopped", controller.label)
     return 0
 

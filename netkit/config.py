@@ -323,15 +323,20 @@ def read_document(path: Path | None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: not UTF-8 (TOML must be): byte {exc.object[exc.start]:#04x} "
                            f"at offset {exc.start}"]) from None
+    check_sections(doc, str(path))
+    return doc
+
+
+def check_sections(doc: Mapping[str, Any], source: str) -> None:
+    """ConfigError for top-level keys that are no server's section."""
     problems = []
     for name in doc:
         if name not in SECTIONS:
             hint = difflib.get_close_matches(name, SECTIONS, n=1)
             also = f" (did you mean {hint[0]!r}?)" if hint else ""
-            problems.append(f"{path}: {name}: unknown section{also}")
+            problems.append(f"{source}: {name}: unknown section{also}")
     if problems:
         raise ConfigError(problems)
-    return doc
 
 
 def load_section(cls: type, doc: Mapping[str, Any], section: str, *,

@@ -42,6 +42,13 @@ class Service(Protocol):
     def status(self) -> dict[str, Any]:
         """Counters and addresses, as JSON-able values (`netkit ctl status`)."""
 
+    def addresses(self) -> list[Address]:
+        """Where it listens now, as bound (port 0 resolved)."""
+
+    def counters(self) -> dict[str, int]:
+        """Connections, datagrams, bytes and the server's own counts, summed over its
+        listeners."""
+
 
 #: A control-channel command: (the service, the arguments the caller sent) -> JSON-able.
 Command = Callable[[Any, dict[str, Any]], Any]
@@ -57,9 +64,10 @@ class ServerSpec:
     """One line for `netkit --help`."""
     config: type
     """The section's frozen dataclass; must have `shutdown_timeout`."""
-    create: Callable[[Any], Service]
-    """Builds the service from a config, loading every file it names (certificates,
-    root hints, applications) and raising ConfigError for what is wrong; binds nothing."""
+    create: Callable[..., Service]
+    """Builds the service from a config (its dataclass, a document or TOML text), loading
+    every file it names (certificates, root hints, applications) and raising ConfigError
+    for what is wrong; binds nothing. The module's public `create`."""
     check: Callable[[Any], object] | None = None
     """What `--check-config` runs instead of `create` when creating has side effects
     (writing a development certificate): the same checks, nothing left behind."""
@@ -69,6 +77,8 @@ class ServerSpec:
     override_listen: Callable[[dict[str, Any], list[str]], None] | None = None
     """How `--listen` applies when the addresses are not `NAME.listen` (the TLS
     wrapper's live in its tunnels)."""
+    loopback_defaults: Callable[[dict[str, Any], str], None] | None = None
+    """How `serve()` puts unset listeners on an address (default: `NAME.listen`)."""
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     """Flags of the server's own (the HTTP server's `--app`)."""
     apply_arguments: Callable[[dict[str, Any], argparse.Namespace], None] | None = None

@@ -21,6 +21,8 @@ import logging
 import ssl
 import sys
 import tempfile
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +35,7 @@ from netkit.transport.connection import Counters, Limits
 from netkit.transport.listeners import SocketPresets, StreamServer, listen_changes
 from netkit.transport.splice import Splice
 
-from .. import certs
+from .. import certs, running
 from ..cli import server_main
 from ..config import Address, Duration, field
 from ..contract import ServerSpec
@@ -373,6 +375,16 @@ class TLSWrapper:
     def status(self) -> dict[str, Any]:
         return {"tunnels": tunnels_view(self, {})}
 
+    def addresses(self) -> list[Address]:
+        return [a for rt in self.tunnels for a in rt.server.addresses]
+
+    def counters(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for rt in self.tunnels:
+            for key, value in {**rt.server.counters.snapshot(), "denied": rt.denied}.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
     async def drain(self, timeout: float) -> None:
         async with anyio.create_task_group() as tg:
             for rt in self.tunnels:
@@ -396,6 +408,12 @@ def override_listen(doc: dict[str, Any], addresses: list[str]) -> None:
     tunnels[0]["listen"] = addresses
 
 
+def loopback_defaults(doc: dict[str, Any], address: str) -> None:
+    for tunnel in doc.setdefault(SECTION, {}).setdefault("tunnel", [{}]):
+        if isinstance(tunnel, dict):
+            tunnel.setdefault("listen", [address])
+
+
 def tunnels_view(service: TLSWrapper, args: dict[str, Any]) -> list[dict[str, Any]]:
     """`netkit ctl tunnels`: each tunnel's mode, addresses, backend and counters."""
     return [{"label": rt.label, "mode": rt.tunnel.mode,
@@ -411,10 +429,24 @@ def check(config: Config) -> None:
         TLSWrapper(config, scratch=Path(scratch))
 
 
+def create(config: Config | Mapping[str, Any] | str | None = None) -> TLSWrapper:
+    """The TLS wrapper for `config` (a `{"tls": {...}}` document, TOML text or `Config`),
+    checked as the CLI does; binds nothing."""
+    return TLSWrapper(running.load(SPEC, config))
+
+
+def serve(config: Config | Mapping[str, Any] | str | None = None
+          ) -> AbstractAsyncContextManager[running.Server]:
+    """`async with serve(config) as server:` runs the tunnels on this event loop (each on
+    127.0.0.1, port 0 unless the config says) and drains them at the end of the block."""
+    return running.serve(SPEC, config)
+
+
 SPEC = ServerSpec(
     name=SECTION, summary="TLS wrapper: TLS in, plaintext out, or the other way round",
-    config=Config, create=TLSWrapper, check=check, listen_specs=listen_specs,
-    override_listen=override_listen, commands={"tunnels": tunnels_view})
+    config=Config, create=create, check=check, listen_specs=listen_specs,
+    override_listen=override_listen, loopback_defaults=loopback_defaults,
+    commands={"tunnels": tunnels_view})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,8 @@
 being resolved. Local answers, in this order of precedence:
 
 1. configured `[[dns.local]]` records (a LAN's own names and PTRs always win);
+1b. `[[dns.zone]]` zones, answered as their authority would (`zones.py`); with
+   recursion off, everything outside them is REFUSED and nothing below applies;
 2. names in a `[[dns.forward]]` zone are not answered here (the forwarders say);
 3. built-in zones, as Unbound serves them: ANY gets RFC 8482's small answer;
    localhost and its addresses' PTRs (127.0.0.1, ::1); the locally-served zones of
@@ -24,6 +26,8 @@ from dnslib import QTYPE, RD, RR, TXT, DNSRecord
 from ...errors import ConfigError
 from .message import ANY
 from .names import in_bailiwick, name_key
+from .zones import ZoneSet
+from .zones import reply as zone_reply
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,8 +74,11 @@ class Policy:
     def __init__(self, *, allow: Iterable[Network], rate_limit: float = 0.0,
                  rate_burst: int = 20, local: Iterable[Any] = (),
                  forward_zones: Iterable[str] = (), identity: str = "",
-                 version: str = "") -> None:
+                 version: str = "", zones: ZoneSet | None = None,
+                 recursion: bool = True) -> None:
         self.allow = tuple(allow)
+        self.zones = zones if zones is not None else ZoneSet()
+        self.recursion = recursion
         self.forward_zones = tuple(name_key(z) for z in forward_zones)
         self.chaos = {"identity": identity, "version": version}
         self.rate_limit = rate_limit
@@ -120,7 +127,8 @@ class Policy:
     def maybe_local(self, qname: bytes, name: str, qtype: int) -> bool:
         """A plain query (wire name and key-form name) that a local answer may serve."""
         return qtype == ANY or name in self.local_names or \
-            name.rsplit(".", 2)[-2] in _LOCAL_TLDS
+            name.rsplit(".", 2)[-2] in _LOCAL_TLDS or not self.recursion or \
+            (bool(self.zones) and self.zones.find(name) is not None)
 
     def _forwarded(self, name: str) -> bool:
         return any(in_bailiwick(name, zone) for zone in self.forward_zones)
@@ -143,20 +151,30 @@ class Policy:
         if q.qclass == CH:
             return self._chaos(request, qn)
         if qn in self.local_names:
-            r = reply_to(request)
+            r = reply_to(request, ra=self.recursion)
             r.header.aa = 1
             rrs = self.local.get((qn, q.qtype)) or self.local.get((qn, QTYPE.CNAME), [])
             r.add_answer(*rrs)
             return r
+        if self.zones:
+            found = self.zones.answer(q.qname, q.qtype)
+            # with recursion on, a name delegated out of a zone is resolved, not referred
+            if found is not None and not (self.recursion and found.authority and
+                                          not found.aa):
+                return zone_reply(request, found, ra=self.recursion)
+        if not self.recursion:
+            r = reply_to(request, ra=False)
+            r.header.rcode = 5  # REFUSED: not one of our zones, and we do not recurse
+            return r
         if q.qtype == QTYPE.ANY:
             # RFC 8482: a small answer instead of everything we hold
-            r = reply_to(request)
+            r = reply_to(request, ra=self.recursion)
             r.add_answer(RR(q.qname, QTYPE.HINFO, ttl=3600, rdata=_hinfo()))
             return r
         if self.forward_zones and self._forwarded(qn):
             return None
         if in_bailiwick(qn, "localhost."):  # RFC 6761 6.3
-            r = reply_to(request)
+            r = reply_to(request, ra=self.recursion)
             r.header.aa = 1
             if q.qtype == QTYPE.A:
                 r.add_answer(*RR.fromZone(f"{qn} 86400 IN A 127.0.0.1"))
@@ -164,14 +182,14 @@ class Policy:
                 r.add_answer(*RR.fromZone(f"{qn} 86400 IN AAAA ::1"))
             return r
         if qn in LOCALHOST_PTRS:
-            r = reply_to(request)
+            r = reply_to(request, ra=self.recursion)
             r.header.aa = 1
             if q.qtype in (QTYPE.PTR, QTYPE.ANY):
                 r.add_answer(*RR.fromZone(f"{qn} 86400 IN PTR localhost."))
             return r
         zone = self._served_zone(qn)
         if zone is not None:
-            r = reply_to(request)
+            r = reply_to(request, ra=self.recursion)
             r.header.aa = 1
             r.header.rcode = 3  # NXDOMAIN, with the zone's SOA for negative caching
             r.add_auth(*RR.fromZone(f"{zone} 10800 IN SOA localhost. nobody.invalid. "
@@ -181,7 +199,7 @@ class Policy:
 
     def _chaos(self, request: DNSRecord, qn: str) -> DNSRecord:
         """version.bind / id.server in class CH: refused unless configured."""
-        r = reply_to(request)
+        r = reply_to(request, ra=self.recursion)
         what = CHAOS_NAMES.get(qn)
         text = self.chaos.get(what, "") if what else ""
         if not text or request.q.qtype not in (QTYPE.TXT, QTYPE.ANY):
@@ -197,12 +215,12 @@ def _hinfo() -> RD:
     return RD(b"\x07RFC8482\x00")
 
 
-def reply_to(request: DNSRecord) -> DNSRecord:
-    """An empty recursive-server reply to `request`: RA set; the query's TC and AD not
-    echoed (a resolver that does not validate never sets AD, RFC 6840 5.8); no
+def reply_to(request: DNSRecord, *, ra: bool = True) -> DNSRecord:
+    """An empty reply to `request`: RA set when the server recurses; the query's TC and AD
+    not echoed (a resolver that does not validate never sets AD, RFC 6840 5.8); no
     additional records."""
     r = request.reply()
-    r.header.ra = 1
+    r.header.ra = int(ra)
     r.header.aa = 0  # dnslib's reply() claims authority; only local data may
     r.header.tc = 0
     r.header.ad = 0

@@ -1,11 +1,17 @@
-"""The recursive DNS resolver: `python -m netkit.servers.dns`.
+"""The DNS server: a recursive resolver, and an authoritative server.
+
+    python -m netkit.servers.dns [--config FILE]
 
 Listens on UDP and TCP (127.0.0.1:5300 by default), answers clients in
 `allow` (loopback and private ranges by default; others get REFUSED: never an
-open resolver), serves `[[dns.local]]` records and ``localhost`` itself, and
-resolves everything else from the root hints (the engine in `proto/dns/recursion.py`,
-driven by `resolver.py`; messages by `proto/dns/message.py`; who may ask and what is
-answered locally by `proto/dns/policy.py`).
+open resolver), serves `[[dns.local]]` records, `[[dns.zone]]` zones and ``localhost``
+itself, and resolves everything else from the root hints (the engine in
+`proto/dns/recursion.py`, driven by `resolver.py`; messages by `proto/dns/message.py`;
+who may ask and what is answered locally by `proto/dns/policy.py`, zones by
+`proto/dns/zones.py`). With ``recursion = false`` it is an authoritative-only server,
+as NSD: its zones, and REFUSED for every other name.
+
+From Python: `create(config)` builds it, `serve(config)` runs it (see netkit/running.py).
 Bad input gets FORMERR or NOTIMP, or is dropped, and is counted.
 """
 
@@ -20,6 +26,9 @@ import os
 import struct
 import sys
 import time
+from collections import deque
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +37,7 @@ import anyio
 import anyio.abc
 from dnslib import EDNS0, QTYPE, RCODE, DNSRecord
 
+from netkit import running
 from netkit.cli import server_main
 from netkit.config import Address, Duration, Network, field
 from netkit.contract import ServerSpec
@@ -37,6 +47,7 @@ from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
 from netkit.proto.dns.policy import Policy, reply_to
 from netkit.proto.dns.wire import AnswerCache, parse_question, wire_to_name
+from netkit.proto.dns.zones import Zone, ZoneSet, parse_records, record
 from netkit.servers.dns.resolver import EDNS_SIZE, Resolver, Result
 from netkit.transport.connection import Counters, Handler, Limits
 from netkit.transport.listeners import (
@@ -82,6 +93,24 @@ class ForwardZone:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ZoneConfig:
+    """A zone served authoritatively (``[[dns.zone]]``)."""
+
+    name: str
+    """The zone's apex, e.g. "example.test" ("." for a root)."""
+    file: Path | None = None
+    """A zone file (RFC 1035 master format; $ORIGIN starts as `name`); it must hold the
+    SOA, as NSD requires."""
+    records: tuple[str, ...] = ()
+    """Zone-file lines instead of a file, names relative to `name`, e.g.
+    "www 300 A 192.0.2.1"; an SOA is made when none is given."""
+
+    def __post_init__(self) -> None:
+        if self.file is not None and self.records:
+            raise ValueError("a zone has a file or records, not both")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CacheConfig:
     max_entries: int = field(100_000, min=0)
     """RRsets kept at most; the least recently used go first."""
@@ -119,6 +148,10 @@ class Config:
     cache: CacheConfig = CacheConfig()
     local: tuple[LocalRecord, ...] = ()
     """Records answered authoritatively without recursion."""
+    zone: tuple[ZoneConfig, ...] = ()
+    """Zones answered authoritatively (referrals at their delegations, with glue)."""
+    recursion: bool = True
+    """false: authoritative only (NSD): the zones, and REFUSED for every other name."""
     rate_limit: float = field(0.0, min=0)
     """Queries a second one client address may send (0: no limit); beyond it, queries are
     dropped and counted (Unbound: ip-ratelimit)."""
@@ -135,6 +168,33 @@ class Config:
     tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
     """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
     shutdown_timeout: Duration = Duration(5)
+
+    def __post_init__(self) -> None:
+        if self.forward and not self.recursion:
+            raise ValueError("forward zones need recursion = true")
+
+
+def _build_zones(config: Config) -> ZoneSet:
+    zones = []
+    for i, zc in enumerate(config.zone):
+        where = f"dns.zone[{i}]"
+        try:
+            origin = name_key(zc.name)
+            if zc.file is not None:
+                where += f": {zc.file}"
+                text = zc.file.read_text()
+            else:
+                text = "\n".join(zc.records)
+            zones.append(Zone.from_records(origin, parse_records(text, origin),
+                                           need_soa=zc.file is not None))
+        except OSError as exc:
+            raise ConfigError([f"{where}: {exc.strerror}"]) from None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{where}: {exc}"]) from None
+    origins = [z.origin for z in zones]
+    if len(set(origins)) != len(origins):
+        raise ConfigError(["dns.zone: a zone is named twice"])
+    return ZoneSet(zones)
 
 
 def _build_resolver(config: Config, cache: Cache) -> Resolver:
@@ -157,7 +217,8 @@ def _build_policy(config: Config) -> Policy:
     return Policy(allow=config.allow, rate_limit=config.rate_limit,
                   rate_burst=config.rate_burst, local=config.local,
                   forward_zones=[f.zone for f in config.forward],
-                  identity=config.identity, version=config.version)
+                  identity=config.identity, version=config.version,
+                  zones=_build_zones(config), recursion=config.recursion)
 
 
 class DNSService:
@@ -169,14 +230,45 @@ class DNSService:
         self.resolver = _build_resolver(config, cache)
         self.policy = _build_policy(config)
         self.answers = AnswerCache(config.cache.max_entries)
-        self.counters = Counters()
-        self.stats = {"formerr": 0, "notimp": 0, "refused": 0, "dropped": 0, "servfail": 0,
+        self.transport_counters = Counters()
+        self.stats = {"formerr": 0, "notimp": 0, "acl_refused": 0, "dropped": 0, "servfail": 0,
                       "ratelimited": 0}
-        self.udp = DatagramServer("dns", _UDP(self), counters=self.counters)
+        self.udp = DatagramServer("dns", _UDP(self), counters=self.transport_counters)
         self.tcp = StreamServer("dns", lambda: _TCP(self), limits=config.tcp,
-                                counters=self.counters)
+                                counters=self.transport_counters)
         self.tasks: set[asyncio.Task[None]] = set()
         self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
+        self.questions: deque[Question] | None = None  # `record_questions` turns it on
+
+    def record_questions(self, keep: int = 10_000) -> deque[Question]:
+        """From now on keep the last `keep` questions received (tests read them)."""
+        self.questions = deque(maxlen=keep)
+        return self.questions
+
+    def add_record(self, name: str, rtype: str, value: str, ttl: int = 300) -> None:
+        """Serve one more record (ValueError if it cannot be); a name outside every zone
+        gets a zone at its parent. Kept until the next reload."""
+        self.policy.zones.add(record(name, rtype, value, ttl))
+        self.answers.entries.clear()  # a cached resolution may now be a zone's answer
+
+    def remove_records(self, name: str, rtype: str | None = None,
+                       value: str | None = None) -> int:
+        """Stop serving `name`'s records (of one type, with one value); how many went."""
+        zone = self.policy.zones.find(name_key(name))
+        if zone is None:
+            return 0
+        qtype = getattr(QTYPE, rtype.upper()) if rtype is not None else None
+        return zone.remove(name, qtype, value)
+
+    def _record_question(self, data: bytes, client: str) -> None:
+        assert self.questions is not None
+        try:
+            q = DNSRecord.parse(data).q
+        except Exception:  # a malformed query is recorded as such
+            self.questions.append(Question("", "", client))
+            return
+        self.questions.append(Question(str(q.qname).rstrip(".") or ".",
+                                       QTYPE.get(q.qtype), client))
 
     def load_cache(self) -> None:
         path = self.config.cache.file
@@ -253,10 +345,17 @@ class DNSService:
         self.tcp.limits = config.tcp
 
     def status(self) -> dict[str, Any]:
-        return {"listen": [str(a) for a in self.tcp.addresses], **self.counters.snapshot(),
-                **self.stats, "upstream_queries": self.resolver.upstream_queries,
+        return {"listen": [str(a) for a in self.tcp.addresses], **self.counters(),
                 "cached_rrsets": len(self.resolver.cache.entries),
-                "cached_answers": len(self.answers.entries)}
+                "cached_answers": len(self.answers.entries),
+                "zone_records": len(self.policy.zones)}
+
+    def addresses(self) -> list[Address]:
+        return list(self.tcp.addresses)  # UDP listens on the same ports
+
+    def counters(self) -> dict[str, int]:
+        return {**self.transport_counters.snapshot(), **self.stats,
+                "upstream_queries": self.resolver.upstream_queries}
 
     async def drain(self, timeout: float) -> None:
         self.udp.close()
@@ -270,6 +369,8 @@ class DNSService:
     def fast_answer(self, data: bytes, client: str) -> tuple[bytes | None, tuple | None]:
         """(answer from the wire cache or None, the plain query's parsed question or None
         when the query is not plain or the client not allowed: the slow path decides)."""
+        if self.questions is not None:
+            self._record_question(data, client)
         q = parse_question(data)
         if q is None or not self.policy.allowed_cached(client):
             return None, None
@@ -331,15 +432,15 @@ class DNSService:
             return
         if request.header.opcode != 0:
             self.stats["notimp"] += 1
-            reply(_error(request, RCODE.NOTIMP, data))
+            reply(_error(request, RCODE.NOTIMP, data, self.policy.recursion))
             return
         if len(request.questions) != 1:
             self.stats["formerr"] += 1
-            reply(_error(request, RCODE.FORMERR, data))
+            reply(_error(request, RCODE.FORMERR, data, self.policy.recursion))
             return
         if not self.policy.allowed(client):
-            self.stats["refused"] += 1
-            reply(_error(request, RCODE.REFUSED, data))
+            self.stats["acl_refused"] += 1
+            reply(_error(request, RCODE.REFUSED, data, self.policy.recursion))
             return
         q = request.q
         opt = next((rr for rr in request.ar if rr.rtype == QTYPE.OPT), None)
@@ -393,6 +494,18 @@ class DNSService:
         query.reply(data)
 
 
+@dataclass(frozen=True, slots=True)
+class Question:
+    """A question the server received (`DNSService.record_questions`)."""
+
+    name: str
+    """As asked, without the final dot ("" for a message that did not parse)."""
+    type: str
+    """"A", "AAAA", "MX" ..."""
+    client: str
+    """The client's address."""
+
+
 @dataclass(slots=True)
 class _Query:
     """A query on its way to the resolver: what its reply needs."""
@@ -409,10 +522,10 @@ class _Query:
     key: tuple[bytes, int, bool] | None  # where the answer cache keeps the answer
 
 
-def _error(request: DNSRecord, rcode: int, data: bytes) -> bytes:
+def _error(request: DNSRecord, rcode: int, data: bytes, ra: bool = True) -> bytes:
     """An error reply echoing the question; the bare header when the question cannot be
     written back (a label over 63 octets, say)."""
-    r = reply_to(request)
+    r = reply_to(request, ra=ra)
     r.header.rcode = rcode
     try:
         return r.pack()
@@ -578,9 +691,22 @@ def cache_view(service: DNSService, args: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def create(config: Config | Mapping[str, Any] | str | None = None) -> DNSService:
+    """The DNS server for `config` (a `{"dns": {...}}` document, TOML text or `Config`),
+    loaded and checked as the CLI does (ConfigError lists every problem); binds nothing."""
+    return DNSService(running.load(SPEC, config))
+
+
+def serve(config: Config | Mapping[str, Any] | str | None = None
+          ) -> AbstractAsyncContextManager[running.Server]:
+    """`async with serve(config) as server:` runs the DNS server on this event loop
+    (listeners default to 127.0.0.1 port 0) and drains it at the end of the block."""
+    return running.serve(SPEC, config)
+
+
 SPEC = ServerSpec(
-    name=SECTION, summary="recursive DNS resolver", config=Config, create=DNSService,
-    listen_specs=listen_specs, commands={"cache": cache_view})
+    name=SECTION, summary="DNS server: recursive resolver and authoritative zones",
+    config=Config, create=create, listen_specs=listen_specs, commands={"cache": cache_view})
 
 
 def main(argv: list[str] | None = None) -> int:

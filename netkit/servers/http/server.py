@@ -23,13 +23,15 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import anyio.abc
 
+from netkit import running
 from netkit.cli import server_main
 from netkit.config import Address, Duration, Size, field
 from netkit.contract import ServerSpec
@@ -145,8 +147,9 @@ def _codec_limits(config: Config) -> h.Limits:
 
 
 class HTTPService:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, app: Any = None) -> None:
         self.config = config
+        self.app = app  # an application object given from Python (serve(..., app=))
         self.root = Path(os.path.realpath(config.root)) if config.root else None
         self.codec_limits = _codec_limits(config)
         self.tls = ListenerContext(config.tls, SECTION) if config.tls else None
@@ -154,7 +157,7 @@ class HTTPService:
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits,
                                    tls=self.tls.get if self.tls else None,
                                    accept_proxy=config.accept_proxy)
-        self.handler, self.asgi = _load_handler(config)
+        self.handler, self.asgi = _load_handler(config, app)
         self.date_server = _DateServerLines(config.server_name)
         self.access_logged = access_log.isEnabledFor(logging.INFO)  # checked per request
 
@@ -169,7 +172,7 @@ class HTTPService:
             log.info("http: serving %s", self.root or "no files (http.root is not set)")
 
     def reload(self, config: Config) -> None:
-        handler, asgi = _load_handler(config)  # raise ConfigError before anything changes
+        handler, asgi = _load_handler(config, self.app)  # ConfigError before any change
         presets = listen_changes(self.server, self.config.listen, config.listen, SECTION,
                                  self.worker)
         try:
@@ -194,8 +197,18 @@ class HTTPService:
         self.codec_limits = _codec_limits(config)
 
     def status(self) -> dict[str, Any]:
-        return {"listen": [str(a) for a in self.server.addresses],
-                **self.server.counters.snapshot()}
+        return {"listen": [str(a) for a in self.server.addresses], **self.counters()}
+
+    def addresses(self) -> list[Address]:
+        return list(self.server.addresses)
+
+    def counters(self) -> dict[str, int]:
+        return self.server.counters.snapshot()
+
+    @property
+    def url(self) -> str:
+        """The first listen address as a URL, e.g. ``http://127.0.0.1:8080``."""
+        return f"{self.scheme}://{self.server.addresses[0]}"
 
     async def drain(self, timeout: float) -> None:
         await self.server.drain(timeout)
@@ -633,17 +646,24 @@ class _ASGICycle:
             self.started, self.status = True, status
 
 
-def _load_handler(config: Config) -> tuple[Any, bool]:
-    """(the application, is it ASGI); (None, False) when none is configured. With
-    app_type "auto" the calling convention is read from the signature: ASGI 3 takes
-    (scope, receive, send), a native handler (request)."""
-    if not config.app:
+def _load_handler(config: Config, app: Any = None) -> tuple[Any, bool]:
+    """(the application, is it ASGI); (None, False) when none is configured. `app` is an
+    object given from Python, which `http.app` cannot be beside. With app_type "auto"
+    the calling convention is read from the signature: ASGI 3 takes (scope, receive,
+    send), a native handler (request)."""
+    if app is not None:
+        if config.app:
+            raise ConfigError(["http.app: an application was also given from Python; "
+                               "one or the other"])
+        obj = app
+    elif not config.app:
         return None, False
-    try:
-        obj = load(config.app)
-    except Exception as exc:  # any error in the app's module (SyntaxError too): not ours
-        raise ConfigError([f"http.app: cannot load {config.app!r}: "
-                           f"{type(exc).__name__}: {exc}"]) from None
+    else:
+        try:
+            obj = load(config.app)
+        except Exception as exc:  # any error in the app's module (SyntaxError too)
+            raise ConfigError([f"http.app: cannot load {config.app!r}: "
+                               f"{type(exc).__name__}: {exc}"]) from None
     if config.app_type != "auto":
         return obj, config.app_type == "asgi"
     arity = _positional_arity(obj)
@@ -651,7 +671,7 @@ def _load_handler(config: Config) -> tuple[Any, bool]:
         return obj, True
     if arity == 1:
         return obj, False
-    raise ConfigError([f"http.app: {config.app!r} is neither an ASGI 3 application "
+    raise ConfigError([f"http.app: {config.app or obj!r} is neither an ASGI 3 application "
                        f"(scope, receive, send) nor a native handler (request); "
                        f"set http.app_type = \"asgi\" or \"native\" if it is one"])
 
@@ -685,9 +705,24 @@ def listen_specs(config: Config) -> list[tuple[str, Address]]:
     return [("tcp", a) for a in config.listen]
 
 
+def create(config: Config | Mapping[str, Any] | str | None = None, *,
+           app: Any = None) -> HTTPService:
+    """The HTTP server for `config` (a `{"http": {...}}` document, TOML text or `Config`),
+    checked as the CLI does; `app` an ASGI 3 application or native handler object (what
+    ``--app`` names by import path). Binds nothing."""
+    return HTTPService(running.load(SPEC, config), app=app)
+
+
+def serve(config: Config | Mapping[str, Any] | str | None = None, *,
+          app: Any = None) -> AbstractAsyncContextManager[running.Server]:
+    """`async with serve(config, app=app) as server:` runs the HTTP server on this event
+    loop (on 127.0.0.1, port 0 unless the config says); `server.url` is its URL."""
+    return running.serve(SPEC, config, app=app)
+
+
 SPEC = ServerSpec(
     name=SECTION, summary="HTTP/1.1 server: static files, ASGI and native applications",
-    config=Config, create=HTTPService, listen_specs=listen_specs,
+    config=Config, create=create, listen_specs=listen_specs,
     add_arguments=add_arguments, apply_arguments=apply_arguments)
 
 
