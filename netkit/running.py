@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import tomllib
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -240,17 +240,13 @@ class ThreadedServer(Server):
         self.stop()
 
 
-@contextmanager
 def serve_in_thread(spec: ServerSpec | str, config: Any = None, **objects: Any
-                    ) -> Iterator[ThreadedServer]:
-    """`serve` for synchronous code: the server runs in a background thread until the
-    block ends, then drains and stops; the thread is gone when this returns."""
+                    ) -> ThreadedServer:
+    """`serve` for synchronous code: the server runs in a background thread, already
+    listening when this returns, until `stop()` (or the end of a ``with`` block) drains
+    it and ends the thread."""
     spec = spec_of(spec) if isinstance(spec, str) else spec
-    server = ThreadedServer(spec, config, objects).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    return ThreadedServer(spec, config, objects).start()
 
 
 def _on_asyncio() -> bool:

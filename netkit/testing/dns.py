@@ -26,19 +26,16 @@ class DNSZones:
         section = {"recursion": False, **doc.get("dns", {})}
         self._config = {**doc, "dns": section}
         self._keep = keep
-        self._context: Any = None
         self.server: ThreadedServer | None = None
 
     def start(self) -> DNSZones:
-        self._context = serve_in_thread("dns", self._config)
-        self.server = self._context.__enter__()
+        self.server = serve_in_thread("dns", self._config)
         self.server.call(self._service.record_questions, self._keep)
         return self
 
     def stop(self) -> None:
-        if self._context is not None:
-            context, self._context = self._context, None
-            context.__exit__(None, None, None)
+        if self.server is not None:
+            self.server.stop()
 
     def __enter__(self) -> DNSZones:
         return self.start()

@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from dnslib import CLASS, QTYPE, RR, DNSLabel, DNSRecord
+from dnslib import CLASS, CNAME, QTYPE, RR, DNSLabel, DNSRecord
+from dnslib.dns import RDMAP
 
 from .names import in_bailiwick, name_key
 
@@ -26,6 +27,17 @@ _ADDRESS_TYPES = (QTYPE.A, QTYPE.AAAA)
 _MAX_CNAME_CHAIN = 8  # as Unbound's max chase within local data
 #: the SOA a zone gets when its records name none (inline zones; files must have one)
 DEFAULT_SOA = "{origin} 3600 IN SOA localhost. hostmaster.{origin} 1 3600 600 86400 60"
+
+
+class DNAME(CNAME):
+    """RFC 6672 DNAME: a CNAME's shape, its target never compressed. dnslib has no DNAME
+    (it would read one as unknown data): registered here, for zone files and the wire."""
+
+    def pack(self, buffer: object) -> None:
+        buffer.encode_name_nocompress(self.label)  # type: ignore[attr-defined]
+
+
+RDMAP.setdefault("DNAME", DNAME)
 
 
 class ZoneDataError(ValueError):
@@ -190,18 +202,37 @@ class ZoneSet:
             result.rcode = 5  # REFUSED: zone transfers are not offered (NSD's default)
             return result
         self._lookup(zone, name, DNSLabel(str(qname)), qtype, result, set())
+        apex_ns = zone.rrsets.get(zone.origin, {}).get(QTYPE.NS)
+        if result.rcode == 0 and result.answer and result.aa and apex_ns and \
+                result.answer[-1].rtype in (qtype, *(() if qtype != ANY else (QTYPE.CNAME,))) \
+                and not (name == zone.origin and qtype in (QTYPE.NS, ANY)):
+            # as NSD (and BIND without minimal-responses), for an answer that is complete
+            # here: who else answers for the zone
+            result.authority += apex_ns
+            result.additional += self._addresses(zone, (str(rr.rdata) for rr in apex_ns))
         return result
 
     def _lookup(self, zone: Zone, name: str, owner: DNSLabel, qtype: int, result: Answer,
                 seen: set[str]) -> None:
-        cut = _delegation(zone, name, qtype)
-        if cut is not None:
+        kind, node = _cut(zone, name, qtype)
+        if kind == "NS":
             if result.answer:  # a CNAME led into a delegated name: the chain stops here
                 return
             result.aa = False
-            ns = zone.rrsets[cut][QTYPE.NS]
+            ns = zone.rrsets[node][QTYPE.NS]
             result.authority += ns
             result.additional += self._addresses(zone, (str(rr.rdata) for rr in ns))
+            return
+        if kind == "DNAME":  # RFC 6672: the DNAME, and a CNAME made from it
+            dname = zone.rrsets[node][QTYPE.DNAME][0]
+            target = str(owner).rstrip(".")[: -len(node.rstrip("."))] + str(dname.rdata.label)
+            result.answer.append(dname)
+            if len(target) > 255:
+                result.rcode = 6  # YXDOMAIN: the new name would be too long
+                return
+            cname = RR(owner, QTYPE.CNAME, CLASS.IN, dname.ttl, CNAME(DNSLabel(target)))
+            result.answer.append(cname)
+            self._follow(name, DNSLabel(target), qtype, result, seen)
             return
         types = zone.rrsets.get(name)
         if types is None and name not in zone.names:
@@ -222,43 +253,51 @@ class ZoneSet:
         cname = types.get(QTYPE.CNAME)
         if cname:
             result.answer += _owned(cname, owner)
-            target = name_key(cname[0].rdata.label)
-            next_zone = self.find(target)
-            if next_zone is not None and target not in seen and \
-                    len(seen) < _MAX_CNAME_CHAIN:
-                seen.add(name)
-                self._lookup(next_zone, target, cname[0].rdata.label, qtype, result, seen)
+            self._follow(name, cname[0].rdata.label, qtype, result, seen)
             return
         result.authority.append(_negative_soa(zone))  # NODATA
 
+    def _follow(self, name: str, target: DNSLabel, qtype: int, result: Answer,
+                seen: set[str]) -> None:
+        """Go on with a CNAME's target when it is in one of our zones (as NSD does)."""
+        key = name_key(target)
+        next_zone = self.find(key)
+        if next_zone is not None and key not in seen and len(seen) < _MAX_CNAME_CHAIN:
+            seen.add(name)
+            self._lookup(next_zone, key, target, qtype, result, seen)
+
     def _addresses(self, zone: Zone, names: Iterable[str]) -> list[RR]:
-        """A and AAAA records held for `names` (glue; MX, SRV and NS targets)."""
+        """A and AAAA records `zone` holds for `names` (glue; MX, SRV and NS targets);
+        as NSD, never from another zone."""
         out: list[RR] = []
         for target in names:
-            key = name_key(target)
-            held = zone.rrsets.get(key) if in_bailiwick(key, zone.origin) else None
-            if held is None:
-                other = self.find(key)
-                held = other.rrsets.get(key) if other is not None else None
+            held = zone.rrsets.get(name_key(target), {})
             for t in _ADDRESS_TYPES:
-                out += (held or {}).get(t, [])
+                out += held.get(t, [])
         return out
 
 
-def _delegation(zone: Zone, name: str, qtype: int) -> str | None:
-    """The delegation point between the apex (excluded) and `name`, if any; a DS
-    question at the cut itself is the parent's to answer (RFC 4035 3.1.4.1)."""
+def _cut(zone: Zone, name: str, qtype: int) -> tuple[str, str]:
+    """("NS", node) for a delegation between the apex (excluded) and `name`; ("DNAME",
+    node) for a DNAME strictly above `name`; ("", "") for neither. A DS question at the
+    cut itself is the parent's to answer (RFC 4035 3.1.4.1)."""
     if name == zone.origin:
-        return None
+        return "", ""
     below = name[: -len(zone.origin)].rstrip(".").split(".") if zone.origin != "." \
         else name.rstrip(".").split(".")
     node = zone.origin
+    if QTYPE.DNAME in zone.rrsets.get(node, {}):
+        return "DNAME", node
     for label in reversed(below):
         node = f"{label}.{node}" if node != "." else f"{label}."
         types = zone.rrsets.get(node)
-        if types and QTYPE.NS in types and not (node == name and qtype == QTYPE.DS):
-            return node
-    return None
+        if not types:
+            continue
+        if QTYPE.NS in types and not (node == name and qtype == QTYPE.DS):
+            return "NS", node
+        if QTYPE.DNAME in types and node != name:
+            return "DNAME", node
+    return "", ""
 
 
 def _wildcard(zone: Zone, name: str) -> dict[int, list[RR]] | None:

@@ -561,6 +561,7 @@ def _pack(response: DNSRecord, request: DNSRecord, max_size: int | None) -> byte
         if len(data) > limit:
             # too big for UDP: an empty answer with TC set sends the client to TCP
             response.rr, response.auth = [], []
+            response.ar = [rr for rr in response.ar if rr.rtype == QTYPE.OPT]
             response.header.tc = 1
             data = response.pack()
     return data
