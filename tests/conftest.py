@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.guard", "tests.support.fixtures"]
+pytest_plugins = ["tests.support.guard", "tests.support.fixtures", "pytester"]
 
 _PEERS = Path(__file__).parent / "peers"
 
