@@ -70,3 +70,26 @@ def test_web_stack_composition_runs_both_servers_in_one_process(spawn, tmp_path)
     assert line.group(1) == "127.0.0.3"
     assert proc.stop() == 0
 
+
+
+def run_client(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(ROOT / "clients" / script)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_each_client_example_runs_against_a_server_it_starts() -> None:
+    dns = run_client("dns_lookup.py")
+    assert dns.returncode == 0, dns.stderr
+    assert "api.test A: NOERROR 192.0.2.10 (udp)" in dns.stdout
+    assert "api.test TXT: NOERROR \"served by netkit\" (tcp)" in dns.stdout
+    assert "missing.test A: NXDOMAIN - (udp)" in dns.stdout
+    assert "the server received 6 questions" in dns.stdout
+    http = run_client("http_fetch.py")
+    assert http.returncode == 0, http.stderr
+    assert http.stdout.splitlines() == ['200 [{"id": 1}]', '201 {"id": 2}',
+                                        "1 connection(s) for 2 requests (keep-alive)",
+                                        "every expected request came"]
+    tls = run_client("tls_peek.py")
+    assert tls.returncode == 0, tls.stderr
+    assert "names:    localhost, 127.0.0.1, 0:0:0:0:0:0:0:1" in tls.stdout
+    assert "issuer:   {'organizationName': 'netkit test CA'" in tls.stdout
