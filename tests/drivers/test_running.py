@@ -61,7 +61,7 @@ async def test_serve_listens_on_loopback_port_0_and_answers() -> None:
         assert str(r.a.rdata) == "192.0.2.10"
         assert server.counters["datagrams_in"] == 1 and server.counters["datagrams_out"] == 1
         with pytest.raises(AttributeError, match="no URL"):
-            server.url
+            _ = server.url
     async with netkit.servers.http.serve(app=hello) as web:
         assert web.url == f"http://127.0.0.1:{web.addresses[0][1]}"
         assert await anyio.to_thread.run_sync(get, web.url + "/") == (200, b"hello GET")

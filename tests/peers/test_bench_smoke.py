@@ -79,3 +79,10 @@ def test_http_client_bench_runs():
     need("nginx")
     assert set(run("bench/http_client.py", "--seconds", "0.5", "--rounds", "1")) == {
         "http-client-vs-httpx", "http-client-vs-aiohttp"}
+
+
+def test_testing_start_bench_runs():
+    assert set(run("bench/testing_start.py", "--runs", "3", "--cold", "1")) == {
+        "testing-start-http", "testing-start-dns-vs-httpserver",
+        "testing-start-dns-async-vs-httpserver", "testing-start-http-cold",
+        "testing-start-dns-cold-vs-httpserver"}
