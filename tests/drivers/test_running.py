@@ -196,3 +196,24 @@ def test_serve_on_uvloop_and_on_trio() -> None:
     threads = threading.active_count()
     assert anyio.run(once, backend="trio") == "192.0.2.10"  # in a thread of its own
     assert threading.active_count() <= threads + 1  # (trio keeps one idle worker thread)
+
+
+def test_idle_connections_do_not_hold_the_stop() -> None:
+    """Draining closes idle DNS-over-TCP and HTTP keep-alive connections at once instead
+    of waiting out shutdown_timeout (5 s and 10 s by default)."""
+    import socket
+    import time
+
+    dns = serve_in_thread("dns", ZONE)
+    web = serve_in_thread("http", app=hello)
+    idle_dns = socket.create_connection(dns.addresses[0])
+    keep_alive = socket.create_connection(web.addresses[0])
+    keep_alive.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert keep_alive.recv(100).startswith(b"HTTP/1.1 200")
+    started = time.monotonic()
+    dns.stop()
+    web.stop()
+    assert time.monotonic() - started < 1
+    assert idle_dns.recv(10) == b"" and keep_alive.recv(10) == b""  # closed by the server
+    idle_dns.close()
+    keep_alive.close()

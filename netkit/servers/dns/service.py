@@ -604,6 +604,14 @@ class _TCP(Handler):
         self.write_paused = False
         self.reading_paused = False
         self.taking = False  # inside _take: an answer given at once must not re-enter it
+        self.draining = False
+
+    def shutdown_requested(self) -> None:
+        # draining: an idle connection closes now; a busy one once its answers are out
+        # (RFC 7766 6.2.3 lets a server close idle connections at any time)
+        self.draining = True
+        if not self.in_flight:
+            self.conn.close()
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -647,6 +655,10 @@ class _TCP(Handler):
     def _answered(self, data: bytes) -> None:
         self.in_flight -= 1
         self._send(data)
+        if self.draining:
+            if not self.in_flight:
+                self.conn.close()  # after the writes queued before it
+            return
         if not self.taking:  # (inside _take its loop goes on by itself)
             if self.buffer and not self.conn.is_closing():
                 self._take()  # queries that waited for a free slot
