@@ -79,13 +79,6 @@ def _listen_default(section: str, doc: dict[str, Any], address: str) -> None:
     doc.setdefault(section, {}).setdefault("listen", [address])
 
 
-def create(spec: ServerSpec | str, config: Any = None, **objects: Any) -> Service:
-    """Build a server (loading every file its config names), binding nothing. `objects`
-    are things a config cannot name, such as the HTTP server's ``app``."""
-    spec = spec_of(spec) if isinstance(spec, str) else spec
-    return spec.create(load(spec, config), **objects)
-
-
 @dataclass
 class Server:
     """A server running in this process."""
