@@ -26,7 +26,7 @@ from dnslib import QTYPE, RD, RR, TXT, DNSRecord
 from ...errors import ConfigError
 from .message import ANY
 from .names import in_bailiwick, name_key
-from .zones import ZoneSet
+from .zones import ZoneDataError, ZoneSet, record
 from .zones import reply as zone_reply
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -56,12 +56,9 @@ def local_records(records: Iterable[Any]) -> dict[tuple[str, int], list[RR]]:
     the first one that does not parse."""
     local: dict[tuple[str, int], list[RR]] = {}
     for i, rec in enumerate(records):
-        text = f"{rec.name} {rec.ttl} IN {rec.type} {rec.value}"
-        if rec.type == "TXT" and not rec.value.startswith('"'):
-            text = f'{rec.name} {rec.ttl} IN TXT "{rec.value}"'
         try:
-            rr = RR.fromZone(text)[0]
-        except Exception as exc:  # dnslib's parse errors have no common base
+            rr = record(rec.name, rec.type, rec.value, rec.ttl)
+        except ZoneDataError as exc:
             raise ConfigError([f"dns.local[{i}]: cannot parse {rec.type} {rec.value!r}: "
                                f"{exc}"]) from None
         local.setdefault((name_key(rr.rname), rr.rtype), []).append(rr)
