@@ -24,6 +24,10 @@ class ProtocolError(NetkitError):
     """A protocol rule was broken."""
 
 
+class TooManyRedirects(ProtocolError):
+    """A chain of redirects was longer than the client allows."""
+
+
 class LocalProtocolError(ProtocolError):
     """We tried to do something the protocol does not allow (a bug on our side)."""
 
@@ -84,3 +88,31 @@ class WriteTimeout(NetkitTimeout, WriteError):
 
 class ResolveTimeout(NetkitTimeout):
     """Name resolution did not finish in time."""
+
+
+class HTTPStatusError(NetkitError):
+    """`raise_for_status()` met a 4xx or 5xx answer; `response` is that answer."""
+
+    def __init__(self, message: str, *, response: object) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class DNSError(NetkitError):
+    """A DNS answer that is not the records asked for (the stub client's `resolve`)."""
+
+
+class NXDOMAIN(DNSError):
+    """The name does not exist (every name tried, the search list applied)."""
+
+    def __init__(self, message: str, *, names: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.names = names or []
+
+
+class NoAnswer(DNSError):
+    """The name exists but has no records of the type asked for (NODATA)."""
+
+
+class NoNameservers(DNSError):
+    """Every server failed the question (SERVFAIL, REFUSED, or a reply that made no sense)."""
