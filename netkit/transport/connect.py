@@ -90,7 +90,18 @@ async def connect_stream(address: Address, *, tls: bool | ssl.SSLContext = False
     context = tls if isinstance(tls, ssl.SSLContext) else (
         ssl.create_default_context() if tls else None)
     with map_errors("connect", f"cannot connect to {address}"), anyio.fail_after(timeout):
-        if context is None:  # anyio turns TLS on when given any tls_hostname
-            return await anyio.connect_tcp(address.host, address.port)
-        return await anyio.connect_tcp(address.host, address.port, ssl_context=context,
-                                       tls=True, tls_hostname=server_hostname or address.host)
+        try:
+            if context is None:  # anyio turns TLS on when given any tls_hostname
+                return await anyio.connect_tcp(address.host, address.port)
+            return await anyio.connect_tcp(address.host, address.port, ssl_context=context,
+                                           tls=True,
+                                           tls_hostname=server_hostname or address.host)
+        except OSError as exc:
+            # anyio says "All connection attempts failed" and keeps each address's reason
+            # in the cause: the reason is what a reader needs ("connection refused")
+            cause = exc.__cause__
+            if not isinstance(cause, OSError | BaseExceptionGroup):
+                raise
+            causes = cause.exceptions if isinstance(cause, BaseExceptionGroup) else [cause]
+            reasons = dict.fromkeys(describe(e) for e in causes)
+            raise ConnectError(f"cannot connect to {address}: {'; '.join(reasons)}") from exc

@@ -357,7 +357,10 @@ class Client:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise ValueError(f"not a port number in {url!r}") from None
         origin = (parts.scheme, parts.hostname, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         if self.proxy is not None and parts.scheme == "http":
@@ -398,7 +401,7 @@ class Client:
                                 await conn.stream.send(http.send_data(chunk))
                         await conn.stream.send(http.end_request())
                     else:
-                        await conn.stream.send(wire + (content or b""))  # type: ignore[operator]
+                        await conn.stream.send(wire + (content or b""))  # type: ignore
                         http.end_request()
                 head, decoder = await self._read_head(conn, method, url, timeout)
             except (ReadError, WriteError) as exc:
@@ -430,9 +433,14 @@ class Client:
             f"{n}={v}" for n, v in {**pairs, **(cookies or {})}.items())]))
         return field or None
 
-    def _release(self, origin: tuple[str, str, int], conn: _Conn) -> None:
-        self.pool.setdefault(origin, []).append(conn)
-        del self.pool[origin][:-self.max_per_origin]
+    def _release(self, origin: tuple[str, str, int], conn: _Conn) -> bool:
+        """Keep an idle connection for reuse; False when the origin has enough idle ones
+        (the caller closes it)."""
+        idle = self.pool.setdefault(origin, [])
+        if len(idle) >= self.max_per_origin:
+            return False
+        idle.append(conn)
+        return True
 
     async def _checkout(self, origin: tuple[str, str, int], method: bytes, url: str,
                         timeout: Timeout) -> tuple[_Conn, bool]:
@@ -582,7 +590,5 @@ class StreamingResponse(ResponseHead):
         conn, self._conn = self._conn, None  # type: ignore[assignment]
         if conn is None:
             return
-        if self._done and conn.reusable:
-            self._client._release(self._origin, conn)
-        else:
+        if not (self._done and conn.reusable and self._client._release(self._origin, conn)):
             await conn.aclose()
