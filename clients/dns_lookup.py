@@ -4,7 +4,7 @@
 
 The server is the `netkit_dns` fixture's: an answering-only DNS server on 127.0.0.1,
 port 0, started in-process (netkit.testing), given a few records; the client
-(`netkit.clients.dns.resolve`) asks it over UDP and TCP and prints what it said.
+(`netkit.clients.dns.lookup`) asks it over UDP and TCP and prints what it said.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ async def lookups(server: str, names: list[str]) -> int:
     failures = 0
     for name in names:
         for qtype in ("A", "TXT"):
-            answer = await dns.resolve(name, qtype, server=server, tcp=qtype == "TXT")
+            answer = await dns.lookup(name, qtype, server=server, tcp=qtype == "TXT")
             data = ", ".join(r.data for r in answer.records) or "-"
             print(f"{name} {qtype}: {answer.rcode} {data} ({'tcp' if answer.tcp else 'udp'})")
             failures += answer.rcode not in ("NOERROR", "NXDOMAIN")

@@ -37,7 +37,7 @@ def unbound(hierarchy: Hierarchy, tmp_path_factory: pytest.TempPathFactory) -> I
     deadline = time.monotonic() + 15
     while True:
         try:
-            asyncio.run(client.resolve("localhost", "A", server=f"127.0.0.1:{port}",
+            asyncio.run(client.lookup("localhost", "A", server=f"127.0.0.1:{port}",
                                        timeout=0.3))
             break
         except Exception as exc:
@@ -65,8 +65,8 @@ def _view(answer: client.Answer) -> tuple[str, set[tuple[str, str, str]]]:
 
 @pytest.mark.parametrize("name,rdtype", QUESTIONS, ids=[f"{n}/{t}" for n, t in QUESTIONS])
 def test_same_answers_as_unbound(ours, unbound, name, rdtype):
-    mine = asyncio.run(client.resolve(name, rdtype, server=f"127.0.0.1:{ours}", timeout=5))
-    theirs = asyncio.run(client.resolve(name, rdtype, server=f"127.0.0.1:{unbound}", timeout=5))
+    mine = asyncio.run(client.lookup(name, rdtype, server=f"127.0.0.1:{ours}", timeout=5))
+    theirs = asyncio.run(client.lookup(name, rdtype, server=f"127.0.0.1:{unbound}", timeout=5))
     assert _view(mine) == _view(theirs)
     if rdtype == "TXT":
         assert mine.tcp and theirs.tcp  # both truncated over UDP; the client moved to TCP
@@ -76,11 +76,11 @@ def test_client_tries_the_next_server_and_reports_each(unbound):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
         silent.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{silent.getsockname()[1]}"
-        answer = asyncio.run(client.resolve("www.example.com", "A", timeout=0.5,
+        answer = asyncio.run(client.lookup("www.example.com", "A", timeout=0.5,
                                             server=[dead, f"127.0.0.1:{unbound}"]))
         assert answer.rcode == "NOERROR" and answer.server == f"127.0.0.1:{unbound}"
         with pytest.raises(client.ResolveTimeout, match="timed out"):
-            asyncio.run(client.resolve("www.example.com", "A", server=[dead], timeout=0.3))
+            asyncio.run(client.lookup("www.example.com", "A", server=[dead], timeout=0.3))
 
 
 def test_dig_like_command_and_trace(hierarchy, unbound):
