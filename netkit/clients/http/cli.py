@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         args = _parser().parse_args(argv)
         opts = _Options(args)
     except _UsageError as exc:
-        print(f"netkit http: {exc}\nnetkit http: try 'python -m netkit.clients.http --help'",
+        print(f"netkit http: (2) {exc}\nnetkit http: try 'python -m netkit.clients.http --help'",
               file=sys.stderr)
         return 2
     except OSError as exc:  # a -d @FILE that cannot be read

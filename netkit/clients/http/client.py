@@ -28,7 +28,14 @@ import ssl
 import time
 import urllib.parse
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +116,22 @@ async def _call(hook: Hook, arg: Any) -> None:
     result = hook(arg)
     if inspect.isawaitable(result):
         await result
+
+
+@contextlib.contextmanager
+def _overall(timeout: Timeout, request: Request) -> Iterator[None]:
+    """`timeout.total` over a whole request: ReadTimeout naming it when it runs out."""
+    if not timeout.total:
+        yield
+        return
+    try:
+        with anyio.fail_after(timeout.total):
+            yield
+    except TimeoutError as exc:
+        if isinstance(exc, NetkitTimeout):
+            raise
+        raise ReadTimeout(f"{request.method} {request.url}: not done within "
+                          f"{timeout.total} s") from None
 
 
 def _with_url(exc: NetkitError, method: bytes, url: str) -> NetkitError:
@@ -268,7 +291,7 @@ class Client:
         timeout = self.timeout if timeout is DEFAULT else Timeout.of(timeout)
         retry = self.retry
         attempts = retry.attempts if retry and request.method.encode() in IDEMPOTENT else 1
-        with anyio.fail_after(timeout.total) if timeout.total else contextlib.nullcontext():
+        with _overall(timeout, request):
             for attempt in range(attempts):
                 try:
                     streamed = await self._follow(request, auth, cookies, follow_redirects,
@@ -299,13 +322,13 @@ class Client:
         the connection goes back to the pool once the body is read, else it is closed."""
         request = self.build_request(method, url, params=params, headers=headers,
                                      content=content, data=data, files=files, json=json)
-        response = await self._follow(request, auth, cookies, follow_redirects,
-                                      self.timeout if timeout is DEFAULT else
-                                      Timeout.of(timeout))
-        try:
-            yield response
-        finally:
-            await response.aclose()
+        timeout = self.timeout if timeout is DEFAULT else Timeout.of(timeout)
+        with _overall(timeout, request):  # the body's reading included
+            response = await self._follow(request, auth, cookies, follow_redirects, timeout)
+            try:
+                yield response
+            finally:
+                await response.aclose()
 
     async def _follow(self, request: Request, auth: Auth | tuple[str, str] | None,
                       cookies: Mapping[str, str] | None, follow_redirects: bool,
