@@ -77,8 +77,9 @@ def test_http_bench_runs():
 
 def test_http_client_bench_runs():
     need("nginx")
-    assert set(run("bench/http_client.py", "--seconds", "0.5", "--rounds", "1")) == {
-        "http-client-vs-httpx", "http-client-vs-aiohttp"}
+    assert set(run("bench/http_client.py", "--seconds", "0.3", "--rounds", "1")) == {
+        "http-client-c1-vs-httpx", "http-client-c1-vs-aiohttp", "http-client-c10-vs-httpx",
+        "http-client-c10-vs-aiohttp", "http-client-sync-vs-requests"}
 
 
 def test_testing_start_bench_runs():

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
+import functools
 import inspect
 import ssl
 import time
@@ -41,6 +42,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import sniffio
 from anyio.streams.tls import TLSStream
 
 from ...config import Address
@@ -60,6 +62,7 @@ from ...proto.http.connection import HTTPConnection, Role
 from ...proto.http.cookies import CookieJar
 from ...transport.connect import connect_stream
 from ...transport.errors import map_errors
+from ...transport.stream import ProtocolStream, open_stream
 from .models import (
     Headers,
     HeaderTypes,
@@ -80,6 +83,7 @@ IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
 #: "the client's own setting" where None means something (timeout=None: no limit)
 DEFAULT: Any = type("UseClientDefault", (), {"__repr__": lambda self: "DEFAULT"})()
 DEFAULT_TIMEOUT = Timeout()
+_NO_LIMIT = contextlib.nullcontext()
 Auth = Callable[[Request], Any]
 Hook = Callable[[Any], Any]
 
@@ -118,6 +122,22 @@ async def _call(hook: Hook, arg: Any) -> None:
         await result
 
 
+@functools.lru_cache(maxsize=512)
+def _split(url: str) -> tuple[tuple[str, str, int], bytes, bytes]:
+    """(scheme, host, port), the request target and the Host field of a URL; a script
+    asks the same few URLs again and again, so the parse is kept."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValueError(f"not a port number in {url!r}") from None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host = parts.hostname if port in (80, 443) else f"{parts.hostname}:{port}"
+    return (parts.scheme, parts.hostname, port), target.encode(), host.encode("idna")
+
+
 @contextlib.contextmanager
 def _overall(timeout: Timeout, request: Request) -> Iterator[None]:
     """`timeout.total` over a whole request: ReadTimeout naming it when it runs out."""
@@ -145,10 +165,17 @@ def _with_url(exc: NetkitError, method: bytes, url: str) -> NetkitError:
 class _Conn:
     """One pooled connection: a byte stream and the client side of the HTTP engine."""
 
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream | ProtocolStream) -> None:
         self.stream = stream
         self.http = HTTPConnection(Role.CLIENT)
         self.reusable = True
+        self._fast = isinstance(stream, ProtocolStream)
+
+    async def receive(self, timeout: float | None) -> bytes:
+        if self._fast:  # the deadline is a timer in the stream, not a cancel scope
+            return await self.stream.receive(timeout)  # type: ignore[call-arg]
+        with anyio.fail_after(timeout):
+            return await self.stream.receive()
 
     async def aclose(self) -> None:
         self.reusable = False
@@ -291,7 +318,7 @@ class Client:
         timeout = self.timeout if timeout is DEFAULT else Timeout.of(timeout)
         retry = self.retry
         attempts = retry.attempts if retry and request.method.encode() in IDEMPOTENT else 1
-        with _overall(timeout, request):
+        with _overall(timeout, request) if timeout.total else _NO_LIMIT:
             for attempt in range(attempts):
                 try:
                     streamed = await self._follow(request, auth, cookies, follow_redirects,
@@ -377,28 +404,20 @@ class Client:
                     timeout: Timeout) -> StreamingResponse:
         url = request.url
         method = request.method.encode()
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise ValueError(f"not a port number in {url!r}") from None
-        origin = (parts.scheme, parts.hostname, port)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if self.proxy is not None and parts.scheme == "http":
-            target = url.split("#", 1)[0]  # absolute-form to a proxy (RFC 9112 3.2.2)
-        host = parts.hostname if port in (80, 443) else f"{parts.hostname}:{port}"
+        origin, target, host = _split(url)
+        if self.proxy is not None and origin[0] == "http":
+            target = url.split("#", 1)[0].encode()  # absolute-form (RFC 9112 3.2.2)
         given = request.headers
-        fields = [(b"Host", host.encode("idna"))]
+        fields = [(b"Host", host)]
         if not given.has(b"accept-encoding"):
             fields.append((b"Accept-Encoding", b"gzip, deflate"))
         if not given.has(b"user-agent"):
             fields.append((b"User-Agent", b"netkit"))
         fields += given
-        cookie = self._cookie_field(url, cookies)
-        if cookie:
-            fields.append((b"Cookie", cookie.encode("latin-1")))
+        if cookies or self._fixed_cookies or self.cookies:
+            cookie = self._cookie_field(url, cookies)
+            if cookie:
+                fields.append((b"Cookie", cookie.encode("latin-1")))
         content = request.content
         streaming_upload = content is not None and not isinstance(content, bytes)
         if isinstance(content, bytes):
@@ -415,7 +434,7 @@ class Client:
             conn, reused = await self._checkout(origin, method, url, timeout)
             http = conn.http
             try:
-                wire = http.send_request(method, target.encode(), fields)
+                wire = http.send_request(method, target, fields)
                 with map_errors("write", f"{request.method} {url}"):
                     if streaming_upload:
                         await conn.stream.send(wire)
@@ -479,7 +498,11 @@ class Client:
                 if scheme == "https":
                     with anyio.fail_after(timeout.connect):
                         stream = await self._tunnel(stream, host, port)
-            else:
+            elif sniffio.current_async_library() == "asyncio":
+                stream = await open_stream(Address(host, port),
+                                           tls=self.ssl if scheme == "https" else None,
+                                           server_hostname=host, timeout=timeout.connect)
+            else:  # trio: anyio's streams
                 stream = await connect_stream(Address(host, port),
                                               tls=self.ssl if scheme == "https" else False,
                                               server_hostname=host, timeout=timeout.connect)
@@ -547,8 +570,7 @@ async def _next(conn: _Conn, url: str, timeout: Timeout) -> object:
             return ev
         with map_errors("read", url):
             try:
-                with anyio.fail_after(timeout.read):
-                    data = await conn.stream.receive()
+                data = await conn.receive(timeout.read)
             except anyio.EndOfStream:
                 http.receive_eof()
                 continue
@@ -603,7 +625,10 @@ class StreamingResponse(ResponseHead):
             await self.aclose()
 
     async def read(self) -> Response:
-        body = b"".join([chunk async for chunk in self.aiter_bytes()])
+        chunks = []
+        async for chunk in self.aiter_bytes():
+            chunks.append(chunk)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return Response(self.status, self.reason, self.headers, self.url, body, self.history,
                         request=self.request, elapsed=self.elapsed,
                         http_version=self.http_version)

@@ -86,6 +86,8 @@ class Headers(h.Headers):
 
     @classmethod
     def of(cls, fields: h.Headers | HeaderTypes) -> Headers:
+        if isinstance(fields, cls):
+            return fields
         if isinstance(fields, h.Headers):
             new = cls.__new__(cls)
             new._items, new._index, new._lowered = fields._items, fields._index, \
