@@ -36,14 +36,16 @@ def download(url: str, target: Path) -> str:
     with http.SyncClient(timeout=30) as client, client.stream("GET", url) as r:
         r.raise_for_status()
         total = int(r.headers["Content-Length"]) if "Content-Length" in r.headers else None
-        done = 0
+        done, drawn = 0, 0.0
         with target.open("wb") as out:
             for chunk in r.iter_bytes():
                 out.write(chunk)
                 digest.update(chunk)
                 done += len(chunk)
-                sys.stderr.write(bar(done, total, started))
-    sys.stderr.write("\n")
+                if time.monotonic() - drawn > 0.1:  # ten redraws a second are plenty
+                    drawn = time.monotonic()
+                    sys.stderr.write(bar(done, total, started))
+    sys.stderr.write(bar(done, total, started) + "\n")
     return digest.hexdigest()
 
 

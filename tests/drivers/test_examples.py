@@ -93,3 +93,34 @@ def test_each_client_example_runs_against_a_server_it_starts() -> None:
     assert tls.returncode == 0, tls.stderr
     assert "names:    localhost, 127.0.0.1, 0:0:0:0:0:0:0:1" in tls.stdout
     assert "issuer:   {'organizationName': 'netkit test CA'" in tls.stdout
+
+
+def run_example(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT)
+
+
+def test_fetch_json_retries_until_the_api_answers():
+    r = run_example("clients/fetch_json.py")
+    assert r.returncode == 0, r.stderr
+    assert '"name": "bob"' in r.stdout and r.stderr.startswith("200 in ")
+
+
+def test_download_streams_a_large_file_with_a_progress_bar(tmp_path):
+    out = tmp_path / "got.bin"
+    r = run_example("clients/download.py", "--size-mib", "8", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip().endswith("matches the served file")
+    assert out.stat().st_size == 8 << 20
+    assert "] 100%  8/8 MiB" in r.stderr
+
+
+def test_check_domains_reports_mx_and_certificates():
+    r = run_example("clients/check_domains.py")
+    assert r.returncode == 1  # one MX host's certificate does not cover its name
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("example.test: MX 10 mail.example.test. 127.0.0.1:")
+    assert lines[0].endswith("days left") and "certificate ok" in lines[0]
+    assert "other.test: MX 5 smtp.other.test." in lines[1] and "TLS FAILED" in lines[1]
+    assert "not valid for 'smtp.other.test'" in lines[1]
+    assert lines[2] == "nomail.test: no MX (NoAnswer)"

@@ -84,6 +84,10 @@ IDEMPOTENT = {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
 DEFAULT: Any = type("UseClientDefault", (), {"__repr__": lambda self: "DEFAULT"})()
 DEFAULT_TIMEOUT = Timeout()
 _NO_LIMIT = contextlib.nullcontext()
+#: a response body streams to the caller, so the parser sets it no limit (the server's
+#: 1 MiB request-body default would stop downloads); `read()` has `max_decoded`
+_RESPONSE_LIMITS = h.Limits(max_body=0)
+_INFLATE_STEP = 1 << 20
 Auth = Callable[[Request], Any]
 Hook = Callable[[Any], Any]
 
@@ -167,7 +171,7 @@ class _Conn:
 
     def __init__(self, stream: anyio.abc.ByteStream | ProtocolStream) -> None:
         self.stream = stream
-        self.http = HTTPConnection(Role.CLIENT)
+        self.http = HTTPConnection(Role.CLIENT, _RESPONSE_LIMITS)
         self.reusable = True
         self._fast = isinstance(stream, ProtocolStream)
 
@@ -596,23 +600,22 @@ class StreamingResponse(ResponseHead):
         self._done = False
         self._size = 0
 
-    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+    async def aiter_bytes(self, limit: int = 0) -> AsyncIterator[bytes]:
+        """The body as it arrives (decoded). Streamed, it has no size limit: the caller
+        holds what it keeps. `limit` (bytes, 0: none) is what `read()` holds whole."""
         conn = self._conn
         try:
             while not self._done:
                 ev = await _next(conn, self.url, self._timeout)
                 if isinstance(ev, h.Data):
-                    data = ev.data
-                    if self._decoder is not None:
-                        # max_length caps what one step may inflate: a bomb stops here
-                        data = self._decoder.decompress(
-                            data, self._client.max_decoded - self._size + 1)
-                    self._size += len(data)
-                    if self._size > self._client.max_decoded:
-                        raise ProtocolError(f"{self.url}: body larger than "
-                                            f"{self._client.max_decoded} bytes once decoded")
-                    if data:
-                        yield data
+                    pieces = (ev.data,) if self._decoder is None else self._inflate(ev.data)
+                    for data in pieces:
+                        self._size += len(data)
+                        if limit and self._size > limit:
+                            raise ProtocolError(f"{self.url}: body larger than {limit} "
+                                                "bytes (the client's max_decoded)")
+                        if data:
+                            yield data
                 elif isinstance(ev, h.EndOfMessage):
                     self._done = True
                     conn.reusable = conn.http.reusable
@@ -624,9 +627,17 @@ class StreamingResponse(ResponseHead):
         finally:
             await self.aclose()
 
+    def _inflate(self, data: bytes) -> Iterator[bytes]:
+        """Decompressed in steps of at most _INFLATE_STEP bytes: a bomb never sits whole in
+        memory, and a limit stops it after one step."""
+        decoder = self._decoder
+        yield decoder.decompress(data, _INFLATE_STEP)
+        while decoder.unconsumed_tail:
+            yield decoder.decompress(decoder.unconsumed_tail, _INFLATE_STEP)
+
     async def read(self) -> Response:
         chunks = []
-        async for chunk in self.aiter_bytes():
+        async for chunk in self.aiter_bytes(self._client.max_decoded):
             chunks.append(chunk)
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return Response(self.status, self.reason, self.headers, self.url, body, self.history,
