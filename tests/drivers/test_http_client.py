@@ -27,6 +27,7 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     www.mkdir(mode=0o755)
     (www / "index.html").write_text("<h1>nginx home</h1>\n" * 50)
     (www / "big.txt").write_text("line of text\n" * 100_000)
+    (www / "blob.bin").write_bytes(bytes(range(256)) * (12 << 12))  # 12 MiB, Content-Length
     port = free_port()
     # workers as root: pytest's temp dirs are 0700, so nobody could not read the files
     (d / "nginx.conf").write_text(f"""user root;
@@ -88,6 +89,31 @@ def test_redirects_and_their_limit(nginx):
     assert posted.status == 200 and posted.history[0].status == 302  # POST became GET
 
 
+@pytest.mark.peer
+def test_sync_face_against_nginx(nginx, tmp_path):
+    """The synchronous client on real nginx: the response helpers, HEAD and OPTIONS, a
+    12 MiB body with Content-Length streamed to disk (larger than any parser limit),
+    and TooManyRedirects naming the URL."""
+    from netkit.clients.http import SyncClient, TooManyRedirects
+    base = f"http://127.0.0.1:{nginx}"
+    with SyncClient(base_url=base) as c:
+        r = c.get("/index.html")
+        assert r.status_code == 200 and r.http_version == "HTTP/1.1"
+        assert r.headers["content-type"] == "text/html" and r.encoding is None
+        assert r.text.startswith("<h1>nginx home</h1>") and r.headers["Server"]
+        identity = {"Accept-Encoding": "identity"}  # else nginx gzips it (chunked)
+        head = c.head("/blob.bin", headers=identity)
+        assert head.content == b"" and head.headers["Content-Length"] == str(12 << 20)
+        with c.stream("GET", "/blob.bin", headers=identity) as streamed, (tmp_path / "b").open("wb") as f:
+            for chunk in streamed.iter_bytes():
+                f.write(chunk)
+        assert (tmp_path / "b").read_bytes() == bytes(range(256)) * (12 << 12)
+        assert c.options("/index.html").status_code in (200, 405)
+        with pytest.raises(TooManyRedirects, match=f"GET {base}/loop: more than 10"):
+            c.get("/loop")
+        assert c.connections_made <= 2
+
+
 def test_chunked_responses_and_stale_connection_retry(spawn):
     proc = spawn("netkit.servers.http", ["--listen", "127.0.0.1:0", "--app",
                                          "tests.support.apps:starlette_app",
@@ -140,8 +166,9 @@ def test_https_verified_and_wrong_ca_refused(spawn, tmp_path, pki, nginx):
         async with Client(verify=verify) as c:
             return await c.get(f"https://localhost:{port}/index.html")
     assert b"nginx home" in run(get(pki.ca)).content
-    with pytest.raises(TLSError, match="unknown CA"):
+    with pytest.raises(TLSError, match="unknown CA") as caught:
         run(get(pki.other_ca))
+    assert str(caught.value).startswith(f"GET https://localhost:{port}/index.html: ")
 
 
 def test_read_timeout_on_a_silent_server():

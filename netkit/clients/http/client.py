@@ -603,29 +603,36 @@ class StreamingResponse(ResponseHead):
     async def aiter_bytes(self, limit: int = 0) -> AsyncIterator[bytes]:
         """The body as it arrives (decoded). Streamed, it has no size limit: the caller
         holds what it keeps. `limit` (bytes, 0: none) is what `read()` holds whole."""
-        conn = self._conn
         try:
-            while not self._done:
-                ev = await _next(conn, self.url, self._timeout)
-                if isinstance(ev, h.Data):
-                    pieces = (ev.data,) if self._decoder is None else self._inflate(ev.data)
-                    for data in pieces:
-                        self._size += len(data)
-                        if limit and self._size > limit:
-                            raise ProtocolError(f"{self.url}: body larger than {limit} "
-                                                "bytes (the client's max_decoded)")
-                        if data:
-                            yield data
-                elif isinstance(ev, h.EndOfMessage):
-                    self._done = True
-                    conn.reusable = conn.http.reusable
-                else:
-                    raise RemoteProtocolError(f"{self.url}: connection closed mid-body")
+            while (pieces := await self._next_pieces(limit)) is not None:
+                for data in pieces:
+                    yield data
         except BaseException:
-            conn.reusable = False
+            if self._conn is not None:
+                self._conn.reusable = False
             raise
         finally:
             await self.aclose()
+
+    async def _next_pieces(self, limit: int) -> Iterable[bytes] | None:
+        """The next decoded bytes of the body (maybe none); None once it has ended."""
+        if self._done:
+            return None
+        conn = self._conn
+        ev = await _next(conn, self.url, self._timeout)
+        if isinstance(ev, h.Data):
+            pieces = (ev.data,) if self._decoder is None else list(self._inflate(ev.data))
+            for data in pieces:
+                self._size += len(data)
+                if limit and self._size > limit:
+                    raise ProtocolError(f"{self.url}: body larger than {limit} "
+                                        "bytes (the client's max_decoded)")
+            return pieces
+        if isinstance(ev, h.EndOfMessage):
+            self._done = True
+            conn.reusable = conn.http.reusable
+            return None
+        raise RemoteProtocolError(f"{self.url}: connection closed mid-body")
 
     def _inflate(self, data: bytes) -> Iterator[bytes]:
         """Decompressed in steps of at most _INFLATE_STEP bytes: a bomb never sits whole in
@@ -636,9 +643,17 @@ class StreamingResponse(ResponseHead):
             yield decoder.decompress(decoder.unconsumed_tail, _INFLATE_STEP)
 
     async def read(self) -> Response:
-        chunks = []
-        async for chunk in self.aiter_bytes(self._client.max_decoded):
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+        limit = self._client.max_decoded
+        try:  # aiter_bytes without the async generator: this runs once per request
+            while (pieces := await self._next_pieces(limit)) is not None:
+                chunks.extend(pieces)
+        except BaseException:
+            if self._conn is not None:
+                self._conn.reusable = False
+            raise
+        finally:
+            await self.aclose()
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return Response(self.status, self.reason, self.headers, self.url, body, self.history,
                         request=self.request, elapsed=self.elapsed,

@@ -100,7 +100,7 @@ class Headers:
     def has(self, lower_name: bytes) -> bool:
         """`lower_name in headers`, for a name already in lower case (no lower() per call)."""
         index = self._index
-        return lower_name in index if index is not None else bool(self.get_all(lower_name))
+        return lower_name in index if index is not None else bool(self._values(lower_name))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._items == other._items
@@ -108,22 +108,27 @@ class Headers:
     def __repr__(self) -> str:
         return f"Headers({self._items!r})"
 
-    def get_all(self, name: bytes) -> list[bytes]:
+    def _values(self, name: bytes) -> Sequence[bytes]:
         index = self._index
         if index is None:  # built on the first lookup: a request is asked several times
             index = self._index = {}
             for n, v in self._items:
                 index.setdefault(n.lower(), []).append(v)
-        return list(index.get(name.lower(), ()))
+        return index.get(name.lower(), ())
+
+    def get_all(self, name: bytes) -> list[bytes]:
+        return list(self._values(name))
 
     def get(self, name: bytes, default: bytes | None = None) -> bytes | None:
-        values = self.get_all(name)
-        return b", ".join(values) if values else default
+        values = self._values(name)  # no copy: `get` runs several times per message
+        if not values:
+            return default
+        return values[0] if len(values) == 1 else b", ".join(values)
 
     def tokens(self, name: bytes) -> list[bytes]:
         """A comma-separated list field as lower-case tokens (Connection, Transfer-Encoding)."""
         out = []
-        for value in self.get_all(name):
+        for value in self._values(name):
             out.extend(t.strip().lower() for t in value.split(b",") if t.strip())
         return out
 
