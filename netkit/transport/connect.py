@@ -5,8 +5,6 @@ than microseconds."""
 from __future__ import annotations
 
 import asyncio
-import functools
-import ipaddress
 import socket
 import ssl
 
@@ -15,17 +13,9 @@ import anyio.abc
 
 from ..config import Address
 from ..errors import ConnectError, ConnectTimeout
+from ..proto.addresses import is_ip_literal
 from .connection import Connection, Counters, Handler, Limits, fmt_peer
 from .errors import describe, map_errors
-
-
-@functools.lru_cache(maxsize=256)
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 async def open_connection(address: Address, handler: Handler, *, timeout: float = 10.0,
@@ -40,7 +30,7 @@ async def open_connection(address: Address, handler: Handler, *, timeout: float 
     loop = asyncio.get_running_loop()
     limits = limits or Limits()
     counters = counters or Counters()
-    if _is_ip(address.host):
+    if is_ip_literal(address.host):
         targets = [(address.host, address.port)]  # numeric: no resolver round trip
     else:
         try:

@@ -17,12 +17,13 @@ used going first.
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import http2time
+
+from ..addresses import is_ip_literal
 
 _FOREVER = float("inf")
 _order = itertools.count()
@@ -48,17 +49,9 @@ def _split_url(url: str) -> tuple[bool, str, str]:
     return parts.scheme == "https", (parts.hostname or "").lower(), parts.path or "/"
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def domain_match(host: str, domain: str) -> bool:
     """RFC 6265 5.1.3."""
-    return host == domain or (host.endswith("." + domain) and not _is_ip(host))
+    return host == domain or (host.endswith("." + domain) and not is_ip_literal(host))
 
 
 def path_match(request_path: str, cookie_path: str) -> bool:
