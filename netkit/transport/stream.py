@@ -78,6 +78,11 @@ class ProtocolStream(Handler):
 
     # --- the caller's side ---
 
+    @property
+    def at_eof(self) -> bool:
+        """The peer closed (or the connection failed) and every byte was taken."""
+        return (self._eof or self._lost) and not self._chunks
+
     async def send(self, data: bytes) -> None:
         if self._lost:
             raise ConnectionResetError(104, "Connection reset by peer") from self._error

@@ -104,7 +104,8 @@ def test_sync_face_against_nginx(nginx, tmp_path):
         identity = {"Accept-Encoding": "identity"}  # else nginx gzips it (chunked)
         head = c.head("/blob.bin", headers=identity)
         assert head.content == b"" and head.headers["Content-Length"] == str(12 << 20)
-        with c.stream("GET", "/blob.bin", headers=identity) as streamed, (tmp_path / "b").open("wb") as f:
+        with c.stream("GET", "/blob.bin", headers=identity) as streamed, \
+                (tmp_path / "b").open("wb") as f:
             for chunk in streamed.iter_bytes():
                 f.write(chunk)
         assert (tmp_path / "b").read_bytes() == bytes(range(256)) * (12 << 12)

@@ -290,3 +290,22 @@ def test_sync_face_from_many_threads(base: str) -> None:
             assert b"".join(streamed.iter_bytes()) == "café".encode("latin-1")
         with pytest.raises(HTTPStatusError):
             c.get("/status/500").raise_for_status()
+
+
+async def test_retries_never_resend_a_streamed_body(tmp_path: Path) -> None:
+    """A 503 to a PUT of files is retried only when the body can be sent again: a file
+    streamed once is not, so the 503 is the answer (and the server saw one request)."""
+    from netkit.testing.http import HTTPOrigin
+
+    upload = tmp_path / "u.txt"
+    upload.write_text("once\n")
+    origin = HTTPOrigin()
+    origin.expect("PUT", "/files").respond(503)
+    origin.expect("PUT", "/bytes", times=3).respond(503)
+    with serve_in_thread("http", app=origin.handler) as server:
+        async with Client(retry=http.Retry(attempts=3, backoff=0)) as c:
+            r = await c.put(server.url + "/files", files={"f": upload})
+            assert r.status_code == 503
+            r = await c.put(server.url + "/bytes", content=b"again and again")
+            assert r.status_code == 503  # bytes can be resent: three tries
+    origin.check()

@@ -181,6 +181,11 @@ class _Conn:
         with anyio.fail_after(timeout):
             return await self.stream.receive()
 
+    @property
+    def closed_by_peer(self) -> bool:
+        """Known to be closed by the server (a protocol stream sees the EOF come)."""
+        return self._fast and self.stream.at_eof  # type: ignore[union-attr]
+
     async def aclose(self) -> None:
         self.reusable = False
         with anyio.CancelScope(shield=True):
@@ -334,8 +339,9 @@ class Client:
                     await anyio.sleep(retry.delay(attempt, None))  # type: ignore[union-attr]
                     continue
                 if retry is None or attempt == attempts - 1 or \
-                        response.status not in retry.statuses:
-                    return response
+                        response.status not in retry.statuses or \
+                        not isinstance(request.content, bytes | None):
+                    return response  # (a streamed body is gone once sent: not resent)
                 await anyio.sleep(retry.delay(attempt, response.headers.get(b"retry-after")))
         raise AssertionError("unreachable")
 
@@ -493,8 +499,9 @@ class Client:
         idle = self.pool.get(origin, [])
         while idle:
             conn = idle.pop()
-            if conn.reusable:
+            if conn.reusable and not conn.closed_by_peer:
                 return conn, True
+            await conn.aclose()  # the server closed it while it sat idle: no retry needed
         scheme, host, port = origin
         try:
             if self.proxy is not None:
