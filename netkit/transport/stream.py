@@ -24,6 +24,7 @@ from .connection import Connection, Counters, Handler, Limits
 
 #: a client connection lives as long as its pool keeps it; deadlines are per receive
 _LIMITS = Limits(idle_timeout=Duration(86400), handshake_timeout=Duration(86400))
+_CLOSE_WAIT = 5.0
 
 
 class ProtocolStream(Handler):
@@ -37,6 +38,7 @@ class ProtocolStream(Handler):
         self._waiter: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._writing_paused = False
+        self._closed: asyncio.Future[None] | None = None
 
     # --- the Connection's side ---
 
@@ -55,6 +57,9 @@ class ProtocolStream(Handler):
         self._lost = True
         self._error = exc
         self._wake()
+        closed = self._closed
+        if closed is not None and not closed.done():
+            closed.set_result(None)
         drained, self._drained = self._drained, None
         if drained is not None and not drained.done():
             drained.set_result(None)
@@ -122,7 +127,22 @@ class ProtocolStream(Handler):
         raise anyio.EndOfStream
 
     async def aclose(self) -> None:
+        """Close, and return once the socket is closed (asyncio closes it a loop turn
+        later; a caller that counts its file descriptors, or a SyncClient's close(),
+        must not see it still open). A peer that never takes the queued bytes is cut
+        after `_CLOSE_WAIT` seconds."""
+        if self._lost:
+            return
         self.conn.close()
+        if self._lost:
+            return
+        loop = self.conn.loop
+        self._closed = loop.create_future()
+        timer = loop.call_later(_CLOSE_WAIT, self.conn.abort)
+        try:
+            await self._closed
+        finally:
+            timer.cancel()
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -88,6 +88,7 @@ def test_identical_concurrent_questions_make_one_upstream_query():
 
     results = asyncio.run(main())
     auth.close()
+    resolver.exchange.close()  # its epoll, not left to the garbage collector
     assert all(r.answer[0].address == "192.0.2.7" for r in results)
     assert len(seen) == 1 and resolver.upstream_queries == 1
 
@@ -141,6 +142,7 @@ def test_any_octet_in_a_label_is_answered_and_nothing_leaks(tmp_path):
         assert len(replies) == 300
         for reply in replies:  # SERVFAIL here (the fake root is silent), with the question
             assert reply[3] & 0x0F == 2 and (names[0] in reply or names[1] in reply)
+        svc.resolver.exchange.close()  # its epoll, not left to the garbage collector
     asyncio.run(main())
 
 
@@ -211,5 +213,6 @@ def test_built_in_zones_are_answered_here_and_local_and_forward_come_first(tmp_p
             if replies:
                 break
             await asyncio.sleep(0.005)
+        svc.resolver.exchange.close()  # its epoll, not left to the garbage collector
         assert svc.resolver.upstream_queries >= 1
     asyncio.run(main())

@@ -143,3 +143,4 @@ def test_udp_exchanges_share_one_watcher_and_keep_their_own_deadlines():
 
     asyncio.run(main())
     asyncio.run(main())  # a second event loop gets its own watcher
+    exchange.close()  # its epoll, not left to the garbage collector (other tests count fds)
