@@ -20,6 +20,7 @@ connection errors and 429/502/503/504 with backoff.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import datetime
@@ -42,7 +43,6 @@ from typing import Any
 
 import anyio
 import anyio.abc
-import sniffio
 from anyio.streams.tls import TLSStream
 
 from ...config import Address
@@ -156,6 +156,14 @@ def _overall(timeout: Timeout, request: Request) -> Iterator[None]:
             raise
         raise ReadTimeout(f"{request.method} {request.url}: not done within "
                           f"{timeout.total} s") from None
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # trio
+        return False
+    return True
 
 
 def _with_url(exc: NetkitError, method: bytes, url: str) -> NetkitError:
@@ -509,7 +517,7 @@ class Client:
                 if scheme == "https":
                     with anyio.fail_after(timeout.connect):
                         stream = await self._tunnel(stream, host, port)
-            elif sniffio.current_async_library() == "asyncio":
+            elif _on_asyncio():
                 stream = await open_stream(Address(host, port),
                                            tls=self.ssl if scheme == "https" else None,
                                            server_hostname=host, timeout=timeout.connect)
