@@ -309,3 +309,13 @@ async def test_retries_never_resend_a_streamed_body(tmp_path: Path) -> None:
             r = await c.put(server.url + "/bytes", content=b"again and again")
             assert r.status_code == 503  # bytes can be resent: three tries
     origin.check()
+
+
+def test_the_client_runs_on_trio_too(base: str) -> None:
+    """On trio the client takes anyio's streams (the protocol stream is asyncio's)."""
+    async def main() -> tuple[int, int, object]:
+        async with Client() as c:
+            first = await c.get(f"{base}/inspect", params={"on": "trio"})
+            await c.get(f"{base}/latin1")
+            return first.status_code, c.connections_made, first.json()["query"]
+    assert anyio.run(main, backend="trio") == (200, 1, [["on", "trio"]])
