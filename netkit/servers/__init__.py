@@ -5,5 +5,6 @@ netkit/contract.py) of the module named here. A new server is its module and one
 REGISTRY = {
     "dns": "netkit.servers.dns.service",
     "http": "netkit.servers.http.server",
+    "proxy": "netkit.servers.proxy",
     "tls": "netkit.servers.tls",
 }

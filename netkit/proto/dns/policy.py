@@ -24,6 +24,7 @@ from typing import Any
 from dnslib import QTYPE, RD, RR, TXT, DNSRecord
 
 from ...errors import ConfigError
+from ..addresses import in_networks
 from .message import ANY
 from .names import in_bailiwick, name_key
 from .zones import ZoneDataError, ZoneSet, record
@@ -87,13 +88,7 @@ class Policy:
 
     def allowed(self, host: str) -> bool:
         """`host` (an address, possibly with a %scope) is in `allow`."""
-        try:
-            addr = ipaddress.ip_address(host.split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.allow)
+        return in_networks(host, self.allow)
 
     def allowed_cached(self, host: str) -> bool:
         """`allowed`, remembered per address (bounded: cleared when it grows large)."""

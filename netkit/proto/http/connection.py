@@ -232,6 +232,15 @@ class HTTPConnection:
         parser = self._parser
         return bool(parser._buf) or parser._eof or parser._state != _PARSER_HEAD
 
+    def take_upgraded_bytes(self) -> bytes:
+        """After a CONNECT (or Upgrade) request: the bytes that came after its head, which
+        belong to the tunnel, not to HTTP (a proxy passes them on). The engine is done."""
+        parser = self._parser
+        data = bytes(parser.trailing_data) + bytes(parser._buf)
+        parser.trailing_data = b""
+        parser._buf.clear()
+        return data
+
     @property
     def body_length(self) -> int:
         """Server: bytes of the current request body still to come by Content-Length."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from netkit.cli import server_main
 from netkit.config import Address, Duration, Network, field
 from netkit.contract import ServerSpec
 from netkit.errors import ConfigError
+from netkit.proto.addresses import PRIVATE
 from netkit.proto.dns import message as dnsmsg
 from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
@@ -65,9 +65,6 @@ log = logging.getLogger("netkit.dns")
 SECTION = "dns"
 #: what binding an IPv6 address says on a host without IPv6 (or with it turned off)
 _NO_IPV6 = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
-PRIVATE = tuple(ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-    "fc00::/7", "fe80::/10"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
