@@ -618,10 +618,14 @@ class _Client(Handler):
         if http.responding:
             self.conn.abort()
             return
-        body = f"{status} {h.REASONS.get(status, b'').decode()}: {reason}\n".encode()
         self.status = status
-        self.conn.write(http.respond(status, [(b"Content-Type", b"text/plain; charset=utf-8")],
-                                     body, close=close, trusted=True))
+        if http.request is None:  # a head that could not be read: the engine's own answer
+            self.conn.write(http.error_response(status, close=True))
+        else:
+            body = f"{status} {h.REASONS.get(status, b'').decode()}: {reason}\n".encode()
+            self.conn.write(http.respond(status, [(b"Content-Type",
+                                                   b"text/plain; charset=utf-8")],
+                                         body, close=close, trusted=True))
         self._log(status, note=reason)
         if http.must_close:
             self._end()
