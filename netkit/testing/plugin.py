@@ -90,6 +90,16 @@ def netkit_tls(netkit_ca: DevCA) -> Iterator[Callable[..., ThreadedServer]]:
 
 
 @pytest.fixture
+def netkit_proxy() -> Iterator[ThreadedServer]:
+    """An HTTP forward proxy on 127.0.0.1 (`url` for clients' proxy settings), allowed to
+    reach loopback origins (a deployed one denies them), CONNECT to any port."""
+    from netkit.running import serve_in_thread
+    with serve_in_thread("proxy", {"proxy": {"deny_destinations": [],
+                                             "connect_ports": list(range(1, 65536))}}) as px:
+        yield px
+
+
+@pytest.fixture
 def netkit_server() -> Iterator[Callable[..., ThreadedServer]]:
     """`netkit_server("http", config, app=...)` -> any netkit server, in a thread;
     stopped when the test ends."""
