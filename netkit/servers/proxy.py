@@ -581,6 +581,7 @@ class _Client(Handler):
             inbound.pending.append(leftover)
         splice.attach()
         conn.resume_reading()
+        splice.outbound.conn.resume_reading()  # paused while an upstream's answer was read
 
     async def _tunnel_upstream(self, splice: Splice, target: Target) -> None:
         service = self.service
