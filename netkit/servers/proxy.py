@@ -30,6 +30,7 @@ import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import anyio.abc
@@ -54,6 +55,8 @@ from netkit.transport.connect import open_connection
 from netkit.transport.connection import Connection, Counters, Handler, Limits
 from netkit.transport.listeners import SocketPresets, StreamServer, listen_changes
 from netkit.transport.splice import Splice
+
+from .proxyauth import Credentials
 
 log = logging.getLogger("netkit.proxy")
 access_log = logging.getLogger("netkit.proxy.access")
@@ -85,6 +88,10 @@ class Config:
     """DNS servers to resolve origin names with (netkit's DNS client); none: the system's."""
     via: str = "netkit"
     """The name in the Via field; a request that already carries it is a loop (508)."""
+    auth_file: Path | None = None
+    """htpasswd-style users (bcrypt or SHA-256-crypt lines): then every request needs
+    Proxy-Authorization: Basic (407 without)."""
+    auth_realm: str = "netkit proxy"
     forwarded: Literal["off", "x-forwarded-for", "forwarded"] = "off"
     """Tell origins the client's address (X-Forwarded-For, or RFC 7239 Forwarded)."""
     connect_timeout: Duration = field(Duration(10), min=0.01)
@@ -112,11 +119,13 @@ class ProxyService:
         self.origin_counters = Counters()
         self.idle: dict[tuple[str, int], list[_Origin]] = {}
         self.stats = dict.fromkeys(("requests", "tunnels", "refused_clients", "denied",
-                                    "loops", "bad_gateway", "gateway_timeout"), 0)
+                                    "loops", "auth_required", "bad_gateway",
+                                    "gateway_timeout"), 0)
         self.tasks: set[asyncio.Task[None]] = set()
         self.head_lines = HeadLines(b"")  # the origin's Date and Server pass through
         self._resolver: Any = None
         self._own: set[tuple[str, int]] = set()
+        self.credentials = Credentials(config.auth_file) if config.auth_file else None
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.worker = bool(presets)
@@ -134,11 +143,13 @@ class ProxyService:
             self._resolver = None
 
     def reload(self, config: Config) -> None:
+        credentials = Credentials(config.auth_file) if config.auth_file else None  # first
         presets = listen_changes(self.server, self.config.listen, config.listen, SECTION,
                                  self.worker)
         if presets is not None:
             self.tg.start_soon(self.server.relisten, config.listen, presets)
         self.config = config
+        self.credentials = credentials
         self.server.limits = config.limits
         self._make_resolver()
 
@@ -441,11 +452,35 @@ class _Client(Handler):
             return
         self.waiting = True
         self.conn.pause_reading()
-        if target.connect:
+        credentials = service.credentials
+        header = request.headers.get(b"proxy-authorization")
+        if credentials is not None and not credentials.known(header, time.monotonic()):
+            service.spawn(self._authorize(request, target, credentials, header))
+        elif target.connect:
             service.stats["tunnels"] += 1
             service.spawn(self._tunnel(request, target))
         else:
             service.spawn(self._forward(request, target))
+
+    async def _authorize(self, request: h.Request, target: Target, credentials: Credentials,
+                         header: bytes | None) -> None:
+        if await credentials.check(header):
+            if target.connect:
+                self.service.stats["tunnels"] += 1
+                await self._tunnel(request, target)
+            else:
+                await self._forward(request, target)
+            return
+        self.service.stats["auth_required"] += 1
+        self.waiting = False
+        if self.lost:
+            return
+        realm = self.service.config.auth_realm.replace('"', "'")
+        self.answer(407, "proxy authentication required" if header is None else
+                    "wrong proxy credentials", close=target.connect,
+                    fields=[(b"Proxy-Authenticate", f'Basic realm="{realm}"'.encode())])
+        self.update_reading()
+        self._process()
 
     # --- forwarding a request ---
 
@@ -614,7 +649,8 @@ class _Client(Handler):
 
     # --- answers of our own ---
 
-    def answer(self, status: int, reason: str, *, close: bool = False) -> None:
+    def answer(self, status: int, reason: str, *, close: bool = False,
+               fields: list[tuple[bytes, bytes]] | None = None) -> None:
         http = self.http
         if http.responding:
             self.conn.abort()
@@ -625,7 +661,8 @@ class _Client(Handler):
         else:
             body = f"{status} {h.REASONS.get(status, b'').decode()}: {reason}\n".encode()
             self.conn.write(http.respond(status, [(b"Content-Type",
-                                                   b"text/plain; charset=utf-8")],
+                                                   b"text/plain; charset=utf-8"),
+                                                  *(fields or ())],
                                          body, close=close, trusted=True))
         self._log(status, note=reason)
         if http.must_close:

@@ -4,6 +4,7 @@ fields, Via, keep-alive and pipelining, CONNECT with half-close, the safety chec
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -303,3 +304,58 @@ def test_big_bodies_stream_both_ways_with_flat_memory(spawn, origin: str) -> Non
     grown = badpeers.rss_kib(proc.proc.pid) - before
     assert grown < 16_000, f"RSS grew by {grown} KiB for {BIG_MIB} MiB each way"
     assert f'"GET {origin}/download?mib={BIG_MIB}" 200 up=0 down={BIG_MIB * MIB}' in proc.log
+
+
+def htpasswd(tmp_path, *lines: str):  # type: ignore[no-untyped-def]
+    path = tmp_path / "users"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_proxy_authorization_407_then_200(spawn, tmp_path, origin: str) -> None:
+    import bcrypt
+    from passlib.hash import sha256_crypt
+
+    users = htpasswd(tmp_path, "# users of the proxy",
+                     "ann:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+                     .replace("$2b$", "$2y$"),  # as htpasswd -B writes it
+                     "bob:" + sha256_crypt.using(rounds=5000).hash("hunter2"))
+    proc = spawn("netkit.servers.proxy", ["--listen", "127.0.0.1:0",
+                                          "--set", "proxy.deny_destinations=[]",
+                                          "--set", f"proxy.auth_file={users}"])
+    ((_, port),) = proc.listening(1)
+    url = f"http://127.0.0.1:{port}"
+    req = f"GET {origin}/inspect HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+
+    def ask(credentials: str | None) -> bytes:
+        auth = "" if credentials is None else \
+            "Proxy-Authorization: Basic " + base64.b64encode(credentials.encode()).decode() + \
+            "\r\n"
+        return raw(url, (req + auth + "\r\n").encode())
+
+    out = ask(None)
+    assert out.startswith(b"HTTP/1.1 407 ")
+    assert b'Proxy-Authenticate: Basic realm="netkit proxy"' in out
+    assert ask("ann:wrong").startswith(b"HTTP/1.1 407 ")
+    assert ask("nobody:s3cret").startswith(b"HTTP/1.1 407 ")
+    out = ask("ann:s3cret")
+    assert out.startswith(b"HTTP/1.1 200 ")
+    assert b"proxy-authorization" not in out.lower()  # not passed on to the origin
+    assert ask("bob:hunter2").startswith(b"HTTP/1.1 200 ")
+    assert ask("bob:hunter2").startswith(b"HTTP/1.1 200 ")  # remembered: no second check
+    assert "s3cret" not in proc.log and "hunter2" not in proc.log
+    assert "YW5uOnMzY3JldA" not in proc.log  # nor the encoded header
+
+
+def test_an_htpasswd_with_plaintext_is_refused(tmp_path) -> None:
+    from netkit.errors import ConfigError
+    from netkit.servers import proxy
+
+    users = htpasswd(tmp_path, "ann:plaintext", "bob:$apr1$x$y")
+    with pytest.raises(ConfigError) as caught:
+        proxy.create({"proxy": {"auth_file": str(users)}})
+    assert caught.value.problems == [
+        f"proxy.auth_file: {users}:1: user 'ann' has no bcrypt or SHA-256-crypt hash "
+        "(plaintext and older schemes are refused)",
+        f"proxy.auth_file: {users}:2: user 'bob' has no bcrypt or SHA-256-crypt hash "
+        "(plaintext and older schemes are refused)"]
