@@ -103,7 +103,7 @@ class Config:
     max_header_bytes: Size = field(Size(65536), min=1024)
     max_headers: int = field(100, min=1)
     max_request_line: Size = field(Size(8192), min=256)
-    max_idle_per_origin: int = field(8, min=0)
+    max_idle_per_origin: int = field(64, min=0)
     """Idle keep-alive connections kept per origin address."""
     limits: Limits = Limits(idle_timeout=Duration(75))
     """Client connections (and tunnels): idle_timeout is the keep-alive timeout."""

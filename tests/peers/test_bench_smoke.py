@@ -87,3 +87,11 @@ def test_testing_start_bench_runs():
         "testing-start-http", "testing-start-dns-vs-httpserver",
         "testing-start-dns-async-vs-httpserver", "testing-start-http-cold",
         "testing-start-dns-cold-vs-httpserver"}
+
+
+def test_proxy_bench_runs():
+    for program in ("wrk", "nginx", "tinyproxy"):
+        need(program)
+    assert set(run("bench/proxy.py", "--seconds", "1", "--rounds", "1", "--mib", "16")) == {
+        "proxy-vs-tinyproxy", "proxy-p99-vs-tinyproxy",
+        "proxy-connect-vs-splice-relay"}
