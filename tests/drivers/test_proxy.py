@@ -7,7 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -359,3 +362,53 @@ def test_an_htpasswd_with_plaintext_is_refused(tmp_path) -> None:
         "(plaintext and older schemes are refused)",
         f"proxy.auth_file: {users}:2: user 'bob' has no bcrypt or SHA-256-crypt hash "
         "(plaintext and older schemes are refused)"]
+
+
+@pytest.mark.parametrize(("mode", "field", "value"), [
+    ("x-forwarded-for", "x-forwarded-for", "127.0.0.1"),
+    ("forwarded", "forwarded", "for=127.0.0.1"),
+    ("off", None, None),
+])
+def test_the_client_address_is_told_only_when_configured(origin: str, mode: str,
+                                                          field: str | None,
+                                                          value: str | None) -> None:
+    with open_proxy(forwarded=mode) as px:
+        out = raw(px.url, b"GET " + origin.encode() + b"/inspect HTTP/1.1\r\nHost: x\r\n"
+                  b"Connection: close\r\n\r\n")
+    seen = json.loads(out.split(b"\r\n\r\n", 1)[1])["headers"]
+    if field is None:
+        assert "x-forwarded-for" not in seen and "forwarded" not in seen
+    else:
+        assert seen[field] == value
+
+
+def test_origin_connections_are_pooled() -> None:
+    with serve_in_thread("http", app=app) as web, open_proxy() as px:
+        async def main() -> None:
+            async with Client(proxy=px.url) as c:
+                for _ in range(20):
+                    assert (await c.get(f"{web.url}/inspect")).status_code == 200
+        anyio.run(main)
+        assert web.counters["accepted"] == 1  # twenty requests, one origin connection
+
+
+def test_sighup_with_a_broken_auth_file_keeps_serving(spawn, tmp_path, origin: str) -> None:
+    conf = tmp_path / "proxy.toml"
+    good = '[proxy]\nlisten = ["127.0.0.1:0"]\ndeny_destinations = []\n'
+    conf.write_text(good)
+    proc = spawn("netkit.servers.proxy", ["--config", str(conf)])
+    ((_, port),) = proc.listening(1)
+    req = b"GET " + origin.encode() + b"/inspect HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    assert raw(f"http://127.0.0.1:{port}", req).startswith(b"HTTP/1.1 200 ")
+    users = tmp_path / "users"
+    users.write_text("ann:plaintext\n")
+    conf.write_text(good + f'auth_file = "{users}"\n')
+    start = len(proc.lines)
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(r"reload failed, keeping the running configuration", start=start)
+    proc.wait_for(r"plaintext and older schemes are refused", start=start)
+    assert proc.proc.poll() is None
+    assert raw(f"http://127.0.0.1:{port}", req).startswith(b"HTTP/1.1 200 ")  # old config
+    r = subprocess.run([sys.executable, "-m", "netkit.servers.proxy", "--config", str(conf),
+                        "--check-config"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "plaintext and older schemes are refused" in r.stderr
