@@ -271,6 +271,9 @@ class ProxyService:
         idle = self.idle.setdefault(origin.key, [])
         if origin.usable and len(idle) < self.config.max_idle_per_origin:
             origin.exchange = None
+            # a slow client may have paused it and the response ended before the client
+            # caught up: a pooled connection must read again (its next answer, or a close)
+            origin.conn.resume_reading()
             idle.append(origin)
         else:
             origin.conn.close()

@@ -412,3 +412,27 @@ def test_sighup_with_a_broken_auth_file_keeps_serving(spawn, tmp_path, origin: s
     r = subprocess.run([sys.executable, "-m", "netkit.servers.proxy", "--config", str(conf),
                         "--check-config"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "plaintext and older schemes are refused" in r.stderr
+
+
+def test_a_slow_reader_leaves_a_pooled_origin_that_still_reads(origin: str) -> None:
+    """A client too slow for a download pauses the origin connection; a response that
+    ends while it is paused must leave the pooled connection reading again, or the next
+    request on it waits for ever. (A 60 s stall seen once in the 48 MiB test; this test
+    exercises the path but did not reproduce the stall without the fix.)"""
+    with open_proxy(origin_timeout=3) as px:
+        host, p = px.url.removeprefix("http://").rsplit(":", 1)
+        get = (b"GET " + origin.encode() + b"/download?mib=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        for _ in range(4):
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.settimeout(10)
+                s.connect((host, int(p)))
+                for _ in range(3):
+                    s.sendall(get)
+                    time.sleep(0.2)  # the proxy's write buffer fills: it pauses the origin
+                    got = b""
+                    while not got.endswith(b"0\r\n\r\n"):
+                        chunk = s.recv(1 << 20)
+                        assert chunk, "closed"
+                        got += chunk
+                    assert got.startswith(b"HTTP/1.1 200 "), got[:60]
