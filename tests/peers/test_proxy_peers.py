@@ -21,9 +21,9 @@ pytestmark = pytest.mark.peer
 
 
 @pytest.fixture(scope="module")
-def origins() -> Iterator[tuple[str, int, DevCA]]:
+def origins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int, DevCA]]:
     """An HTTP origin, and a TLS front before it whose certificate says localhost."""
-    ca = DevCA()
+    ca = DevCA(tmp_path_factory.mktemp("proxy-ca"))
     with serve_in_thread("http", app=app) as web, \
             tls_front(f"127.0.0.1:{web.addresses[0][1]}", ca, "localhost") as front:
         yield web.url, front.addresses[0][1], ca
