@@ -285,6 +285,10 @@ class ProxyService:
 
 
 def _reason(exc: BaseException) -> str:
+    """Why a connect failed, without the address the message repeats."""
+    attempts = getattr(exc, "attempts", None)
+    if attempts:
+        return "; ".join(dict.fromkeys(why for _, why in attempts))
     text = str(exc)
     return text.split(": ", 1)[1] if ": " in text else text
 
