@@ -4,7 +4,8 @@
 # policy-rc.d says "no" to every service start while we install.
 set -euo pipefail
 PACKAGES=(openssl ca-certificates curl stunnel4 wrk procps iproute2 python3-venv
-          nsd unbound bind9-dnsutils dnsperf nginx-light tinyproxy)
+          nsd unbound bind9-dnsutils dnsperf nginx-light tinyproxy openssh-server
+          openssh-client)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

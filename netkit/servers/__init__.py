@@ -6,5 +6,6 @@ REGISTRY = {
     "dns": "netkit.servers.dns.service",
     "http": "netkit.servers.http.server",
     "proxy": "netkit.servers.proxy",
+    "sshfwd": "netkit.servers.sshfwd.service",
     "tls": "netkit.servers.tls",
 }

@@ -1,0 +1,304 @@
+"""The SSH port forwarder: `python -m netkit.servers.sshfwd` (ssh -L/-R/-D that stays up).
+
+    python -m netkit.servers.sshfwd -L 8080:10.0.1.2:80 -D 1080 gw      # reads like ssh
+    python -m netkit.servers.sshfwd --config conf/sshfwd.toml
+
+The destination and its options come as `ssh` would take them: `-F FILE` (default
+~/.ssh/config) read by asyncssh (Host and Match blocks, HostName, Port, User,
+IdentityFile, IdentitiesOnly, ProxyJump, ServerAliveInterval/CountMax,
+UserKnownHostsFile), plus what asyncssh leaves to its caller: StrictHostKeyChecking,
+LocalForward, RemoteForward, DynamicForward and ExitOnForwardFailure, read here from
+the same blocks. `[[sshfwd.forward]]` tables and -L/-R/-D flags add forwards.
+"""
+
+from __future__ import annotations
+
+import getpass
+import sys
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio.abc
+import asyncssh
+from asyncssh.config import SSHClientConfig, SSHConfig
+
+from netkit import running
+from netkit.cli import server_main
+from netkit.config import Address, Duration, field
+from netkit.contract import ServerSpec
+from netkit.errors import ConfigError
+from netkit.transport.connection import Limits
+from netkit.transport.listeners import SocketPresets
+
+from .client import SSHForwarder, Target
+from .forwards import Forward, parse_forward
+
+SECTION = "sshfwd"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The ``[sshfwd]`` section."""
+
+    destination: str = ""
+    """``[user@]host[:port]`` or a Host alias of the ssh config, as for `ssh`."""
+    ssh_config: Path | None = None
+    """OpenSSH client config (default ~/.ssh/config when it exists)."""
+    user: str = ""
+    port: int = field(0, min=0, max=65535)
+    identity_file: tuple[Path, ...] = ()
+    passphrase_file: Path | None = None
+    """The identity files' passphrase (else ssh-agent through SSH_AUTH_SOCK)."""
+    known_hosts: Path | None = None
+    """Default: the config's UserKnownHostsFile, else ~/.ssh/known_hosts."""
+    strict_host_key_checking: Literal["", "yes", "accept-new", "no"] = ""
+    """"": the ssh config's StrictHostKeyChecking, else yes. "no" only when set."""
+    forward: tuple[Forward, ...] = ()
+    keepalive_interval: Duration = field(Duration(15), min=0)
+    """Seconds between keepalives (the config's ServerAliveInterval wins); 0: none."""
+    keepalive_count_max: int = field(3, min=1)
+    connect_timeout: Duration = field(Duration(15), min=0.1)
+    tunnel_wait: Duration = field(Duration(10), min=0)
+    """How long a new local client waits for a tunnel that is down before it is closed."""
+    backoff_min: Duration = field(Duration(1), min=0.01)
+    backoff_max: Duration = field(Duration(60), min=0.01)
+    exit_on_forward_failure: bool = False
+    limits: Limits = Limits(idle_timeout=Duration(7200))
+    """Local connections of -L and -D forwards (idle: two hours, as a shell might sit)."""
+    shutdown_timeout: Duration = Duration(5)
+
+
+class _Config(SSHClientConfig):
+    """asyncssh's config reader, plus the options it leaves to its caller."""
+
+    def _append_joined(self, option: str, args: list[str]) -> None:
+        value = " ".join(args)
+        args.clear()
+        self._options.setdefault(option, []).append(value)  # type: ignore[union-attr]
+
+    _handlers = {**SSHClientConfig._handlers, **{
+        name.lower(): (name, handler) for name, handler in (
+            ("StrictHostKeyChecking", SSHConfig._set_string),
+            ("ExitOnForwardFailure", SSHConfig._set_bool),
+            ("LocalForward", _append_joined),
+            ("RemoteForward", _append_joined),
+            ("DynamicForward", _append_joined))}}
+
+
+def _split_destination(dest: str) -> tuple[str, str, int]:
+    user, _, host = dest.rpartition("@")
+    port = 0
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") else 0
+    elif host.count(":") == 1:
+        host, p = host.split(":")
+        port = int(p)
+    return user, host, port
+
+
+def resolve(config: Config) -> tuple[Target, list[Forward], bool]:
+    """The target, the forwards and ExitOnForwardFailure, from the section and the ssh
+    config, as `ssh DESTINATION` would pick them. ConfigError names every problem."""
+    if not config.destination:
+        raise ConfigError(["sshfwd.destination: no SSH server given (sshfwd [options] HOST)"])
+    user, host, port = _split_destination(config.destination)
+    user = config.user or user
+    port = config.port or port
+    ssh_config = config.ssh_config
+    if ssh_config is None:
+        default = Path.home() / ".ssh" / "config"
+        ssh_config = default if default.exists() else None
+    problems: list[str] = []
+    extra: Any = None
+    if ssh_config is not None:
+        try:
+            extra = _Config.load(None, [ssh_config], False, False, False, getpass.getuser(),
+                                 user or (), host, port or ())
+        except (OSError, asyncssh.ConfigParseError) as exc:
+            problems.append(f"sshfwd.ssh_config: {ssh_config}: {exc}")
+
+    def opt(name: str, default: Any = None) -> Any:
+        return extra.get(name, default) if extra is not None else default
+
+    forwards = list(config.forward)
+    for kind, name in (("local", "LocalForward"), ("remote", "RemoteForward"),
+                       ("dynamic", "DynamicForward")):
+        for spec in opt(name, []) or []:
+            try:
+                forwards.append(parse_forward(kind, spec))  # type: ignore[arg-type]
+            except ValueError as exc:
+                problems.append(f"{ssh_config}: {name} {spec}: {exc}")
+    strict = config.strict_host_key_checking or (opt("StrictHostKeyChecking") or "yes")
+    strict = {"true": "yes", "false": "no", "off": "no", "on": "yes"}.get(strict.lower(),
+                                                                          strict.lower())
+    if strict not in ("yes", "accept-new", "no"):
+        problems.append(f"StrictHostKeyChecking {strict!r}: yes, accept-new or no")
+    known_files = opt("UserKnownHostsFile") or []
+    known = config.known_hosts or (Path(known_files[0]).expanduser() if known_files else
+                                   Path.home() / ".ssh" / "known_hosts")
+    if not forwards:
+        problems.append("sshfwd: no forwards (-L, -R, -D, [[sshfwd.forward]] or the ssh "
+                        "config's LocalForward/RemoteForward/DynamicForward)")
+    if problems:
+        raise ConfigError(problems)
+    passphrase = None
+    if config.passphrase_file is not None:
+        try:
+            passphrase = config.passphrase_file.read_text().rstrip("\n")
+        except OSError as exc:
+            raise ConfigError([f"sshfwd.passphrase_file: {exc.strerror}"]) from None
+    kwargs: dict[str, Any] = {
+        "config": [str(ssh_config)] if ssh_config is not None else None,
+        "known_hosts": None if strict == "no" else str(known) if known.exists() else (),
+        "connect_timeout": config.connect_timeout,
+        "keepalive_count_max": opt("ServerAliveCountMax") or config.keepalive_count_max,
+        "keepalive_interval": opt("ServerAliveInterval") or config.keepalive_interval,
+    }
+    if config.identity_file:
+        kwargs["client_keys"] = [str(p) for p in config.identity_file]
+    if passphrase is not None:
+        kwargs["passphrase"] = passphrase
+    if strict != "no" and not known.exists():
+        kwargs["known_hosts"] = ([], [], [])  # nothing known: every key is unknown
+    try:  # checked now; asyncssh applies the config's Host blocks again at connect
+        asyncssh.SSHClientConnectionOptions(host=host, **kwargs)
+    except (OSError, ValueError, asyncssh.Error) as exc:
+        raise ConfigError([f"sshfwd: {exc}"]) from None
+    options = kwargs
+    real_host = opt("Hostname") or host
+    real_port = port or opt("Port") or 22
+    target = Target(host, real_host, int(real_port), user or opt("User") or None, options,
+                    None if strict == "no" else known, strict, config.connect_timeout)
+    return target, forwards, bool(config.exit_on_forward_failure or
+                                  opt("ExitOnForwardFailure"))
+
+
+class SSHForwardService:
+    """The server contract's face of the forwarder."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        target, forwards, exit_on_failure = resolve(config)
+        self.forwarder = SSHForwarder(
+            target, forwards, tunnel_wait=config.tunnel_wait,
+            backoff_min=config.backoff_min, backoff_max=config.backoff_max,
+            exit_on_forward_failure=exit_on_failure, on_fatal=self._fatal,
+            limits=config.limits)
+        self.fatal: str | None = None
+
+    def _fatal(self, why: str) -> None:
+        self.fatal = why
+        if self.config.exit_on_forward_failure or "host" in why.lower():
+            self.tg.cancel_scope.cancel()
+
+    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.tg = tg
+        await self.forwarder.start(tg, presets)
+
+    def reload(self, config: Config) -> None:
+        resolve(config)  # ConfigError keeps the running one
+        if replace(config, shutdown_timeout=self.config.shutdown_timeout) != self.config:
+            raise ConfigError(["sshfwd: the destination or forwards changed; restart to "
+                               "apply them"])
+
+    async def drain(self, timeout: float) -> None:
+        await self.forwarder.drain(timeout)
+
+    def status(self) -> dict[str, Any]:
+        return self.forwarder.status()
+
+    def addresses(self) -> list[Address]:
+        return [a for st in self.forwarder.states if st.server
+                for a in st.server.addresses]
+
+    def counters(self) -> dict[str, int]:
+        states = self.forwarder.states
+        return {"reconnects": self.forwarder.reconnects,
+                "connections": sum(s.connections for s in states),
+                "failures": sum(s.failures for s in states),
+                "bytes_in": sum(s.bytes_in for s in states),
+                "bytes_out": sum(s.bytes_out for s in states),
+                "up": int(self.forwarder.up.is_set())}
+
+
+def listen_specs(config: Config) -> list[tuple[str, Address]]:
+    return [("tcp", f.listen) for f in config.forward if f.kind != "remote"]
+
+
+def add_arguments(parser: Any) -> None:
+    parser.add_argument("destination", nargs="?", help="[user@]host[:port] or a Host alias")
+    parser.add_argument("-L", dest="local", action="append", default=[],
+                        metavar="[bind:]port:host:hostport")
+    parser.add_argument("-R", dest="remote", action="append", default=[],
+                        metavar="[bind:]port:host:hostport")
+    parser.add_argument("-D", dest="dynamic", action="append", default=[],
+                        metavar="[bind:]port", help="SOCKS5/4a dynamic forwarding")
+    parser.add_argument("-F", dest="ssh_config", metavar="FILE", help="ssh client config")
+    parser.add_argument("-i", dest="identity", action="append", default=[], metavar="FILE")
+    parser.add_argument("-p", dest="port", type=int, metavar="PORT")
+    parser.add_argument("-l", dest="user", metavar="USER")
+    parser.add_argument("-N", action="store_true", help="accepted; always implied")
+    parser.add_argument("-o", dest="options", action="append", default=[],
+                        metavar="Option=value", help="StrictHostKeyChecking=accept-new ...")
+
+
+def apply_arguments(doc: dict[str, Any], args: Any) -> None:
+    section = doc.setdefault(SECTION, {})
+    if args.destination:
+        section["destination"] = args.destination
+    for key, value in (("ssh_config", args.ssh_config), ("port", args.port),
+                       ("user", args.user)):
+        if value:
+            section[key] = value
+    if args.identity:
+        section["identity_file"] = args.identity
+    forwards = section.setdefault("forward", [])
+    for kind, specs in (("local", args.local), ("remote", args.remote),
+                        ("dynamic", args.dynamic)):
+        for spec in specs:
+            f = parse_forward(kind, spec)  # type: ignore[arg-type]
+            forwards.append({"kind": kind, "listen": str(f.listen),
+                             **({"to": str(f.to)} if f.to else {})})
+    for option in args.options:
+        name, _, value = option.partition("=")
+        if name.lower() == "stricthostkeychecking":
+            section["strict_host_key_checking"] = value.lower()
+        elif name.lower() == "exitonforwardfailure":
+            section["exit_on_forward_failure"] = value.lower() in ("yes", "true")
+
+
+def forwards_view(service: SSHForwardService, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """`netkit ctl forwards`: each forward, its state, connections and bytes."""
+    return [s.view() for s in service.forwarder.states]
+
+
+def check(config: Config) -> None:
+    resolve(config)
+
+
+def create(config: Config | Mapping[str, Any] | str | None = None) -> SSHForwardService:
+    return SSHForwardService(running.load(SPEC, config))
+
+
+def serve(config: Config | Mapping[str, Any] | str | None = None
+          ) -> AbstractAsyncContextManager[running.Server]:
+    return running.serve(SPEC, config)
+
+
+SPEC = ServerSpec(
+    name=SECTION, summary="SSH port forwarder: -L, -R and -D over one connection, kept up",
+    config=Config, create=create, check=check, listen_specs=listen_specs,
+    add_arguments=add_arguments, apply_arguments=apply_arguments,
+    commands={"forwards": forwards_view}, single_process="one SSH connection per forwarder")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return server_main(SECTION, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""The SSH forwarder against a real OpenSSH sshd on loopback: -L, -R and -D carry data
+byte-identical, host keys are checked as OpenSSH checks them, and the forwards come
+back by themselves when sshd is killed and restarted."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.fixtures import free_port
+from tests.support.sshd import SSHD, keygen
+
+pytestmark = pytest.mark.peer
+MIB = 1 << 20
+BULK_MIB = int(os.environ.get("NETKIT_SSH_TEST_MIB", "50"))
+UP = r"root@127\.0\.0\.1:\d+: up"
+
+
+@pytest.fixture
+def ssh(tmp_path: Path):  # type: ignore[no-untyped-def]
+    key = keygen(tmp_path / "client_ed25519")
+    sshd = SSHD(tmp_path / "sshd", key).start()
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_line())
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"""Host gw
+    HostName 127.0.0.1
+    Port {sshd.port}
+    User root
+    IdentityFile {key}
+    IdentitiesOnly yes
+    UserKnownHostsFile {known}
+    ServerAliveInterval 1
+    ServerAliveCountMax 2
+""")
+    yield sshd, cfg, known
+    sshd.stop()
+
+
+def push_through(port: int, data: bytes) -> bytes:
+    """Send `data` to an echo backend through 127.0.0.1:port, half-close, read it all."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        got = bytearray()
+
+        def reader() -> None:
+            while chunk := s.recv(1 << 16):
+                got.extend(chunk)
+        t = threading.Thread(target=reader)
+        t.start()
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        t.join(60)
+    return bytes(got)
+
+
+def test_local_forward_carries_50_mb_byte_identical(spawn, ssh, make_backend) -> None:
+    _, cfg, _ = ssh
+    backend = make_backend("echo")
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-N",
+                                           "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}", "gw"])
+    ((_, port),) = proc.listening(1)
+    proc.wait_for(UP)
+    data = os.urandom(BULK_MIB * MIB)
+    try:
+        got = push_through(port, data)
+    except OSError:
+        raise AssertionError(proc.log) from None
+    assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data + b"[eof]").hexdigest()
+
+
+def test_dynamic_forward_speaks_socks5_and_socks4a(spawn, ssh, make_backend) -> None:
+    _, cfg, _ = ssh
+    backend = make_backend("echo")
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-D", "127.0.0.1:0", "gw"])
+    ((_, port),) = proc.listening(1)
+    proc.wait_for(UP)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # SOCKS5, a name
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00", proc.log
+        name = b"localhost"
+        s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name +
+                  struct.pack("!H", backend.port))
+        assert s.recv(10)[:2] == b"\x05\x00"
+        s.sendall(b"ping5")
+        assert s.recv(5) == b"ping5"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # SOCKS5, IPv4
+        s.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" +
+                  struct.pack("!H", backend.port) + b"early")
+        assert s.recv(2) == b"\x05\x00" and s.recv(10)[:2] == b"\x05\x00"
+        assert s.recv(5) == b"early"  # bytes sent with the request are not lost
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # SOCKS4a
+        s.sendall(b"\x04\x01" + struct.pack("!H", backend.port) + b"\x00\x00\x00\x01" +
+                  b"me\x00localhost\x00")
+        assert s.recv(8)[:2] == b"\x00\x5a"
+        s.sendall(b"ping4")
+        assert s.recv(5) == b"ping4"
+    closed = free_port()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # refused target
+        s.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", closed))
+        assert s.recv(2) == b"\x05\x00"
+        assert s.recv(10)[:2] == b"\x05\x05"  # connection refused, and the others go on
+    proc.wait_for(rf"cannot open 127.0.0.1:{closed} through the tunnel")
+
+
+def test_remote_forward(spawn, ssh, make_backend) -> None:
+    _, cfg, _ = ssh
+    backend = make_backend("echo")
+    remote_port = free_port()
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg),
+                                           "-R", f"{remote_port}:127.0.0.1:{backend.port}",
+                                           "gw"])
+    proc.wait_for(r"-R .*: up")
+    data = os.urandom(4 * MIB)
+    assert push_through(remote_port, data) == data + b"[eof]"
+
+
+def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(spawn, ssh,
+                                                                        tmp_path) -> None:
+    sshd, cfg, known = ssh
+    known.write_text("")  # unknown
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-L", "127.0.0.1:0:127.0.0.1:9",
+                                           "gw"])
+    fingerprint = re.escape(sshd.fingerprint())
+    proc.wait_for(rf"host key of \[127.0.0.1\]:{sshd.port} is not known: ssh-ed25519 key "
+                  rf"{fingerprint}\. To accept it")
+    assert proc.stop() != 0  # it gave up: a refused host key is not retried
+    other = keygen(tmp_path / "other_host")
+    kind, b64 = Path(str(other) + ".pub").read_text().split()[:2]
+    known.write_text(f"[127.0.0.1]:{sshd.port} {kind} {b64}\n")  # changed
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-L", "127.0.0.1:0:127.0.0.1:9",
+                                           "gw"])
+    proc.wait_for(rf"REMOTE HOST IDENTIFICATION HAS CHANGED .*{fingerprint}")
+    proc.stop()
+    known.write_text("")
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-o",
+                                           "StrictHostKeyChecking=accept-new",
+                                           "-L", "127.0.0.1:0:127.0.0.1:9", "gw"])
+    proc.wait_for(r"new host key added")
+    proc.wait_for(UP)
+    assert known.read_text() == sshd.known_hosts_line()
+
+
+def test_forwards_recover_when_sshd_is_killed_and_restarted(spawn, ssh, make_backend) -> None:
+    sshd, cfg, _ = ssh
+    backend = make_backend("echo")
+    proc = spawn("netkit.servers.sshfwd", [
+        "-F", str(cfg), "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}",
+        "--set", "sshfwd.backoff_min=0.2", "--set", "sshfwd.backoff_max=1",
+        "--set", "sshfwd.tunnel_wait=20", "gw"])
+    ((_, port),) = proc.listening(1)
+    proc.wait_for(UP)
+    assert push_through(port, b"before") == b"before[eof]"
+    sshd.kill()  # the server and every session it had
+    start = len(proc.lines)
+    proc.wait_for(r": down", start=start)
+    time.sleep(0.5)
+    sshd.start()
+    # a client arriving now waits for the tunnel instead of failing
+    assert push_through(port, b"after") == b"after[eof]"
+    proc.wait_for(UP, start=start)
