@@ -100,6 +100,15 @@ def netkit_proxy() -> Iterator[ThreadedServer]:
 
 
 @pytest.fixture
+def netkit_ssh() -> Iterator[Any]:
+    """netkit's forwarding-only SSH server (port 0) with a client key made for it:
+    `port`, `client_key`, `known_hosts`, `ssh_args()` for OpenSSH's client, `counters`."""
+    from netkit.testing.ssh import SSHServer
+    with SSHServer() as ssh:
+        yield ssh
+
+
+@pytest.fixture
 def netkit_server() -> Iterator[Callable[..., ThreadedServer]]:
     """`netkit_server("http", config, app=...)` -> any netkit server, in a thread;
     stopped when the test ends."""

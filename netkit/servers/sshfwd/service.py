@@ -14,6 +14,7 @@ the same blocks. `[[sshfwd.forward]]` tables and -L/-R/-D flags add forwards.
 from __future__ import annotations
 
 import getpass
+import logging
 import sys
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -37,12 +38,15 @@ from .client import SSHForwarder, Target
 from .forwards import Forward, parse_forward
 
 SECTION = "sshfwd"
+log = logging.getLogger("netkit.sshfwd")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The ``[sshfwd]`` section."""
 
+    mode: Literal["client", "server"] = "client"
+    """client: forward through an SSH server; server: be a forwarding-only SSH server."""
     destination: str = ""
     """``[user@]host[:port]`` or a Host alias of the ssh config, as for `ssh`."""
     ssh_config: Path | None = None
@@ -66,6 +70,16 @@ class Config:
     backoff_min: Duration = field(Duration(1), min=0.01)
     backoff_max: Duration = field(Duration(60), min=0.01)
     exit_on_forward_failure: bool = False
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 2222),)
+    """Server mode: where to accept SSH."""
+    host_key: Path | None = None
+    """Server mode: the host key (made on first start; default
+    ~/.local/state/netkit/sshfwd_host_ed25519)."""
+    authorized_keys: Path | None = None
+    """Server mode: public keys allowed in (OpenSSH's format and options)."""
+    permit: tuple[str, ...] = ()
+    """Server mode: "HOST:PORT" patterns (`*` wildcards) that direct-tcpip may reach and
+    tcpip-forward may listen on; none by default."""
     limits: Limits = Limits(idle_timeout=Duration(7200))
     """Local connections of -L and -D forwards (idle: two hours, as a shell might sit)."""
     shutdown_timeout: Duration = Duration(5)
@@ -177,18 +191,49 @@ def resolve(config: Config) -> tuple[Target, list[Forward], bool]:
                                   opt("ExitOnForwardFailure"))
 
 
+def _host_key_path(config: Config) -> Path:
+    return config.host_key or Path.home() / ".local/state/netkit/sshfwd_host_ed25519"
+
+
+def _check_server(config: Config) -> None:
+    problems = []
+    if config.authorized_keys is None:
+        problems.append("sshfwd.authorized_keys: server mode needs the keys allowed in")
+    else:
+        try:
+            asyncssh.read_authorized_keys(str(config.authorized_keys))
+        except (OSError, ValueError, asyncssh.KeyImportError) as exc:
+            problems.append(f"sshfwd.authorized_keys: {config.authorized_keys}: {exc}")
+    key = _host_key_path(config)
+    if key.exists():
+        try:
+            asyncssh.read_private_key(str(key))
+        except (OSError, ValueError, asyncssh.KeyImportError) as exc:
+            problems.append(f"sshfwd.host_key: {key}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+
+
 class SSHForwardService:
-    """The server contract's face of the forwarder."""
+    """The server contract's face of the forwarder (or of the forwarding-only server)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.fatal: str | None = None
+        self.acceptors: list[Any] = []
+        self.live: set[Any] = set()  # server mode: the SSH connections in
+        self.server_stats = dict.fromkeys(("connections", "channels", "listeners",
+                                           "refused"), 0)
+        if config.mode == "server":
+            _check_server(config)
+            self.forwarder = None
+            return
         target, forwards, exit_on_failure = resolve(config)
         self.forwarder = SSHForwarder(
             target, forwards, tunnel_wait=config.tunnel_wait,
             backoff_min=config.backoff_min, backoff_max=config.backoff_max,
             exit_on_forward_failure=exit_on_failure, on_fatal=self._fatal,
             limits=config.limits)
-        self.fatal: str | None = None
 
     def _fatal(self, why: str) -> None:
         self.fatal = why
@@ -197,25 +242,59 @@ class SSHForwardService:
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.tg = tg
+        if self.forwarder is None:
+            from .server import start_server
+            c = self.config
+            assert c.authorized_keys is not None
+            self.acceptors = await start_server(list(c.listen), _host_key_path(c),
+                                                c.authorized_keys, c.permit,
+                                                self.server_stats, self.live)
+            for a in self.addresses():
+                log.info("sshfwd server: listening on %s", a)
+            return
         await self.forwarder.start(tg, presets)
 
     def reload(self, config: Config) -> None:
+        if config.mode != self.config.mode:
+            raise ConfigError(["sshfwd.mode changed; restart to apply"])
+        if config.mode == "server":
+            _check_server(config)
+            if config != self.config:
+                raise ConfigError(["sshfwd: server settings changed; restart to apply"])
+            return
         resolve(config)  # ConfigError keeps the running one
         if replace(config, shutdown_timeout=self.config.shutdown_timeout) != self.config:
             raise ConfigError(["sshfwd: the destination or forwards changed; restart to "
                                "apply them"])
 
     async def drain(self, timeout: float) -> None:
-        await self.forwarder.drain(timeout)
+        for acceptor in self.acceptors:
+            acceptor.close()
+        for server in list(self.live):  # forwarding sessions end with the server
+            if server.conn is not None:
+                server.conn.close()
+        with anyio.move_on_after(timeout):
+            for acceptor in self.acceptors:
+                await acceptor.wait_closed()
+        if self.forwarder is not None:
+            await self.forwarder.drain(timeout)
 
     def status(self) -> dict[str, Any]:
+        if self.forwarder is None:
+            return {"mode": "server", "listen": [str(a) for a in self.addresses()],
+                    **self.server_stats}
         return self.forwarder.status()
 
     def addresses(self) -> list[Address]:
+        if self.forwarder is None:
+            return [Address(*sock.getsockname()[:2]) for acceptor in self.acceptors
+                    for sock in acceptor.sockets]
         return [a for st in self.forwarder.states if st.server
                 for a in st.server.addresses]
 
     def counters(self) -> dict[str, int]:
+        if self.forwarder is None:
+            return dict(self.server_stats)
         states = self.forwarder.states
         return {"reconnects": self.forwarder.reconnects,
                 "connections": sum(s.connections for s in states),
@@ -226,6 +305,8 @@ class SSHForwardService:
 
 
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
+    if config.mode == "server":
+        return [("tcp", a) for a in config.listen]
     return [("tcp", f.listen) for f in config.forward if f.kind != "remote"]
 
 
@@ -273,11 +354,14 @@ def apply_arguments(doc: dict[str, Any], args: Any) -> None:
 
 def forwards_view(service: SSHForwardService, args: dict[str, Any]) -> list[dict[str, Any]]:
     """`netkit ctl forwards`: each forward, its state, connections and bytes."""
-    return [s.view() for s in service.forwarder.states]
+    return [s.view() for s in service.forwarder.states] if service.forwarder else []
 
 
 def check(config: Config) -> None:
-    resolve(config)
+    if config.mode == "server":
+        _check_server(config)
+    else:
+        resolve(config)
 
 
 def create(config: Config | Mapping[str, Any] | str | None = None) -> SSHForwardService:

@@ -1,0 +1,162 @@
+"""Real OpenSSH clients (`ssh -L`, `-R`, `-D`) against netkit's forwarding-only server;
+its permit rules and authorized_keys options; garbage on its port; and netkit's own
+forwarder against it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from netkit.testing.ssh import SSHServer
+from tests.peers.test_sshfwd import push_through
+from tests.support.fixtures import free_port, need, wait_listening
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.fixture
+def ours() -> Iterator[SSHServer]:
+    with SSHServer() as server:
+        yield server
+
+
+def ssh_client(server: SSHServer, *forward: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([need("ssh"), *server.ssh_args(), "-N",
+                             "-o", "ExitOnForwardFailure=yes", *forward, "test@127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def closed_at_once(port: int) -> bool:
+    """ssh -L closes (or resets) a local connection whose channel the server refused."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        try:
+            s.sendall(b"x")
+            return s.recv(10) == b""
+        except ConnectionResetError:
+            return True
+
+
+def stop(proc: subprocess.Popen[bytes]) -> bytes:
+    proc.terminate()
+    _, err = proc.communicate(timeout=10)
+    return err
+
+
+def test_ssh_L_R_and_D_through_our_server(ours: SSHServer, make_backend) -> None:
+    backend = make_backend("echo")
+    local, remote, socks = free_port(), free_port(), free_port()
+    proc = ssh_client(ours, "-L", f"{local}:127.0.0.1:{backend.port}",
+                      "-R", f"127.0.0.1:{remote}:127.0.0.1:{backend.port}", "-D", str(socks))
+    try:
+        for port in (local, remote, socks):
+            wait_listening(proc, port, "ssh forward")
+        data = os.urandom(8 << 20)
+        assert push_through(local, data) == data + b"[eof]"
+        assert push_through(remote, data) == data + b"[eof]"
+        with socket.create_connection(("127.0.0.1", socks), timeout=10) as s:
+            s.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" +
+                      struct.pack("!H", backend.port))
+            assert s.recv(2) == b"\x05\x00" and s.recv(10)[:2] == b"\x05\x00"
+            s.sendall(b"socks")
+            assert s.recv(5) == b"socks"
+    finally:
+        stop(proc)
+    counters = ours.counters
+    assert counters["channels"] >= 2 and counters["listeners"] == 1
+
+
+def test_permit_refuses_other_destinations_and_listeners(make_backend) -> None:
+    backend = make_backend("echo")
+    with SSHServer(permit=(f"127.0.0.1:{backend.port}",)) as ours:
+        other = free_port()
+        local = free_port()
+        proc = ssh_client(ours, "-L", f"{local}:127.0.0.1:{other}")
+        try:
+            wait_listening(proc, local, "ssh -L")
+            assert closed_at_once(local)  # the channel was refused
+        finally:
+            err = stop(proc)
+        assert b"administratively prohibited" in err or b"not permitted" in err
+        proc = ssh_client(ours, "-R", f"127.0.0.1:{free_port()}:127.0.0.1:{backend.port}")
+        try:
+            assert proc.wait(10) != 0  # ExitOnForwardFailure: the listener was refused
+        finally:
+            stop(proc)
+        assert ours.counters["refused"] >= 2
+
+
+def test_authorized_keys_options_are_honoured(make_backend) -> None:
+    backend = make_backend("echo")
+    with SSHServer(permit=("*:*",)) as ours:
+        line = ours.authorized_keys.read_text()
+        ours.authorized_keys.write_text(
+            f'restrict,port-forwarding,permitopen="127.0.0.1:{backend.port}" {line}')
+        allowed, denied = free_port(), free_port()
+        proc = ssh_client(ours, "-L", f"{allowed}:127.0.0.1:{backend.port}",
+                          "-L", f"{denied}:127.0.0.1:{free_port()}")
+        try:
+            wait_listening(proc, allowed, "ssh -L")
+            assert push_through(allowed, b"ok") == b"ok[eof]"
+            assert closed_at_once(denied)
+        finally:
+            stop(proc)
+        ours.authorized_keys.write_text(f'from="127.0.0.2" {line}')  # we come from .1
+        proc = subprocess.run([need("ssh"), *ours.ssh_args(), "-N", "-o",
+                               "ConnectTimeout=5", "test@127.0.0.1"],
+                              capture_output=True, timeout=30)
+        assert proc.returncode != 0 and b"Permission denied" in proc.stderr
+
+
+def test_no_shell_no_exec_no_password(ours: SSHServer) -> None:
+    r = subprocess.run([need("ssh"), *ours.ssh_args(), "test@127.0.0.1", "id"],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0 and b"uid=" not in r.stdout
+    r = subprocess.run([need("ssh"), "-p", str(ours.port), "-o", "BatchMode=yes",
+                        "-o", f"UserKnownHostsFile={ours.known_hosts}",
+                        "-o", "PubkeyAuthentication=no", "test@127.0.0.1", "true"],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 255 and b"Permission denied (publickey)" in r.stderr
+
+
+def test_garbage_on_the_ssh_port_never_crashes_it(ours: SSHServer) -> None:
+    for payload in (os.urandom(5000), b"SSH-2.0-x\r\n" + os.urandom(3000),
+                    b"GET / HTTP/1.1\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", ours.port), timeout=5) as s:
+            s.sendall(payload)
+            s.settimeout(5)
+            try:
+                while s.recv(4096):
+                    pass
+            except (ConnectionResetError, TimeoutError):
+                pass
+    time.sleep(0.2)
+    r = subprocess.run([need("ssh"), *ours.ssh_args(), "-N", "-o", "ConnectTimeout=5",
+                        "-O", "check", "test@127.0.0.1"], capture_output=True, timeout=30)
+    # still answering: a real client gets as far as its (refused) control command
+    probe = socket.create_connection(("127.0.0.1", ours.port), timeout=5)
+    assert probe.recv(64).startswith(b"SSH-2.0-")
+    probe.close()
+    del r
+
+
+def test_our_forwarder_against_our_server(spawn, ours: SSHServer, make_backend, tmp_path) -> None:
+    backend = make_backend("echo")
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"""Host ours
+    HostName 127.0.0.1
+    Port {ours.port}
+    User test
+    IdentityFile {ours.client_key}
+    UserKnownHostsFile {ours.known_hosts}
+""")
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg),
+                                           "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}", "ours"])
+    ((_, port),) = proc.listening(1)
+    data = os.urandom(4 << 20)
+    assert push_through(port, data) == data + b"[eof]"
