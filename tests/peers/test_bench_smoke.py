@@ -95,3 +95,10 @@ def test_proxy_bench_runs():
     assert set(run("bench/proxy.py", "--seconds", "1", "--rounds", "1", "--mib", "16")) == {
         "proxy-vs-tinyproxy", "proxy-p99-vs-tinyproxy",
         "proxy-connect-vs-splice-relay"}
+
+
+def test_ssh_bench_runs():
+    for program in ("ssh", "ssh-keygen", "/usr/sbin/sshd"):
+        need(program)
+    assert set(run("bench/ssh.py", "--mib", "8", "--rounds", "1")) == {
+        "ssh-L-aes128-gcm", "ssh-L-chacha20", "ssh-setup-time"}

@@ -166,3 +166,74 @@ def test_forwards_recover_when_sshd_is_killed_and_restarted(spawn, ssh, make_bac
     # a client arriving now waits for the tunnel instead of failing
     assert push_through(port, b"after") == b"after[eof]"
     proc.wait_for(UP, start=start)
+
+
+def test_proxyjump_through_a_second_sshd(spawn, ssh, tmp_path, make_backend) -> None:
+    """`ProxyJump gw` in the ssh config: the inner sshd is reached through the first."""
+    _, cfg, known = ssh
+    key = tmp_path / "client_ed25519"
+    inner = SSHD(tmp_path / "inner", key).start()
+    try:
+        with known.open("a") as f:
+            f.write(inner.known_hosts_line())
+        cfg.write_text(cfg.read_text() + f"""
+Host inner
+    HostName 127.0.0.1
+    Port {inner.port}
+    User root
+    IdentityFile {key}
+    UserKnownHostsFile {known}
+    ProxyJump gw
+""")
+        backend = make_backend("echo")
+        proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-L",
+                                               f"127.0.0.1:0:127.0.0.1:{backend.port}",
+                                               "inner"])
+        ((_, port),) = proc.listening(1)
+        proc.wait_for(UP)
+        assert push_through(port, b"jumped") == b"jumped[eof]"
+        # the inner sshd saw its client come from the first sshd's forwarding
+        assert "Accepted publickey for root" in (tmp_path / "inner" / "sshd.log").read_text()
+    finally:
+        inner.stop()
+
+
+def test_an_encrypted_key_with_a_passphrase_file(spawn, ssh, tmp_path, make_backend) -> None:
+    sshd, cfg, _ = ssh
+    import subprocess
+    secret = tmp_path / "locked_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "correct horse", "-f",
+                    str(secret)], check=True)
+    with (sshd.dir / "authorized_keys").open("a") as f:
+        f.write(Path(str(secret) + ".pub").read_text())
+    passphrase = tmp_path / "passphrase"
+    passphrase.write_text("correct horse\n")
+    cfg.write_text(cfg.read_text().replace("IdentityFile", "# IdentityFile"))
+    backend = make_backend("echo")
+    proc = spawn("netkit.servers.sshfwd", [
+        "-F", str(cfg), "-i", str(secret), "--set", f"sshfwd.passphrase_file={passphrase}",
+        "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}", "gw"])
+    ((_, port),) = proc.listening(1)
+    proc.wait_for(UP)
+    assert push_through(port, b"unlocked") == b"unlocked[eof]"
+
+
+def test_status_through_the_control_socket(spawn, ssh, tmp_path, make_backend) -> None:
+    import json
+    import subprocess
+    import sys
+    _, cfg, _ = ssh
+    backend = make_backend("echo")
+    control = tmp_path / "ctl.sock"
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "--control", str(control),
+                                           "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}",
+                                           "gw"])
+    ((_, port),) = proc.listening(1)
+    proc.wait_for(UP)
+    assert push_through(port, b"x" * 1000) == b"x" * 1000 + b"[eof]"
+    r = subprocess.run([sys.executable, "-m", "netkit", "ctl", "--socket", str(control),
+                        "forwards"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    (view,) = json.loads(r.stdout)
+    assert view["state"] == "up" and view["connections"] == 1
+    assert view["bytes_in"] == 1000 and view["bytes_out"] == 1005
