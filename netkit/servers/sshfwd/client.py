@@ -101,6 +101,9 @@ class SSHForwarder:
                 await st.server.listen([st.forward.listen], presets=presets)
                 st.state = "listening"
         tg.start_soon(self._run)
+        for st in self.states:
+            if st.forward.probe_interval > 0 and st.forward.kind != "dynamic":
+                tg.start_soon(self._probe, st)
 
     async def drain(self, timeout: float) -> None:
         self.closing = True
@@ -203,6 +206,43 @@ class SSHForwarder:
             st.state = "up"
             log.info("sshfwd: %s: up", f)
             return
+
+    async def _probe(self, st: ForwardState) -> None:
+        """Through the tunnel, on an interval: -L to its target from the server's side,
+        -R to the server's listener (back through us to the target). Two failures in a
+        row drop the SSH connection so that it is made again."""
+        f = st.forward
+        failed = 0
+        while not self.closing:
+            await anyio.sleep(f.probe_interval)
+            conn = self.conn
+            if conn is None or not self.up.is_set():
+                continue
+            try:
+                # -L: a channel to the target (our listener is in this process: it
+                # cannot die alone); -R: to the server's listener, which comes back here
+                host, port = (f.to.host, f.to.port) if f.kind == "local" and f.to else \
+                    (f.listen.host, f.listen.port)
+                with anyio.fail_after(max(5.0, f.probe_interval)):
+                    chan, _ = await conn.create_connection(asyncssh.SSHTCPSession, host, port)
+                    chan.close()
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                failed += 1
+                st.last_error = f"probe: {_describe(exc)}"
+                st.state = "probe failed"
+                log.warning("sshfwd: %s: probe failed (%s)", f, _describe(exc))
+                if failed >= 2:
+                    if self.exit_on_forward_failure:
+                        self.on_fatal(f"{f}: {st.last_error}")
+                        return
+                    log.warning("sshfwd: %s: dropping the SSH connection to make it again", f)
+                    conn.close()
+                    failed = 0
+                continue
+            if failed or st.state == "probe failed":
+                log.info("sshfwd: %s: probe passes again", f)
+            failed = 0
+            st.state = "up"
 
     async def tunnel(self) -> asyncssh.SSHClientConnection | None:
         """The SSH connection, waiting up to `tunnel_wait` for it; None if it stays down."""

@@ -236,9 +236,9 @@ class SSHForwardService:
             limits=config.limits)
 
     def _fatal(self, why: str) -> None:
+        """A refused host key, or a forward failing under ExitOnForwardFailure: stop."""
         self.fatal = why
-        if self.config.exit_on_forward_failure or "host" in why.lower():
-            self.tg.cancel_scope.cancel()
+        self.tg.cancel_scope.cancel()
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.tg = tg
