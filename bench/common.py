@@ -101,3 +101,53 @@ def wrk(url: str, *, seconds: float, connections: int = 50, script: str | None =
     if errors or "Non-2xx" in out:
         raise SystemExit(f"bench: wrk saw errors:\n{out}")
     return float(m.group(1))
+
+
+def push(port: int, mib: int, connect_to: int | None = None) -> float:
+    """MiB/s pushed to a counting sink through 127.0.0.1:port (through a CONNECT tunnel
+    first when `connect_to`), confirmed by the count the sink answers at EOF."""
+    block = b"x" * (1 << 20)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        if connect_to is not None:
+            s.sendall(f"CONNECT 127.0.0.1:{connect_to} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += s.recv(1)
+            assert head.startswith(b"HTTP/1.1 200"), head
+        t0 = time.perf_counter()
+        for _ in range(mib):
+            s.sendall(block)
+        s.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := s.recv(64):
+            answer += chunk
+        took = time.perf_counter() - t0
+    assert int(answer) == mib << 20, answer
+    return mib / took
+
+
+def sink_main(port: int) -> None:
+    """A server that counts what each connection sends and, at its EOF, answers the count."""
+    import asyncio
+
+    import uvloop
+
+    async def main() -> None:
+        class Sink(asyncio.Protocol):
+            def connection_made(self, transport):  # type: ignore[no-untyped-def]
+                self.t, self.n = transport, 0
+
+            def data_received(self, data: bytes) -> None:
+                self.n += len(data)
+
+            def eof_received(self):  # type: ignore[no-untyped-def]
+                self.t.write(b"%d" % self.n)
+                self.t.close()
+
+        server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", port)
+        await server.serve_forever()
+    uvloop.run(main())
+
+
+if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--sink":
+    sink_main(int(sys.argv[2]))

@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,6 +27,7 @@ from common import (
     ROOT,
     free_port,
     pinned,
+    push,
     report,
     require,
     start,
@@ -54,26 +53,6 @@ def wrk_through(proxy_port: int, origin_url: str, seconds: float, tmp: Path
         raise SystemExit(f"bench: wrk through the proxy failed:\n{out}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
     return float(rate.group(1)), float(p99.group(1)) * scale
-
-
-def sink_main(port: int) -> None:
-    """Count what each connection sends; at its EOF, answer the count and close."""
-    async def main() -> None:
-        class Sink(asyncio.Protocol):
-            def connection_made(self, transport):  # type: ignore[no-untyped-def]
-                self.t, self.n = transport, 0
-
-            def data_received(self, data: bytes) -> None:
-                self.n += len(data)
-
-            def eof_received(self):  # type: ignore[no-untyped-def]
-                self.t.write(b"%d" % self.n)
-                self.t.close()
-
-        server = await asyncio.get_running_loop().create_server(Sink, "127.0.0.1", port)
-        await server.serve_forever()
-    import uvloop
-    uvloop.run(main())
 
 
 def relay_main(port: int, backend: int) -> None:
@@ -102,39 +81,13 @@ def relay_main(port: int, backend: int) -> None:
     uvloop.run(main())
 
 
-def push(port: int, mib: int, connect_to: int | None) -> float:
-    """MiB/s pushed through (a CONNECT tunnel when `connect_to`), confirmed by the sink."""
-    block = b"x" * (1 << 20)
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        if connect_to is not None:
-            s.sendall(f"CONNECT 127.0.0.1:{connect_to} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += s.recv(1)
-            assert head.startswith(b"HTTP/1.1 200"), head
-        t0 = time.perf_counter()
-        for _ in range(mib):
-            s.sendall(block)
-        s.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := s.recv(64):
-            answer += chunk
-        took = time.perf_counter() - t0
-    assert int(answer) == mib << 20, answer
-    return mib / took
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mib", type=int, default=512)
-    parser.add_argument("--sink", type=int)
     parser.add_argument("--relay", type=int, nargs=2)
     args = parser.parse_args()
-    if args.sink:
-        sink_main(args.sink)
-        return 0
     if args.relay:
         relay_main(*args.relay)
         return 0
@@ -170,7 +123,8 @@ PidFile "{tmp}/tinyproxy.pid"
                "--set", "proxy.deny_destinations=[]", "--set", f"proxy.connect_ports=[{sink}]",
                "--set", "proxy.limits.max_connections=2048", "--log-level", "warning"]),
         start([require("tinyproxy"), "-d", "-c", str(tmp / "tinyproxy.conf")]),
-        start([sys.executable, __file__, "--sink", str(sink)], core=LOAD_CORE),
+        start([sys.executable, str(ROOT / "bench" / "common.py"), "--sink", str(sink)],
+              core=LOAD_CORE),
         start([sys.executable, __file__, "--relay", str(relay), str(sink)]),
     ]
     rates: dict[str, list[float]] = {"ours": [], "tinyproxy": []}

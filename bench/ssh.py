@@ -23,7 +23,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import LOAD_CORE, ROOT, free_port, pinned, report, require, start, stop, wait_port
+from common import (
+    LOAD_CORE,
+    ROOT,
+    free_port,
+    pinned,
+    push,
+    report,
+    require,
+    start,
+    stop,
+    wait_port,
+)
 
 CIPHERS = {"aes128-gcm": "aes128-gcm@openssh.com",
            "chacha20": "chacha20-poly1305@openssh.com"}
@@ -33,21 +44,6 @@ def keygen(path: Path) -> Path:
     subprocess.run([require("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
                    check=True)
     return path
-
-
-def push(port: int, mib: int) -> float:
-    block = b"x" * (1 << 20)
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        t0 = time.perf_counter()
-        for _ in range(mib):
-            s.sendall(block)
-        s.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := s.recv(64):
-            answer += chunk
-        took = time.perf_counter() - t0
-    assert int(answer) == mib << 20, answer
-    return mib / took
 
 
 def first_byte(port: int, deadline: float) -> None:
@@ -89,7 +85,7 @@ AllowTcpForwarding yes
     (tmp / "known_hosts").write_text(f"[127.0.0.1]:{sshd_port} {kind} {b64}\n")
     os.makedirs("/run/sshd", exist_ok=True)
     sshd = start([require("/usr/sbin/sshd"), "-D", "-f", str(tmp / "sshd_config")])
-    sink = start([sys.executable, str(ROOT / "bench" / "proxy.py"), "--sink", str(sink_port)])
+    sink = start([sys.executable, str(ROOT / "bench" / "common.py"), "--sink", str(sink_port)])
     rates: dict[str, dict[str, list[float]]] = {c: {"ours": [], "ssh": []} for c in CIPHERS}
     setup: dict[str, list[float]] = {"ours": [], "ssh": []}
     try:

@@ -51,6 +51,7 @@ from netkit.proto.http.proxying import (
     target_of,
     via_value,
 )
+from netkit.tasks import TaskSet
 from netkit.transport.connect import open_connection
 from netkit.transport.connection import Connection, Counters, Handler, Limits
 from netkit.transport.listeners import SocketPresets, StreamServer, listen_changes
@@ -121,7 +122,7 @@ class ProxyService:
         self.stats = dict.fromkeys(("requests", "tunnels", "refused_clients", "denied",
                                     "loops", "auth_required", "bad_gateway",
                                     "gateway_timeout"), 0)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks = TaskSet()
         self.head_lines = HeadLines(b"")  # the origin's Date and Server pass through
         self._resolver: Any = None
         self._own: set[tuple[str, int]] = set()
@@ -176,13 +177,10 @@ class ProxyService:
             for origin in conns:
                 origin.conn.close()
         self.idle.clear()
-        for task in list(self.tasks):
-            task.cancel()
+        self.tasks.cancel_all()
 
     def spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks.spawn(coro)
 
     # --- destinations ---
 

@@ -26,6 +26,7 @@ import asyncssh
 
 from netkit.config import Address
 from netkit.proto.socks import SocksError, SocksHandshake
+from netkit.tasks import TaskSet
 from netkit.transport.connection import Handler, Limits
 from netkit.transport.listeners import SocketPresets, StreamServer
 
@@ -88,7 +89,7 @@ class SSHForwarder:
         self.state = "connecting"
         self.reconnects = 0
         self.closing = False
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.tasks = TaskSet()
 
     # --- lifecycle ---
 
@@ -114,13 +115,10 @@ class SSHForwarder:
             self.conn.close()
             with anyio.move_on_after(timeout):
                 await self.conn.wait_closed()
-        for task in list(self.tasks):
-            task.cancel()
+        self.tasks.cancel_all()
 
     def spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.tasks.spawn(coro)
 
     def _set_state(self, state: str, why: str = "") -> None:
         if state != self.state:
