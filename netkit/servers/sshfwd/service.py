@@ -39,6 +39,8 @@ from .forwards import Forward, parse_forward
 
 SECTION = "sshfwd"
 log = logging.getLogger("netkit.sshfwd")
+_CIPHER_PREFERENCE = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                      "chacha20-poly1305@openssh.com", "aes128-ctr", "aes192-ctr", "aes256-ctr"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -172,6 +174,10 @@ def resolve(config: Config) -> tuple[Target, list[Forward], bool]:
         "keepalive_count_max": opt("ServerAliveCountMax") or config.keepalive_count_max,
         "keepalive_interval": opt("ServerAliveInterval") or config.keepalive_interval,
     }
+    if opt("Ciphers") is None:
+        # AES-GCM first (OpenSSH puts chacha20 first): asyncssh's chacha20-poly1305 is
+        # 0.58x of OpenSSH's, its AES-GCM 0.69x (bench/ssh.py); a Ciphers line wins
+        kwargs["encryption_algs"] = _CIPHER_PREFERENCE
     if config.identity_file:
         kwargs["client_keys"] = [str(p) for p in config.identity_file]
     if passphrase is not None:
