@@ -261,3 +261,21 @@ probe_interval = 0.3
     backend.close()  # the target goes away: the tunnel is up, the forward is dead
     proc.wait_for(r"-L 127.0.0.1:0:127.0.0.1:\d+: probe failed")
     proc.wait_for(r"dropping the SSH connection to make it again")
+
+
+def test_a_refused_key_and_an_unreachable_server_are_one_line_each(spawn, ssh,
+                                                                   tmp_path) -> None:
+    _, cfg, _ = ssh
+    stranger = keygen(tmp_path / "stranger_ed25519")
+    cfg.write_text(cfg.read_text().replace("IdentityFile", f"IdentityFile {stranger}\n#"))
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-L", "127.0.0.1:0:127.0.0.1:9",
+                                           "gw"])
+    proc.wait_for(r"root@127\.0\.0\.1:\d+: down \(Permission denied for user root")
+    proc.stop()
+    closed = free_port()
+    proc = spawn("netkit.servers.sshfwd", ["-L", "127.0.0.1:0:127.0.0.1:9", "-F", str(cfg),
+                                           "-o", "StrictHostKeyChecking=no",
+                                           f"root@127.0.0.1:{closed}"])
+    proc.wait_for(rf"root@127\.0\.0\.1:{closed}: down \(.*[Cc]onnect.*refused")
+    proc.wait_for(r"reconnecting in \d+\.\d s")
+    assert "Traceback" not in proc.log
