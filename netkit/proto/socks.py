@@ -56,20 +56,22 @@ class SocksHandshake:
             if 0 not in methods:  # only "no authentication" is offered here
                 raise SocksError("no acceptable SOCKS5 method", b"\x05\xff")
             out = b"\x05\x00"
-        if len(buf) < 5:
+        if len(buf) < 4:
             return out
         ver, cmd, _, atyp = buf[:4]
         if ver != 5:
             raise SocksError("bad SOCKS5 request", self.reply_v5(1))
+        if atyp not in (1, 3, 4):
+            raise SocksError(f"SOCKS5 address type {atyp} unknown", self.reply_v5(8))
+        if len(buf) < 5:
+            return out
         if atyp == 1:
             end, host = 8, str(ipaddress.IPv4Address(buf[4:8])) if len(buf) >= 8 else ""
         elif atyp == 4:
             end, host = 20, str(ipaddress.IPv6Address(buf[4:20])) if len(buf) >= 20 else ""
-        elif atyp == 3:
+        else:
             end = 5 + buf[4]
             host = buf[5:end].decode("ascii", "replace") if len(buf) >= end else ""
-        else:
-            raise SocksError(f"SOCKS5 address type {atyp} unknown", self.reply_v5(8))
         if len(buf) < end + 2:
             return out
         if cmd != 1:

@@ -9,6 +9,7 @@ import os
 import re
 import socket
 import struct
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -61,6 +62,13 @@ def push_through(port: int, data: bytes) -> bytes:
     return bytes(got)
 
 
+def iter_recv(s: socket.socket) -> bytes:
+    out = bytearray()
+    while chunk := s.recv(1 << 16):
+        out.extend(chunk)
+    return bytes(out)
+
+
 def test_local_forward_carries_50_mb_byte_identical(spawn, ssh, make_backend) -> None:
     _, cfg, _ = ssh
     backend = make_backend("echo")
@@ -102,6 +110,18 @@ def test_dynamic_forward_speaks_socks5_and_socks4a(spawn, ssh, make_backend) -> 
         assert s.recv(8)[:2] == b"\x00\x5a"
         s.sendall(b"ping4")
         assert s.recv(5) == b"ping4"
+    data = os.urandom(BULK_MIB * MIB)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:  # bulk, SOCKS5
+        s.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" +
+                  struct.pack("!H", backend.port))
+        assert s.recv(2) == b"\x05\x00" and s.recv(10)[:2] == b"\x05\x00"
+        got = bytearray()
+        reader = threading.Thread(target=lambda: got.extend(iter_recv(s)))
+        reader.start()
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        reader.join(60)
+    assert hashlib.sha256(bytes(got)).digest() == hashlib.sha256(data + b"[eof]").digest()
     closed = free_port()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # refused target
         s.sendall(b"\x05\x01\x00\x05\x01\x00\x01\x7f\x00\x00\x01" + struct.pack("!H", closed))
@@ -118,8 +138,9 @@ def test_remote_forward(spawn, ssh, make_backend) -> None:
                                            "-R", f"{remote_port}:127.0.0.1:{backend.port}",
                                            "gw"])
     proc.wait_for(r"-R .*: up")
-    data = os.urandom(4 * MIB)
-    assert push_through(remote_port, data) == data + b"[eof]"
+    data = os.urandom(BULK_MIB * MIB)
+    got = push_through(remote_port, data)
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data + b"[eof]").digest()
 
 
 def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(spawn, ssh,
@@ -146,13 +167,21 @@ def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(spawn, s
     proc.wait_for(r"new host key added")
     proc.wait_for(UP)
     assert known.read_text() == sshd.known_hosts_line()
+    proc.stop()
+    subprocess.run(["ssh-keygen", "-q", "-H", "-f", str(known)], check=True)  # hashed
+    assert known.read_text().startswith("|1|")
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-L", "127.0.0.1:0:127.0.0.1:9",
+                                           "gw"])
+    proc.wait_for(UP)  # a hashed entry is found like a plain one
 
 
 def test_forwards_recover_when_sshd_is_killed_and_restarted(spawn, ssh, make_backend) -> None:
     sshd, cfg, _ = ssh
     backend = make_backend("echo")
+    remote = free_port()
     proc = spawn("netkit.servers.sshfwd", [
         "-F", str(cfg), "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}",
+        "-R", f"{remote}:127.0.0.1:{backend.port}",
         "--set", "sshfwd.backoff_min=0.2", "--set", "sshfwd.backoff_max=1",
         "--set", "sshfwd.tunnel_wait=20", "gw"])
     ((_, port),) = proc.listening(1)
@@ -166,6 +195,8 @@ def test_forwards_recover_when_sshd_is_killed_and_restarted(spawn, ssh, make_bac
     # a client arriving now waits for the tunnel instead of failing
     assert push_through(port, b"after") == b"after[eof]"
     proc.wait_for(UP, start=start)
+    proc.wait_for(r"-R .*: up", start=start)  # asked for again on the new connection
+    assert push_through(remote, b"remote again") == b"remote again[eof]"
 
 
 def test_proxyjump_through_a_second_sshd(spawn, ssh, tmp_path, make_backend) -> None:
