@@ -69,8 +69,12 @@ def iter_recv(s: socket.socket) -> bytes:
     return bytes(out)
 
 
-def test_local_forward_carries_50_mb_byte_identical(spawn, ssh, make_backend) -> None:
+@pytest.mark.parametrize("cipher", ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"])
+def test_local_forward_carries_50_mb_byte_identical(spawn, ssh, make_backend,
+                                                    cipher: str) -> None:
+    """Both ciphers, against OpenSSH: chacha20 goes through fastchacha.py's methods."""
     _, cfg, _ = ssh
+    cfg.write_text(cfg.read_text() + f"    Ciphers {cipher}\n")
     backend = make_backend("echo")
     proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg), "-N",
                                            "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}", "gw"])

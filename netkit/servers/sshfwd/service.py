@@ -34,8 +34,11 @@ from netkit.errors import ConfigError
 from netkit.transport.connection import Limits
 from netkit.transport.listeners import SocketPresets
 
+from . import fastchacha
 from .client import SSHForwarder, Target
 from .forwards import Forward, parse_forward
+
+fastchacha.install()  # both modes, every connection of this process
 
 SECTION = "sshfwd"
 log = logging.getLogger("netkit.sshfwd")
