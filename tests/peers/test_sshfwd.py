@@ -314,3 +314,51 @@ def test_a_refused_key_and_an_unreachable_server_are_one_line_each(spawn, ssh,
     proc.wait_for(rf"root@127\.0\.0\.1:{closed}: down \(.*[Cc]onnect.*refused")
     proc.wait_for(r"reconnecting in \d+\.\d s")
     assert "Traceback" not in proc.log
+
+
+def test_a_client_is_closed_cleanly_when_the_tunnel_stays_down(spawn, ssh,
+                                                                make_backend) -> None:
+    sshd, cfg, _ = ssh
+    backend = make_backend("echo")
+    proc = spawn("netkit.servers.sshfwd", [
+        "-F", str(cfg), "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}",
+        "--set", "sshfwd.tunnel_wait=0.5", "--set", "sshfwd.backoff_min=5", "gw"])
+    ((_, port),) = proc.listening(1)
+    proc.wait_for(UP)
+    sshd.kill()
+    proc.wait_for(r": down")
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"anyone there?")
+        assert s.recv(10) == b""  # closed, not left hanging
+    assert 0.4 < time.monotonic() - t0 < 3
+    proc.wait_for(r"the SSH connection is down; closing a new client after 0 s|after 1 s")
+
+
+def test_keys_from_ssh_agent(spawn, ssh, tmp_path, make_backend) -> None:
+    _, cfg, _ = ssh
+    key = tmp_path / "client_ed25519"
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        env = dict(os.environ, SSH_AUTH_SOCK=str(sock))
+        subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=10)
+        cfg.write_text(cfg.read_text().replace("    IdentityFile", "    # IdentityFile")
+                       .replace("    IdentitiesOnly yes", "    # IdentitiesOnly"))
+        backend = make_backend("echo")
+        os.environ["SSH_AUTH_SOCK"] = str(sock)  # the spawned forwarder inherits it
+        try:
+            proc = spawn("netkit.servers.sshfwd", [
+                "-F", str(cfg), "-L", f"127.0.0.1:0:127.0.0.1:{backend.port}", "gw"])
+        finally:
+            del os.environ["SSH_AUTH_SOCK"]
+        ((_, port),) = proc.listening(1)
+        proc.wait_for(UP)
+        assert push_through(port, b"agent") == b"agent[eof]"
+    finally:
+        agent.terminate()
+        agent.wait(10)
