@@ -6,6 +6,7 @@ REGISTRY = {
     "dns": "netkit.servers.dns.service",
     "http": "netkit.servers.http.server",
     "proxy": "netkit.servers.proxy",
+    "smtp": "netkit.servers.smtp.service",
     "sshfwd": "netkit.servers.sshfwd.service",
     "tls": "netkit.servers.tls",
 }

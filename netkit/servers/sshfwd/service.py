@@ -259,7 +259,7 @@ class SSHForwardService:
                                                 c.authorized_keys, c.permit,
                                                 self.server_stats, self.live)
             for a in self.addresses():
-                log.info("sshfwd server: listening on %s", a)
+                log.info("sshfwd server: listening on %s (tcp, ssh)", a)
             return
         await self.forwarder.start(tg, presets)
 

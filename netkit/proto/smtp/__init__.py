@@ -1,0 +1,1 @@
+"""SMTP without sockets: the queue's envelopes and their retry arithmetic."""

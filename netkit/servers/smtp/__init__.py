@@ -1,0 +1,2 @@
+"""The SMTP relay (service.py: config, receiving, contract; store.py: the durable queue
+and Maildir delivery)."""

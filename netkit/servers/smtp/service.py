@@ -1,0 +1,285 @@
+"""The SMTP relay: `python -m netkit.servers.smtp` (receiving, the durable queue and
+local delivery; see docs/servers/smtp.md for what is not there yet).
+
+    python -m netkit.servers.smtp --set smtp.local_domains='["example.test"]'
+    python -m netkit.servers.smtp queue --config conf/smtp.toml     # what is queued
+
+aiosmtpd speaks ESMTP (EHLO with SIZE, 8BITMIME, PIPELINING, SMTPUTF8); this module
+decides: recipients for `local_domains` are accepted from anyone, others only from
+`relay_networks` (`554 5.7.1 Relay access denied` otherwise, logged); a message is
+written to the queue and fsynced (queue.py) before its `250`; local recipients then
+get it in their Maildir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+
+from netkit import running
+from netkit.cli import server_main
+from netkit.config import Address, Duration, Network, Size, field
+from netkit.contract import ServerSpec
+from netkit.proto.addresses import in_networks
+from netkit.proto.smtp.envelope import Envelope, Recipient
+from netkit.tasks import TaskSet
+from netkit.transport.listeners import SocketPresets, bind_socket
+
+from .store import QueueStore, deliver_to_maildir, new_id
+
+log = logging.getLogger("netkit.smtp")
+SECTION = "smtp"
+LOOPBACK = ("127.0.0.1/32", "::1/128")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The ``[smtp]`` section."""
+
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 2525),)
+    hostname: str = "localhost"
+    """The name in the greeting, EHLO and Received lines."""
+    queue_dir: Path = Path("netkit-queue")
+    maildir: Path = Path("netkit-mail")
+    """Local recipients' Maildirs, one directory per address."""
+    local_domains: tuple[str, ...] = ()
+    relay_networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n) for n in LOOPBACK)
+    """Clients that may send to domains not in local_domains; others get 554 5.7.1."""
+    max_message_size: Size = field(Size(10 << 20), min=1024)
+    """Larger messages get 552 5.3.4, refused while DATA streams in."""
+    max_recipients: int = field(100, min=1)
+    """More get 452 4.5.3."""
+    shutdown_timeout: Duration = Duration(10)
+
+
+def _header_block(content: bytes) -> bytes:
+    end = content.find(b"\r\n\r\n")
+    if end < 0:
+        end = content.find(b"\n\n")
+    return content[:end if end >= 0 else len(content)]
+
+
+def _has_header(head: bytes, name: bytes) -> bool:
+    lowered = b"\n" + head.lower()
+    return b"\n" + name.lower() + b":" in lowered
+
+
+class SMTPService:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = QueueStore(config.queue_dir)
+        self.servers: list[asyncio.AbstractServer] = []
+        self.bound: list[Address] = []
+        self.tasks = TaskSet()
+        self.wake = asyncio.Event()
+        self.stats = dict.fromkeys(("accepted", "refused_relay", "delivered_local",
+                                    "queued_remote"), 0)
+
+    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        from aiosmtpd.smtp import SMTP
+
+        # aiosmtpd logs every command at INFO, AUTH exchanges among them: warnings only
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        dropped = await anyio.to_thread.run_sync(self.store.open)
+        if dropped:
+            log.info("smtp: removed %d message(s) whose DATA was never acknowledged", dropped)
+        loop = asyncio.get_running_loop()
+        handler = _Handler(self)
+        for address in self.config.listen:
+            sock = presets.pop(("tcp", str(address)), None) or bind_socket("tcp", address)
+            server = await loop.create_server(
+                lambda: SMTP(handler, hostname=self.config.hostname, ident="netkit ESMTP",
+                             data_size_limit=self.config.max_message_size,
+                             enable_SMTPUTF8=True, decode_data=False),
+                sock=sock)
+            self.servers.append(server)
+            bound = Address(*sock.getsockname()[:2])
+            self.bound.append(bound)
+            log.info("smtp: listening on %s (tcp, esmtp)", bound)
+        tg.start_soon(self._deliver_loop)
+        self.wake.set()  # what the queue held at start
+
+    def reload(self, config: Config) -> None:
+        self.config = config
+
+    async def drain(self, timeout: float) -> None:
+        for server in self.servers:
+            server.close()
+        self.tasks.cancel_all()
+
+    def status(self) -> dict[str, Any]:
+        return {"listen": [str(a) for a in self.bound], **self.counters()}
+
+    def addresses(self) -> list[Address]:
+        return list(self.bound)
+
+    def counters(self) -> dict[str, int]:
+        return {**self.stats, "queued": len(self.store.envelopes())}
+
+    # --- accepting ---
+
+    def may_relay_to(self, address: str, peer: str) -> bool:
+        domain = address.rpartition("@")[2].lower().rstrip(">")
+        return domain in self.config.local_domains or \
+            in_networks(peer, self.config.relay_networks)
+
+    async def accept(self, sender: str, recipients: list[str], content: bytes, peer: str,
+                     helo: str) -> str:
+        """Queue the message durably; the id for the 250 line."""
+        message_id = new_id()
+        now = time.time()
+        head = _header_block(content)
+        added = [b"Received: from %s (%s) by %s (netkit) with ESMTP id %s; %s\r\n" % (
+            (helo or "unknown").encode(), peer.encode(), self.config.hostname.encode(),
+            message_id.encode(), email.utils.formatdate(now).encode())]
+        if not _has_header(head, b"message-id"):
+            added.append(b"Message-ID: <%s@%s>\r\n" % (message_id.encode(),
+                                                        self.config.hostname.encode()))
+        if not _has_header(head, b"date"):
+            added.append(b"Date: %s\r\n" % email.utils.formatdate(now).encode())
+        content = b"".join(added) + content
+        envelope = Envelope(message_id, sender, [Recipient(r) for r in recipients], now,
+                            len(content), peer, helo)
+        await anyio.to_thread.run_sync(self.store.put, envelope, content)
+        self.stats["accepted"] += 1
+        log.info("smtp: %s: queued %s from <%s> for %s (%d bytes)", peer, message_id, sender,
+                 ", ".join(f"<{r}>" for r in recipients), len(content))
+        self.wake.set()
+        return message_id
+
+    # --- delivering ---
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            await anyio.to_thread.run_sync(self._deliver_local)
+
+    def _deliver_local(self) -> None:
+        """Local recipients into their Maildirs; a message leaves the queue when nothing
+        is pending. Remote recipients wait: delivery to MX hosts is not built yet."""
+        local = self.config.local_domains
+        for envelope in self.store.envelopes():
+            changed = False
+            content: bytes | None = None
+            for r in envelope.recipients:
+                if r.state != "pending" or r.address.rpartition("@")[2].lower() not in local:
+                    continue
+                if content is None:
+                    content = self.store.content(envelope.id)
+                deliver_to_maildir(self.config.maildir / r.address.lower(), content)
+                r.state = "delivered"
+                changed = True
+                self.stats["delivered_local"] += 1
+                log.info("smtp: %s: delivered to <%s> (maildir)", envelope.id, r.address)
+            if envelope.done:
+                self.store.remove(envelope.id)
+            elif changed:
+                self.store.update(envelope)
+
+
+class _Handler:
+    """aiosmtpd's hooks: the relay policy at RCPT, the durable queue at DATA."""
+
+    def __init__(self, service: SMTPService) -> None:
+        self.service = service
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        peer = session.peer[0] if session.peer else ""
+        if not self.service.may_relay_to(address, peer):
+            self.service.stats["refused_relay"] += 1
+            log.warning("smtp: %s: relay to <%s> refused (not a local domain, client not "
+                        "in relay_networks)", peer, address)
+            return "554 5.7.1 Relay access denied"
+        if len(envelope.rcpt_tos) >= self.service.config.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        peer = session.peer[0] if session.peer else ""
+        content = envelope.original_content or envelope.content
+        if isinstance(content, str):
+            content = content.encode("utf-8", "surrogateescape")
+        message_id = await self.service.accept(envelope.mail_from or "", envelope.rcpt_tos,
+                                               content, peer, session.host_name or "")
+        return f"250 2.0.0 Ok: queued as {message_id}"
+
+
+def listen_specs(config: Config) -> list[tuple[str, Address]]:
+    return [("tcp", a) for a in config.listen]
+
+
+def queue_listing(config: Config) -> list[dict[str, Any]]:
+    """What `python -m netkit.servers.smtp queue` prints: from the directory, running or
+    not."""
+    now = time.time()
+    return [{"id": e.id, "age": round(now - e.received_at), "sender": e.sender,
+             "size": e.size, "recipients": [{"address": r.address, "state": r.state,
+                                             "attempts": r.attempts,
+                                             "last_error": r.last_error}
+                                            for r in e.recipients]}
+            for e in QueueStore(config.queue_dir).envelopes()]
+
+
+def queue_view(service: SMTPService, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """`netkit ctl queue`: the running relay's queue."""
+    return queue_listing(service.config)
+
+
+def create(config: Config | Mapping[str, Any] | str | None = None) -> SMTPService:
+    return SMTPService(running.load(SPEC, config))
+
+
+def serve(config: Config | Mapping[str, Any] | str | None = None
+          ) -> AbstractAsyncContextManager[running.Server]:
+    return running.serve(SPEC, config)
+
+
+SPEC = ServerSpec(
+    name=SECTION, summary="SMTP relay: ESMTP in, a durable queue, Maildir delivery",
+    config=Config, create=create, listen_specs=listen_specs,
+    commands={"queue": queue_view}, single_process="one queue directory per relay")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["queue"]:
+        return _queue_command(argv[1:])
+    return server_main(SECTION, argv)
+
+
+def _queue_command(argv: list[str]) -> int:
+    import argparse
+    import json
+
+    from netkit import config as config_mod
+
+    p = argparse.ArgumentParser(prog="python -m netkit.servers.smtp queue")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--set", action="append", default=[])
+    args = p.parse_args(argv)
+    doc = config_mod.read_document(args.config) if args.config else {}
+    for item in args.set:
+        config_mod.apply_override(doc, *config_mod.parse_override(item))
+    config = running.load(SPEC, doc)
+    print(json.dumps(queue_listing(config), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The queue on disk: one file per message (the envelope as one JSON line, then the
+message), written so that an acknowledged message survives SIGKILL and power loss.
+
+    queue_dir/tmp/ID        being written (never read back: removed on start)
+    queue_dir/active/ID     acknowledged: the envelope line, then the content
+
+`put` writes tmp/ID, fsyncs it, renames it into active/ and fsyncs the directory, and
+only then returns: the caller answers 250 after that. A state change rewrites the
+envelope the same way (tmp, fsync, rename, fsync). A file in tmp/ at start is a
+message whose DATA was not acknowledged: it is removed, never delivered. Maildir
+delivery (tmp/ then new/) is the same dance.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from netkit.proto.smtp.envelope import Envelope
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(tmp: Path, final: Path, parts: list[bytes]) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, final)
+    _fsync_dir(final.parent)
+
+
+def new_id() -> str:
+    """Sortable by arrival, unique without coordination: microseconds and randomness."""
+    return f"{time.time_ns() // 1000:x}{secrets.token_hex(4)}".upper()
+
+
+class QueueStore:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.tmp = directory / "tmp"
+        self.active = directory / "active"
+
+    def open(self) -> int:
+        """Make the directories; drop unacknowledged files; return how many were dropped."""
+        for d in (self.dir, self.tmp, self.active):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dropped = 0
+        for leftover in self.tmp.iterdir():
+            leftover.unlink()
+            dropped += 1
+        return dropped
+
+    def put(self, envelope: Envelope, content: bytes) -> None:
+        """Durably queued when this returns (blocking: call from a worker thread)."""
+        _write_durably(self.tmp / envelope.id, self.active / envelope.id,
+                       [envelope.to_json(), b"\n", content])
+
+    def update(self, envelope: Envelope) -> None:
+        """Rewrite the envelope of a queued message (its content kept), atomically."""
+        content = self.content(envelope.id)
+        _write_durably(self.tmp / (envelope.id + ".new"), self.active / envelope.id,
+                       [envelope.to_json(), b"\n", content])
+
+    def remove(self, message_id: str) -> None:
+        (self.active / message_id).unlink(missing_ok=True)
+        _fsync_dir(self.active)
+
+    def envelopes(self) -> list[Envelope]:
+        """Every queued message's envelope, oldest first (reads first lines only)."""
+        out = []
+        for path in sorted(self.active.iterdir()) if self.active.exists() else []:
+            try:
+                with path.open("rb") as f:
+                    out.append(Envelope.from_json(f.readline()))
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # half a file cannot be here (renames are atomic); be safe anyway
+        return out
+
+    def content(self, message_id: str) -> bytes:
+        with (self.active / message_id).open("rb") as f:
+            f.readline()
+            return f.read()
+
+
+def deliver_to_maildir(maildir: Path, content: bytes) -> Path:
+    """The Maildir way: write tmp/NAME, fsync, rename into new/NAME, fsync new/."""
+    for sub in ("tmp", "new", "cur"):
+        (maildir / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+    name = f"{time.time_ns()}.P{os.getpid()}R{secrets.token_hex(6)}.{socket.gethostname()}"
+    final = maildir / "new" / name
+    _write_durably(maildir / "tmp" / name, final, [content])
+    return final

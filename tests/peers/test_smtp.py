@@ -1,0 +1,121 @@
+"""The SMTP relay's receiving side and queue with swaks as the client: local delivery
+into Maildir, the relay policy (never an open relay), limits, and SIGKILL at the worst
+moments."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.fixtures import need
+
+pytestmark = pytest.mark.peer
+
+
+@pytest.fixture
+def relay(spawn, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def start():  # type: ignore[no-untyped-def]
+        proc = spawn("netkit.servers.smtp", [
+            "--listen", "127.0.0.1:0", "--set", f"smtp.queue_dir={tmp_path / 'queue'}",
+            "--set", f"smtp.maildir={tmp_path / 'mail'}",
+            "--set", 'smtp.local_domains=["example.test"]',
+            "--set", "smtp.max_message_size=64KiB", "--set", "smtp.max_recipients=3"])
+        (_, port), = proc.listening(1)
+        return proc, port
+    return start
+
+
+def swaks(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([need("swaks"), "--server", "127.0.0.1", "--port", str(port),
+                           "--from", "bob@elsewhere.test", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def queued(tmp_path: Path) -> list[dict]:  # type: ignore[type-arg]
+    out = subprocess.run([sys.executable, "-m", "netkit.servers.smtp", "queue", "--set",
+                          f"smtp.queue_dir={tmp_path / 'queue'}"], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    return json.loads(out)
+
+
+def test_local_mail_lands_in_the_maildir(relay, tmp_path: Path) -> None:
+    proc, port = relay()
+    r = swaks(port, "--to", "ann@example.test", "--header", "Subject: hi", "--body", "hello")
+    assert r.returncode == 0 and "250 2.0.0 Ok: queued as" in r.stdout
+    proc.wait_for(r"delivered to <ann@example.test> \(maildir\)")
+    (mail,) = (tmp_path / "mail" / "ann@example.test" / "new").iterdir()
+    text = mail.read_text()
+    assert text.startswith("Received: from ") and "by localhost (netkit) with ESMTP" in text
+    assert "Subject: hi" in text and "hello" in text
+    assert list((tmp_path / "mail" / "ann@example.test" / "tmp").iterdir()) == []
+    assert queued(tmp_path) == []  # delivered: out of the queue
+
+
+def test_never_an_open_relay(relay, tmp_path: Path) -> None:
+    proc, port = relay()
+    # from 127.0.0.2: not in relay_networks (127.0.0.1/32, ::1/128)
+    r = swaks(port, "--to", "victim@remote.test", "--local-interface", "127.0.0.2")
+    assert r.returncode != 0 and "554 5.7.1 Relay access denied" in r.stdout
+    proc.wait_for(r"127\.0\.0\.2: relay to <victim@remote.test> refused")
+    r = swaks(port, "--to", "ann@example.test", "--local-interface", "127.0.0.2")
+    assert r.returncode == 0  # local mail from anyone
+    r = swaks(port, "--to", "friend@remote.test")  # from 127.0.0.1: relaying allowed
+    assert r.returncode == 0
+    (entry,) = queued(tmp_path)
+    assert entry["recipients"] == [{"address": "friend@remote.test", "state": "pending",
+                                    "attempts": 0, "last_error": ""}]
+
+
+def test_limits_get_their_codes(relay) -> None:
+    _, port = relay()
+    r = swaks(port, "--to", "ann@example.test", "--body", ("x" * 70 + "\n") * 1200)
+    assert r.returncode != 0 and "552" in r.stdout
+    r = swaks(port, "--to", ",".join(f"u{i}@example.test" for i in range(5)))
+    assert "452 4.5.3 Too many recipients" in r.stdout
+
+
+def test_sigkill_after_250_loses_nothing_and_during_data_queues_nothing(relay,
+                                                                        tmp_path: Path) -> None:
+    proc, port = relay()
+    r = swaks(port, "--to", "far@remote.test", "--body", "keep me")
+    assert r.returncode == 0
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.proc.wait()
+    (entry,) = queued(tmp_path)  # acknowledged: on disk, whatever happened next
+    assert entry["sender"] == "bob@elsewhere.test"
+    proc, port = relay()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        f = s.makefile("rwb")
+        f.readline()
+        for line in (b"EHLO t", b"MAIL FROM:<a@b.test>", b"RCPT TO:<c@remote.test>",
+                     b"DATA"):
+            f.write(line + b"\r\n")
+            f.flush()
+            while True:
+                reply = f.readline()
+                if reply[3:4] != b"-":
+                    break
+        assert reply.startswith(b"354")
+        f.write(b"Subject: half\r\n\r\nnever finished\r\n")
+        f.flush()
+        proc.proc.send_signal(signal.SIGKILL)  # before the final dot: no 250 was sent
+        proc.proc.wait()
+    assert [e["id"] for e in queued(tmp_path)] == [entry["id"]]  # only the first
+
+
+def test_garbage_gets_smtp_errors_never_a_traceback(relay) -> None:
+    proc, port = relay()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.recv(200)
+        for line in (b"HELLO?", b"RCPT TO:<a@example.test>", b"MAIL FROM:not-an-address",
+                     b"\xff\xfe\x00garbage", b"DATA"):
+            s.sendall(line + b"\r\n")
+            reply = s.recv(200)
+            assert reply[:1] == b"5", (line, reply)
+    assert "Traceback" not in proc.log
