@@ -109,6 +109,15 @@ def netkit_ssh() -> Iterator[Any]:
 
 
 @pytest.fixture
+def netkit_smtp() -> Iterator[Any]:
+    """An SMTP sink on 127.0.0.1 (`port`) keeping `messages` (sender, recipients,
+    content); `refuse["a@b.test"] = 550` (or 451) makes it refuse that recipient."""
+    from netkit.testing.smtp import SMTPSink
+    with SMTPSink() as sink:
+        yield sink
+
+
+@pytest.fixture
 def netkit_server() -> Iterator[Callable[..., ThreadedServer]]:
     """`netkit_server("http", config, app=...)` -> any netkit server, in a thread;
     stopped when the test ends."""

@@ -5,27 +5,38 @@ moments."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from netkit.testing.dns import DNSZones
 from tests.support.fixtures import need
 
 pytestmark = pytest.mark.peer
 
 
+@pytest.fixture(scope="module")
+def zones() -> Iterator[DNSZones]:
+    """The DNS the relay asks for MX records: never the system's resolver in a test."""
+    with DNSZones() as z:
+        yield z
+
+
 @pytest.fixture
-def relay(spawn, tmp_path: Path):  # type: ignore[no-untyped-def]
-    def start():  # type: ignore[no-untyped-def]
+def relay(spawn, tmp_path: Path, zones: DNSZones):  # type: ignore[no-untyped-def]
+    def start(*extra: str):  # type: ignore[no-untyped-def]
         proc = spawn("netkit.servers.smtp", [
             "--listen", "127.0.0.1:0", "--set", f"smtp.queue_dir={tmp_path / 'queue'}",
+            "--set", f'smtp.resolver=["127.0.0.1:{zones.port}"]',
             "--set", f"smtp.maildir={tmp_path / 'mail'}",
             "--set", 'smtp.local_domains=["example.test"]',
-            "--set", "smtp.max_message_size=64KiB", "--set", "smtp.max_recipients=3"])
+            "--set", "smtp.max_message_size=64KiB", "--set", "smtp.max_recipients=3", *extra])
         (_, port), = proc.listening(1)
         return proc, port
     return start
@@ -67,9 +78,9 @@ def test_never_an_open_relay(relay, tmp_path: Path) -> None:
     assert r.returncode == 0  # local mail from anyone
     r = swaks(port, "--to", "friend@remote.test")  # from 127.0.0.1: relaying allowed
     assert r.returncode == 0
-    (entry,) = queued(tmp_path)
-    assert entry["recipients"] == [{"address": "friend@remote.test", "state": "pending",
-                                    "attempts": 0, "last_error": ""}]
+    (entry,) = queued(tmp_path)  # relayed: queued for remote.test (whose MX is unknown)
+    (rcpt,) = entry["recipients"]
+    assert (rcpt["address"], rcpt["state"]) == ("friend@remote.test", "pending")
 
 
 def test_limits_get_their_codes(relay) -> None:
@@ -119,3 +130,51 @@ def test_garbage_gets_smtp_errors_never_a_traceback(relay) -> None:
             reply = s.recv(200)
             assert reply[:1] == b"5", (line, reply)
     assert "Traceback" not in proc.log
+
+
+def test_delivery_to_the_mx_and_retry_until_it_is_up(relay, zones: DNSZones,
+                                                     tmp_path: Path) -> None:
+    from netkit.testing.smtp import SMTPSink
+    from tests.support.fixtures import free_port
+    zones.add("dest.test", "MX", "10 mx.dest.test.")
+    zones.add("mx.dest.test", "A", "127.0.0.1")
+    mx_port = free_port()  # nothing listens there yet: the MX is down
+    proc, port = relay("--set", f"smtp.mx_port={mx_port}",
+                       "--set", "smtp.retry_schedule=[0.5]")
+    r = swaks(port, "--to", "carol@dest.test", "--header", "Subject: via mx")
+    assert r.returncode == 0
+    proc.wait_for(rf"<carol@dest.test> deferred \(.*127\.0\.0\.1:{mx_port}")
+    with SMTPSink(port=mx_port) as sink:
+        proc.wait_for(r"delivered to <carol@dest.test> via 127\.0\.0\.1")
+        (message,) = sink.messages
+    assert message.sender == "bob@elsewhere.test" and message.recipients == ["carol@dest.test"]
+    assert b"Subject: via mx" in message.content and message.content.startswith(b"Received:")
+    assert queued(tmp_path) == []
+
+
+def test_a_permanent_refusal_bounces_with_a_dsn(relay, zones: DNSZones, tmp_path: Path,
+                                                netkit_smtp) -> None:
+    zones.add("far.test", "MX", "5 mx.far.test.")
+    zones.add("mx.far.test", "A", "127.0.0.1")
+    netkit_smtp.refuse["nobody@far.test"] = 550
+    proc, port = relay("--set", f"smtp.mx_port={netkit_smtp.port}")
+    r = swaks(port, "--from", "ann@example.test", "--to", "nobody@far.test,real@far.test")
+    assert r.returncode == 0
+    proc.wait_for(r"<nobody@far.test> bounced: .*550")
+    proc.wait_for(r"delivered to <ann@example.test> \(maildir\)")  # the DSN, home
+    (message,) = netkit_smtp.messages
+    assert message.recipients == ["real@far.test"]  # the other recipient went through
+    (dsn,) = (tmp_path / "mail" / "ann@example.test" / "new").iterdir()
+    text = dsn.read_text()
+    assert re.search(r'multipart/report; report-type="?delivery-status', text), text[:600]
+    assert "Final-Recipient: rfc822; nobody@far.test" in text and "Action: failed" in text
+    assert "Status: 5.1.1" in text
+    # the DSN came from the null sender: a bounce of it could not be sent back anywhere
+    assert "queued" in proc.log and queued(tmp_path) == []
+
+
+def test_a_null_mx_bounces_at_once(relay, zones: DNSZones, tmp_path: Path) -> None:
+    zones.add("nomail.test", "MX", "0 .")
+    proc, port = relay()
+    assert swaks(port, "--from", "ann@example.test", "--to", "x@nomail.test").returncode == 0
+    proc.wait_for(r"<x@nomail.test> bounced: nomail.test accepts no mail \(null MX")

@@ -62,6 +62,17 @@ class Config:
     """Larger messages get 552 5.3.4, refused while DATA streams in."""
     max_recipients: int = field(100, min=1)
     """More get 452 4.5.3."""
+    resolver: tuple[Address, ...] = ()
+    """DNS servers for MX lookups (netkit's DNS client); none: /etc/resolv.conf's."""
+    mx_port: int = field(25, min=1, max=65535)
+    """The port of MX hosts (tests use loopback high ports)."""
+    smarthost: Address | None = None
+    """Send all remote mail through this host instead of the MX hosts."""
+    retry_schedule: tuple[Duration, ...] = (Duration(60), Duration(300), Duration(1800),
+                                            Duration(7200))
+    """Seconds after each failed attempt before the next; the last repeats."""
+    max_queue_time: Duration = Duration(5 * 86400)
+    """How long a message may wait; then it bounces with a DSN."""
     shutdown_timeout: Duration = Duration(10)
 
 
@@ -86,7 +97,10 @@ class SMTPService:
         self.tasks = TaskSet()
         self.wake = asyncio.Event()
         self.stats = dict.fromkeys(("accepted", "refused_relay", "delivered_local",
-                                    "queued_remote"), 0)
+                                    "delivered_remote", "bounced", "deferred"), 0)
+        from netkit.clients.dns import Resolver
+        self.resolver = Resolver(list(config.resolver) or None, timeout=3.0, attempts=2,
+                                 cache=True)
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         from aiosmtpd.smtp import SMTP
@@ -163,14 +177,49 @@ class SMTPService:
     # --- delivering ---
 
     async def _deliver_loop(self) -> None:
+        """Local deliveries at once, remote ones when due; then sleep until the next one
+        is due or a new message arrives."""
         while True:
-            await self.wake.wait()
             self.wake.clear()
             await anyio.to_thread.run_sync(self._deliver_local)
+            await self._deliver_remote()
+            due = [r.next_attempt for e in self.store.envelopes() for r in e.recipients
+                   if r.state == "pending"]
+            wait = max(0.05, min(due) - time.time()) if due else None
+            with anyio.move_on_after(wait):
+                await self.wake.wait()
+
+    async def _deliver_remote(self) -> None:
+        from .delivery import deliver_domain, dsn
+        local = self.config.local_domains
+        now = time.time()
+        for envelope in self.store.envelopes():
+            due = [r for r in envelope.pending(now)
+                   if r.address.rpartition("@")[2].lower() not in local]
+            if not due:
+                continue
+            content = await anyio.to_thread.run_sync(self.store.content, envelope.id)
+            by_domain: dict[str, list[Recipient]] = {}
+            for r in due:
+                by_domain.setdefault(r.address.rpartition("@")[2].lower(), []).append(r)
+            before = {r.address: r.state for r in envelope.recipients}
+            for recipients in by_domain.values():
+                await deliver_domain(self, envelope, recipients, content)
+            bounced = [r for r in envelope.recipients
+                       if r.state == "bounced" and before[r.address] != "bounced"]
+            self.stats["bounced"] += len(bounced)
+            self.stats["deferred"] += sum(r.state == "pending" for r in due)
+            if bounced and envelope.sender:  # never a bounce to the null sender
+                await self.accept("", [envelope.sender], dsn(self, envelope, bounced, content),
+                                  "127.0.0.1", self.config.hostname)
+            if envelope.done:
+                await anyio.to_thread.run_sync(self.store.remove, envelope.id)
+            else:
+                await anyio.to_thread.run_sync(self.store.update, envelope)
 
     def _deliver_local(self) -> None:
         """Local recipients into their Maildirs; a message leaves the queue when nothing
-        is pending. Remote recipients wait: delivery to MX hosts is not built yet."""
+        is pending."""
         local = self.config.local_domains
         for envelope in self.store.envelopes():
             changed = False

@@ -1,0 +1,151 @@
+"""Delivery to the recipients' MX hosts (or a smarthost), retries, and DSN bounces.
+
+Per domain: the MX records through netkit's DNS client, in preference order, each
+host's addresses in turn; no MX: the domain itself (implicit MX, RFC 5321 5.1); a null
+MX (RFC 7505) or a domain that does not exist: bounced at once. Per recipient: 2xx
+delivered, 4xx and connection failures deferred on `retry_schedule` with the reason
+kept, 5xx bounced; past `max_queue_time` a deferral becomes a bounce. A bounce sends
+a DSN (RFC 3464, multipart/report) to the sender, from the null sender, so that a bounce
+of a bounce cannot happen.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from typing import TYPE_CHECKING, Any
+
+from netkit.clients import dns
+from netkit.clients.smtp import DeliveryError, send
+from netkit.proto.smtp.envelope import Envelope, Recipient, defer, expired
+
+if TYPE_CHECKING:
+    from .service import SMTPService
+
+log = logging.getLogger("netkit.smtp")
+
+
+async def mx_hosts(service: SMTPService, domain: str) -> list[str]:
+    """The hosts to try for `domain`, best first; DeliveryError(550) when mail to it can
+    never be delivered, DeliveryError(0) when DNS could not tell now."""
+    resolver = service.resolver
+    try:
+        records = await resolver.resolve(domain, "MX")
+    except dns.NoAnswer:
+        return [domain]  # implicit MX
+    except dns.NXDOMAIN:
+        raise DeliveryError(f"domain {domain} does not exist", 550) from None
+    except (dns.DNSError, TimeoutError, OSError) as exc:
+        raise DeliveryError(f"MX lookup for {domain} failed: {exc}") from None
+    if any(r.exchange == "." for r in records):
+        raise DeliveryError(f"{domain} accepts no mail (null MX, RFC 7505)", 556)
+    return [r.exchange.rstrip(".") for r in sorted(records, key=lambda r: r.preference)]
+
+
+async def addresses_of(service: SMTPService, host: str) -> list[str]:
+    found: list[str] = []
+    for rdtype in ("A", "AAAA"):
+        try:
+            found += [r.address for r in await service.resolver.resolve(host, rdtype)]
+        except (dns.DNSError, TimeoutError, OSError):
+            continue
+    return found
+
+
+async def deliver_domain(service: SMTPService, envelope: Envelope,
+                         recipients: list[Recipient], content: bytes) -> None:
+    """One transaction for these recipients (one domain), updating their states."""
+    config = service.config
+    domain = recipients[0].address.rpartition("@")[2].lower()
+    now = time.time()
+    try:
+        if config.smarthost is not None:
+            targets = [(config.smarthost.host, config.smarthost.port)]
+        else:
+            targets = [(a, config.mx_port) for host in await mx_hosts(service, domain)
+                       for a in await addresses_of(service, host)]
+            if not targets:
+                raise DeliveryError(f"no address for the mail hosts of {domain}")
+        errors = []
+        for host, port in targets:
+            try:
+                result = await send(content, sender=envelope.sender,
+                                    recipients=[r.address for r in recipients], host=host,
+                                    port=port, helo=config.hostname, timeout=60)
+            except DeliveryError as exc:
+                errors.append(str(exc))
+                if 500 <= exc.code < 600:
+                    raise
+                continue
+            for r in recipients:
+                if r.address in result.accepted:
+                    r.state = "delivered"
+                    service.stats["delivered_remote"] += 1
+                    log.info("smtp: %s: delivered to <%s> via %s", envelope.id, r.address,
+                             host)
+                else:
+                    code, text = result.refused.get(r.address, (451, "no reply"))
+                    _failed(service, envelope, r, code, f"{host} said {code} {text}", now)
+            return
+        raise DeliveryError("; ".join(errors))
+    except DeliveryError as exc:
+        for r in recipients:
+            _failed(service, envelope, r, exc.code, str(exc), now)
+
+
+def _failed(service: SMTPService, envelope: Envelope, r: Recipient, code: int, why: str,
+            now: float) -> None:
+    config = service.config
+    if 500 <= code < 600:
+        r.state, r.last_error = "bounced", why
+        log.warning("smtp: %s: <%s> bounced: %s", envelope.id, r.address, why)
+        return
+    defer(r, why, now, [float(s) for s in config.retry_schedule])
+    if expired(envelope, now, config.max_queue_time):
+        r.state = "bounced"
+        r.last_error = f"gave up after {config.max_queue_time} s in the queue; last: {why}"
+        log.warning("smtp: %s: <%s> expired: %s", envelope.id, r.address, why)
+        return
+    log.info("smtp: %s: <%s> deferred (%s); next attempt in %.0f s", envelope.id, r.address,
+             why, r.next_attempt - now)
+
+
+def dsn(service: SMTPService, envelope: Envelope, failed: list[Recipient],
+        content: bytes) -> bytes:
+    """A delivery status notification (RFC 3464) for the failed recipients."""
+    hostname = service.config.hostname
+    report = MIMEMultipart("report", report_type="delivery-status")
+    report["From"] = f"Mail Delivery System <MAILER-DAEMON@{hostname}>"
+    report["To"] = envelope.sender
+    report["Subject"] = "Undelivered Mail Returned to Sender"
+    report["Date"] = email.utils.formatdate()
+    report["Message-ID"] = email.utils.make_msgid(domain=hostname)
+    report["Auto-Submitted"] = "auto-replied"
+    lines = "\n".join(f"<{r.address}>: {r.last_error}" for r in failed)
+    report.attach(MIMEText(f"Your message could not be delivered to these recipients:\n\n"
+                           f"{lines}\n"))
+    fields = [f"Reporting-MTA: dns; {hostname}",
+              f"Arrival-Date: {email.utils.formatdate(envelope.received_at)}", ""]
+    for r in failed:
+        code = _status_code(r.last_error)
+        fields += [f"Final-Recipient: rfc822; {r.address}", "Action: failed",
+                   f"Status: {code}", f"Diagnostic-Code: smtp; {r.last_error}", ""]
+    delivery_status: Any = MIMEText("\n".join(fields), "delivery-status")
+    report.attach(delivery_status)
+    head = content.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+    headers = MIMEText(head.decode("utf-8", "replace") + "\n", "rfc822-headers")
+    report.attach(headers)
+    return report.as_bytes().replace(b"\n", b"\r\n")
+
+
+def _status_code(reason: str) -> str:
+    """The enhanced status code in a reply text, else one for the reply's class."""
+    for word in reason.replace("(", " ").split():
+        parts = word.split(".")
+        if len(parts) == 3 and parts[0] in ("4", "5") and all(p.isdigit() for p in parts):
+            return "5" + word[1:]
+    return "5.0.0"
+
