@@ -1,4 +1,5 @@
-"""Proxy-Authorization: Basic against an htpasswd-style file (`user:hash` lines).
+"""Users from an htpasswd-style file (`user:hash` lines): the proxy's
+Proxy-Authorization: Basic, and the SMTP relay's AUTH PLAIN/LOGIN.
 
 Hashes are bcrypt (`$2y$`, `$2b$`, `$2a$`, as `htpasswd -B` writes) or SHA-256-crypt
 (`$5$`, `htpasswd -2`); checked with libpass (the maintained passlib) and bcrypt.
@@ -78,6 +79,19 @@ class Credentials:
                 self._verified.clear()
             self._verified[hashlib.sha256(header).digest()] = time.monotonic()
         return ok
+
+
+def verify_password(credentials: Credentials, user: str, password: str) -> bool:
+    """A user and password against the file (blocking: bcrypt takes tens of ms), with
+    the same memory of recent successes as the header checks."""
+    key = f"{user}:{password}".encode()
+    if credentials.known(key, time.monotonic()):
+        return True
+    entry = credentials.users.get(user)
+    if entry is None or not _verify(entry, password):
+        return False
+    credentials._verified[hashlib.sha256(key).digest()] = time.monotonic()
+    return True
 
 
 def _verify(entry: tuple[str, str], password: str) -> bool:

@@ -178,3 +178,52 @@ def test_a_null_mx_bounces_at_once(relay, zones: DNSZones, tmp_path: Path) -> No
     proc, port = relay()
     assert swaks(port, "--from", "ann@example.test", "--to", "x@nomail.test").returncode == 0
     proc.wait_for(r"<x@nomail.test> bounced: nomail.test accepts no mail \(null MX")
+
+
+def test_starttls_and_submission_with_auth_over_tls_only(relay, tmp_path: Path) -> None:
+    import bcrypt
+
+    from netkit import certs
+    from tests.support.fixtures import free_port
+    certs.issue(tmp_path / "certs", ["localhost", "127.0.0.1"])
+    users = tmp_path / "users"
+    users.write_text("ann:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode() + "\n")
+    submission = free_port()
+    proc, port = relay("--set", f"smtp.tls.cert={tmp_path / 'certs' / 'localhost.pem'}",
+                       "--set", f"smtp.tls.key={tmp_path / 'certs' / 'localhost-key.pem'}",
+                       "--set", f'smtp.submission=["127.0.0.1:{submission}"]',
+                       "--set", f"smtp.credentials={users}")
+    r = swaks(port, "--to", "ann@example.test", "--tls")  # STARTTLS on the relay port
+    assert r.returncode == 0 and "<-  220 " in r.stdout and "TLS started" in r.stdout
+    auth = ["--auth", "PLAIN", "--auth-user", "ann", "--auth-password", "s3cret"]
+    # submission: no AUTH before TLS, and no mail without AUTH
+    r = swaks(submission, "--to", "x@remote.test", *auth)
+    assert r.returncode != 0 and "did not advertise authentication" in r.stderr
+    assert "AUTH" not in r.stdout  # not offered before STARTTLS
+    r = swaks(submission, "--to", "x@remote.test", "--tls")
+    assert r.returncode != 0 and "530" in r.stdout
+    r = swaks(submission, "--to", "x@remote.test", "--tls", "--auth", "LOGIN",
+              "--auth-user", "ann", "--auth-password", "wrong")
+    assert r.returncode != 0 and "535" in r.stdout
+    # authenticated, from an address outside relay_networks: relaying allowed
+    r = swaks(submission, "--to", "x@remote.test", "--tls", *auth,
+              "--local-interface", "127.0.0.2")
+    assert r.returncode == 0 and "235" in r.stdout and "250 2.0.0 Ok: queued" in r.stdout
+    assert "s3cret" not in proc.log and "wrong" not in proc.log
+    assert "authenticated as ann" in proc.log
+
+
+def test_sessions_per_client_are_capped(relay) -> None:
+    _, port = relay("--set", "smtp.max_sessions_per_client=2")
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+    try:
+        for s in held:
+            assert s.recv(100).startswith(b"220 ")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as third:
+            assert third.recv(100).startswith(b"421 4.7.0")
+        with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                      source_address=("127.0.0.2", 0)) as other:
+            assert other.recv(100).startswith(b"220 ")  # another client is not held back
+    finally:
+        for s in held:
+            s.close()

@@ -33,11 +33,14 @@ from netkit import running
 from netkit.cli import server_main
 from netkit.config import Address, Duration, Network, Size, field
 from netkit.contract import ServerSpec
+from netkit.errors import ConfigError
 from netkit.proto.addresses import in_networks
 from netkit.proto.smtp.envelope import Envelope, Recipient
 from netkit.tasks import TaskSet
+from netkit.tlsconf import ListenerContext, ListenerTLS
 from netkit.transport.listeners import SocketPresets, bind_socket
 
+from ..proxyauth import Credentials, verify_password
 from .store import QueueStore, deliver_to_maildir, new_id
 
 log = logging.getLogger("netkit.smtp")
@@ -62,6 +65,18 @@ class Config:
     """Larger messages get 552 5.3.4, refused while DATA streams in."""
     max_recipients: int = field(100, min=1)
     """More get 452 4.5.3."""
+    tls: ListenerTLS | None = None
+    """``[smtp.tls]``: STARTTLS offered on every listener with this certificate."""
+    submission: tuple[Address, ...] = ()
+    """Submission listeners (port 587 style): AUTH required, and only after STARTTLS."""
+    credentials: Path | None = None
+    """htpasswd-style users for AUTH PLAIN/LOGIN (bcrypt or SHA-256-crypt lines)."""
+    max_sessions_per_client: int = field(10, min=1)
+    """Sessions one client address may hold at once; more get 421 4.7.0."""
+    idle_timeout: Duration = field(Duration(300), min=1)
+    """Seconds a session may stay silent (RFC 5321 4.5.3.2: at least 5 minutes)."""
+    max_commands_before_mail: int = field(20, min=1)
+    """Commands a session may send (each kind) before giving up on it (421)."""
     resolver: tuple[Address, ...] = ()
     """DNS servers for MX lookups (netkit's DNS client); none: /etc/resolv.conf's."""
     mx_port: int = field(25, min=1, max=65535)
@@ -101,9 +116,14 @@ class SMTPService:
         from netkit.clients.dns import Resolver
         self.resolver = Resolver(list(config.resolver) or None, timeout=3.0, attempts=2,
                                  cache=True)
+        self.tls = ListenerContext(config.tls, SECTION) if config.tls else None
+        if config.submission and (config.tls is None or config.credentials is None):
+            raise ConfigError(["smtp.submission needs smtp.tls (AUTH only over TLS) and "
+                               "smtp.credentials"])
+        self.credentials = Credentials(config.credentials) if config.credentials else None
+        self.sessions: dict[str, int] = {}
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
-        from aiosmtpd.smtp import SMTP
 
         # aiosmtpd logs every command at INFO, AUTH exchanges among them: warnings only
         logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -112,17 +132,26 @@ class SMTPService:
             log.info("smtp: removed %d message(s) whose DATA was never acknowledged", dropped)
         loop = asyncio.get_running_loop()
         handler = _Handler(self)
-        for address in self.config.listen:
+        c = self.config
+        listeners = [(a, False) for a in c.listen] + [(a, True) for a in c.submission]
+        for address, submission in listeners:
             sock = presets.pop(("tcp", str(address)), None) or bind_socket("tcp", address)
-            server = await loop.create_server(
-                lambda: SMTP(handler, hostname=self.config.hostname, ident="netkit ESMTP",
-                             data_size_limit=self.config.max_message_size,
-                             enable_SMTPUTF8=True, decode_data=False),
-                sock=sock)
+
+            def session(submission: bool = submission) -> Any:
+                return _LimitedSMTP(
+                    self, handler, hostname=c.hostname, ident="netkit ESMTP",
+                    data_size_limit=c.max_message_size, enable_SMTPUTF8=True,
+                    decode_data=False, timeout=c.idle_timeout,
+                    tls_context=self.tls.get() if self.tls else None,
+                    require_starttls=submission, auth_required=submission,
+                    auth_require_tls=True, authenticator=self._authenticate,
+                    command_call_limit=c.max_commands_before_mail)
+            server = await loop.create_server(session, sock=sock)
             self.servers.append(server)
             bound = Address(*sock.getsockname()[:2])
             self.bound.append(bound)
-            log.info("smtp: listening on %s (tcp, esmtp)", bound)
+            log.info("smtp: listening on %s (tcp, %s)", bound,
+                     "submission" if submission else "esmtp")
         tg.start_soon(self._deliver_loop)
         self.wake.set()  # what the queue held at start
 
@@ -145,9 +174,24 @@ class SMTPService:
 
     # --- accepting ---
 
-    def may_relay_to(self, address: str, peer: str) -> bool:
+    def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,
+                      auth_data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+        ok = self.credentials is not None and isinstance(auth_data, LoginPassword) and \
+            verify_password(self.credentials,
+                            auth_data.login.decode("utf-8", "replace"),
+                            auth_data.password.decode("utf-8", "replace"))
+        peer = session.peer[0] if session.peer else "?"
+        if ok:
+            log.info("smtp: %s: authenticated as %s", peer,
+                     auth_data.login.decode("utf-8", "replace"))
+        else:
+            log.warning("smtp: %s: AUTH %s failed", peer, mechanism)  # never the password
+        return AuthResult(success=ok, handled=False)
+
+    def may_relay_to(self, address: str, peer: str, authenticated: bool = False) -> bool:
         domain = address.rpartition("@")[2].lower().rstrip(">")
-        return domain in self.config.local_domains or \
+        return authenticated or domain in self.config.local_domains or \
             in_networks(peer, self.config.relay_networks)
 
     async def accept(self, sender: str, recipients: list[str], content: bytes, peer: str,
@@ -249,7 +293,7 @@ class _Handler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         peer = session.peer[0] if session.peer else ""
-        if not self.service.may_relay_to(address, peer):
+        if not self.service.may_relay_to(address, peer, bool(session.authenticated)):
             self.service.stats["refused_relay"] += 1
             log.warning("smtp: %s: relay to <%s> refused (not a local domain, client not "
                         "in relay_networks)", peer, address)
@@ -269,8 +313,41 @@ class _Handler:
         return f"250 2.0.0 Ok: queued as {message_id}"
 
 
+class _LimitedSMTP:
+    """aiosmtpd's SMTP with a cap on the sessions one client address holds at once."""
+
+    def __new__(cls, service: SMTPService, *args: Any, **kwargs: Any) -> Any:
+        from aiosmtpd.smtp import SMTP
+
+        class Limited(SMTP):
+            def connection_made(self, transport: Any) -> None:
+                peer = (transport.get_extra_info("peername") or ("?",))[0]
+                count = service.sessions.get(peer, 0)
+                if count >= service.config.max_sessions_per_client:
+                    transport.write(b"421 4.7.0 Too many sessions from your address\r\n")
+                    transport.close()
+                    self._netkit_peer = None
+                    return
+                service.sessions[peer] = count + 1
+                self._netkit_peer = peer
+                super().connection_made(transport)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                peer = getattr(self, "_netkit_peer", None)
+                if peer is not None:
+                    left = service.sessions.get(peer, 1) - 1
+                    if left > 0:
+                        service.sessions[peer] = left
+                    else:
+                        service.sessions.pop(peer, None)
+                    self._netkit_peer = None
+                    super().connection_lost(exc)
+
+        return Limited(*args, **kwargs)
+
+
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
-    return [("tcp", a) for a in config.listen]
+    return [("tcp", a) for a in (*config.listen, *config.submission)]
 
 
 def queue_listing(config: Config) -> list[dict[str, Any]]:
