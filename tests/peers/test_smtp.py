@@ -227,3 +227,34 @@ def test_sessions_per_client_are_capped(relay) -> None:
     finally:
         for s in held:
             s.close()
+
+
+def test_queue_flush_and_delete_running_or_not(relay, zones: DNSZones, tmp_path: Path) -> None:
+    from netkit.testing.smtp import SMTPSink
+    from tests.support.fixtures import free_port
+    zones.add("later.test", "MX", "10 mx.later.test.")
+    zones.add("mx.later.test", "A", "127.0.0.1")
+    mx_port = free_port()
+    control = tmp_path / "ctl.sock"
+    proc, port = relay("--set", f"smtp.mx_port={mx_port}", "--set",
+                       "smtp.retry_schedule=[3600]", "--control", str(control))
+    for who in ("one", "two"):
+        assert swaks(port, "--to", f"{who}@later.test").returncode == 0
+    proc.wait_for(r"<two@later.test> deferred")
+    first, _ = queued(tmp_path)
+    base = [sys.executable, "-m", "netkit.servers.smtp", "queue"]
+    r = subprocess.run([*base, "delete", first["id"], "--socket", str(control)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and json.loads(r.stdout) == {"id": first["id"], "deleted": True}
+    with SMTPSink(port=mx_port) as sink:  # the MX is up; the next try is an hour away...
+        r = subprocess.run([*base, "flush", "--socket", str(control)], capture_output=True,
+                           text=True, timeout=30)
+        assert json.loads(r.stdout) == {"recipients_due": 1}
+        proc.wait_for(r"delivered to <two@later.test>")  # ...flush made it now
+        assert [m.recipients for m in sink.messages] == [["two@later.test"]]
+    proc.stop()
+    assert swaks(relay()[1], "--to", "three@later.test").returncode == 0
+    r = subprocess.run([*base, "delete", "NOSUCHID", "--set",
+                        f"smtp.queue_dir={tmp_path / 'queue'}"], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1  # on the directory, no relay asked

@@ -367,6 +367,39 @@ def queue_view(service: SMTPService, args: dict[str, Any]) -> list[dict[str, Any
     return queue_listing(service.config)
 
 
+def flush(store: QueueStore) -> int:
+    """Every pending recipient due now; how many."""
+    count = 0
+    for envelope in store.envelopes():
+        due = [r for r in envelope.recipients if r.state == "pending"]
+        for r in due:
+            r.next_attempt = 0.0
+        if due:
+            store.update(envelope)
+            count += len(due)
+    return count
+
+
+def delete(store: QueueStore, message_id: str) -> bool:
+    if not any(e.id == message_id for e in store.envelopes()):
+        return False
+    store.remove(message_id)
+    return True
+
+
+def queue_flush_view(service: SMTPService, args: dict[str, Any]) -> dict[str, int]:
+    """`netkit ctl queue_flush`: try every deferred recipient now."""
+    count = flush(service.store)
+    service.wake.set()
+    return {"recipients_due": count}
+
+
+def queue_delete_view(service: SMTPService, args: dict[str, Any]) -> dict[str, Any]:
+    """`netkit ctl queue_delete id=ID`: drop a message, delivered to nobody more."""
+    message_id = str(args.get("id", ""))
+    return {"id": message_id, "deleted": delete(service.store, message_id)}
+
+
 def create(config: Config | Mapping[str, Any] | str | None = None) -> SMTPService:
     return SMTPService(running.load(SPEC, config))
 
@@ -379,7 +412,9 @@ def serve(config: Config | Mapping[str, Any] | str | None = None
 SPEC = ServerSpec(
     name=SECTION, summary="SMTP relay: ESMTP in, a durable queue, Maildir delivery",
     config=Config, create=create, listen_specs=listen_specs,
-    commands={"queue": queue_view}, single_process="one queue directory per relay")
+    commands={"queue": queue_view, "queue_flush": queue_flush_view,
+              "queue_delete": queue_delete_view},
+    single_process="one queue directory per relay")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -395,15 +430,42 @@ def _queue_command(argv: list[str]) -> int:
 
     from netkit import config as config_mod
 
-    p = argparse.ArgumentParser(prog="python -m netkit.servers.smtp queue")
+    p = argparse.ArgumentParser(
+        prog="python -m netkit.servers.smtp queue",
+        description="List the queue, try every deferred recipient now (flush), or drop a "
+                    "message (delete ID): through a running relay's control socket "
+                    "(--socket), else on the queue directory itself.")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "flush", "delete"])
+    p.add_argument("id", nargs="?")
     p.add_argument("--config", type=Path)
     p.add_argument("--set", action="append", default=[])
+    p.add_argument("--socket", type=Path, help="a running relay's control socket")
     args = p.parse_args(argv)
+    if args.action == "delete" and not args.id:
+        p.error("delete needs the message id")
+    if args.socket is not None:
+        from netkit.control import request
+        command = {"list": "queue", "flush": "queue_flush", "delete": "queue_delete"}
+        reply = request(args.socket, {"command": command[args.action],
+                                      "args": {"id": args.id} if args.id else {}})
+        if not reply.get("ok"):
+            print(f"queue: {reply.get('error')}", file=sys.stderr)
+            return 1
+        print(json.dumps(reply.get("result"), indent=2))
+        return 0
     doc = config_mod.read_document(args.config) if args.config else {}
     for item in args.set:
         config_mod.apply_override(doc, *config_mod.parse_override(item))
     config = running.load(SPEC, doc)
-    print(json.dumps(queue_listing(config), indent=2))
+    store = QueueStore(config.queue_dir)
+    if args.action == "flush":
+        print(json.dumps({"recipients_due": flush(store)}))
+    elif args.action == "delete":
+        found = delete(store, args.id)
+        print(json.dumps({"id": args.id, "deleted": found}))
+        return 0 if found else 1
+    else:
+        print(json.dumps(queue_listing(config), indent=2))
     return 0
 
 
