@@ -258,3 +258,35 @@ def test_queue_flush_and_delete_running_or_not(relay, zones: DNSZones, tmp_path:
                         f"smtp.queue_dir={tmp_path / 'queue'}"], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 1  # on the directory, no relay asked
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ed25519"])
+def test_relayed_mail_is_dkim_signed(relay, zones: DNSZones, tmp_path: Path, netkit_smtp,
+                                     kind: str) -> None:
+    import dkim as dkimpy
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    from netkit.proto.smtp import dkim
+    key = rsa.generate_private_key(65537, 2048) if kind == "rsa" else \
+        ed25519.Ed25519PrivateKey.generate()
+    pem = tmp_path / "dkim.pem"
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    zones.add("signed.test", "MX", "10 mx.signed.test.")
+    zones.add("mx.signed.test", "A", "127.0.0.1")
+    proc, port = relay("--set", f"smtp.mx_port={netkit_smtp.port}",
+                       "--set", f'smtp.dkim=[{{domain="example.test", selector="mail", '
+                                f'key="{pem}"}}]')
+    r = swaks(port, "--from", "ann@example.test", "--to", "x@signed.test",
+              "--header", "Subject: signed", "--body", "a body  to sign \n\n")
+    assert r.returncode == 0
+    proc.wait_for(r"delivered to <x@signed.test>")
+    (message,) = netkit_smtp.messages
+    assert message.content.startswith(b"DKIM-Signature: v=1; a=" +
+                                      (b"rsa-sha256" if kind == "rsa" else b"ed25519-sha256"))
+    record = dkim.dns_record(key).encode()
+    assert dkimpy.verify(message.content,
+                         dnsfunc=lambda name, timeout=5: record
+                         if name == b"mail._domainkey.example.test." else None)

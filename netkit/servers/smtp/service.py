@@ -35,6 +35,7 @@ from netkit.config import Address, Duration, Network, Size, field
 from netkit.contract import ServerSpec
 from netkit.errors import ConfigError
 from netkit.proto.addresses import in_networks
+from netkit.proto.smtp import dkim
 from netkit.proto.smtp.envelope import Envelope, Recipient
 from netkit.tasks import TaskSet
 from netkit.tlsconf import ListenerContext, ListenerTLS
@@ -46,6 +47,16 @@ from .store import QueueStore, deliver_to_maildir, new_id
 log = logging.getLogger("netkit.smtp")
 SECTION = "smtp"
 LOOPBACK = ("127.0.0.1/32", "::1/128")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DKIMKey:
+    """One ``[[smtp.dkim]]``: mail from `domain` is signed with `key` (RSA or Ed25519
+    PEM) under `selector` (publish `netkit cert`-free: see docs/servers/smtp.md)."""
+
+    domain: str
+    selector: str
+    key: Path
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +88,8 @@ class Config:
     """Seconds a session may stay silent (RFC 5321 4.5.3.2: at least 5 minutes)."""
     max_commands_before_mail: int = field(20, min=1)
     """Commands a session may send (each kind) before giving up on it (421)."""
+    dkim: tuple[DKIMKey, ...] = ()
+    """DKIM signing keys by sender domain (relaxed/relaxed, rsa-sha256 or ed25519-sha256)."""
     resolver: tuple[Address, ...] = ()
     """DNS servers for MX lookups (netkit's DNS client); none: /etc/resolv.conf's."""
     mx_port: int = field(25, min=1, max=65535)
@@ -121,6 +134,7 @@ class SMTPService:
             raise ConfigError(["smtp.submission needs smtp.tls (AUTH only over TLS) and "
                                "smtp.credentials"])
         self.credentials = Credentials(config.credentials) if config.credentials else None
+        self.dkim_keys = _load_dkim(config.dkim)
         self.sessions: dict[str, int] = {}
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
@@ -209,6 +223,11 @@ class SMTPService:
         if not _has_header(head, b"date"):
             added.append(b"Date: %s\r\n" % email.utils.formatdate(now).encode())
         content = b"".join(added) + content
+        signer = self.dkim_keys.get(sender.rpartition("@")[2].lower())
+        if signer is not None:
+            selector, key = signer
+            content = dkim.sign(content, domain=sender.rpartition("@")[2].lower(),
+                                selector=selector, key=key, now=now) + content
         envelope = Envelope(message_id, sender, [Recipient(r) for r in recipients], now,
                             len(content), peer, helo)
         await anyio.to_thread.run_sync(self.store.put, envelope, content)
@@ -282,6 +301,18 @@ class SMTPService:
                 self.store.remove(envelope.id)
             elif changed:
                 self.store.update(envelope)
+
+
+def _load_dkim(keys: tuple[DKIMKey, ...]) -> dict[str, tuple[str, Any]]:
+    loaded, problems = {}, []
+    for i, k in enumerate(keys):
+        try:
+            loaded[k.domain.lower()] = (k.selector, dkim.load_key(k.key.read_bytes()))
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(f"smtp.dkim[{i}]: {k.key}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return loaded
 
 
 class _Handler:
