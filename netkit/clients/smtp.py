@@ -51,7 +51,7 @@ async def send(message: bytes, *, sender: str, recipients: list[str], host: str,
             await smtp.starttls()
             result.tls = True
         elif starttls is True:
-            raise DeliveryError(f"{host}:{port} does not offer STARTTLS", 530)
+            raise DeliveryError(f"{host}:{port} does not offer STARTTLS", 454)  # try later
         if auth is not None:
             await smtp.login(*auth)
         await smtp.mail(sender)

@@ -290,3 +290,49 @@ def test_relayed_mail_is_dkim_signed(relay, zones: DNSZones, tmp_path: Path, net
     assert dkimpy.verify(message.content,
                          dnsfunc=lambda name, timeout=5: record
                          if name == b"mail._domainkey.example.test." else None)
+
+
+def test_ehlo_advertises_the_extensions(relay) -> None:
+    _, port = relay()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        f = s.makefile("rwb")
+        f.readline()
+        f.write(b"EHLO client.test\r\n")
+        f.flush()
+        lines = []
+        while True:
+            line = f.readline().decode().strip()
+            lines.append(line[4:])
+            if line[3] == " ":
+                break
+    for extension in ("PIPELINING", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"):
+        assert extension in lines
+    assert any(x.startswith("SIZE 65536") for x in lines)
+
+
+def test_tls_required_destinations_are_deferred_without_tls(relay, zones: DNSZones,
+                                                             netkit_smtp) -> None:
+    zones.add("strict.test", "MX", "10 mx.strict.test.")
+    zones.add("mx.strict.test", "A", "127.0.0.1")
+    proc, port = relay("--set", f"smtp.mx_port={netkit_smtp.port}",
+                       "--set", 'smtp.tls_required=["strict.test"]')
+    assert swaks(port, "--to", "x@strict.test").returncode == 0
+    proc.wait_for(r"<x@strict.test> deferred \(.*does not offer STARTTLS")
+    assert netkit_smtp.messages == []  # the sink offers no TLS: nothing sent in clear
+
+
+def test_a_pipelined_session_is_answered_in_order(relay, tmp_path: Path) -> None:
+    proc, port = relay()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.recv(200)
+        s.sendall(b"EHLO p.test\r\nMAIL FROM:<p@p.test>\r\nRCPT TO:<ann@example.test>\r\n"
+                  b"RCPT TO:<x@nowhere.test>\r\nDATA\r\n")
+        got = b""
+        while got.count(b"\r\n354") < 1:
+            got += s.recv(4096)
+        s.sendall(b"Subject: piped\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        while b"221" not in got:
+            got += s.recv(4096)
+    codes = [line[:3] for line in got.split(b"\r\n") if line[3:4] == b" "]
+    assert codes == [b"250", b"250", b"250", b"250", b"354", b"250", b"221"]
+    proc.wait_for(r"delivered to <ann@example.test>")

@@ -74,7 +74,8 @@ async def deliver_domain(service: SMTPService, envelope: Envelope,
             try:
                 result = await send(content, sender=envelope.sender,
                                     recipients=[r.address for r in recipients], host=host,
-                                    port=port, helo=config.hostname, timeout=60)
+                                    port=port, helo=config.hostname, timeout=60,
+                                    starttls=True if domain in config.tls_required else None)
             except DeliveryError as exc:
                 errors.append(str(exc))
                 if 500 <= exc.code < 600:

@@ -96,6 +96,9 @@ class Config:
     """The port of MX hosts (tests use loopback high ports)."""
     smarthost: Address | None = None
     """Send all remote mail through this host instead of the MX hosts."""
+    tls_required: tuple[str, ...] = ()
+    """Destination domains that get mail only over STARTTLS with a verified certificate
+    (otherwise TLS is opportunistic: used when offered, not verified)."""
     retry_schedule: tuple[Duration, ...] = (Duration(60), Duration(300), Duration(1800),
                                             Duration(7200))
     """Seconds after each failed attempt before the next; the last repeats."""
@@ -320,6 +323,14 @@ class _Handler:
 
     def __init__(self, service: SMTPService) -> None:
         self.service = service
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        """Every reply here carries an enhanced status code (RFC 3463), and aiosmtpd reads
+        commands from a buffered stream, one after the other, so pipelined ones (RFC 2920)
+        are answered in order: say both."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", "250-ENHANCEDSTATUSCODES", responses[-1]]
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
