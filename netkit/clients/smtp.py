@@ -1,5 +1,7 @@
 """An SMTP client for scripts, and the relay's delivery: one transaction to one host.
 
+    python -m netkit.clients.smtp --server 127.0.0.1:2525 --from a@x.test --to b@y.test -v
+
     result = await send(message, sender="a@example.test", recipients=["b@example.net"],
                         host="127.0.0.1", port=2525)
     result.accepted, result.refused      # per recipient: the server's (code, text)
@@ -13,9 +15,17 @@ False: never), AUTH when `auth=(user, password)`, then MAIL, RCPT for each recip
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import contextlib
+import email.utils
+import socket
 import ssl
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -36,14 +46,49 @@ class DeliveryError(Exception):
         self.code = code
 
 
+class _Traced(aiosmtplib.SMTP):
+    """aiosmtplib's client, each command and reply also given to `trace` (-v)."""
+
+    def __init__(self, trace: Callable[[str, str], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._trace = trace
+
+    async def execute_command(self, *args: bytes, **kwargs: Any) -> Any:
+        line = b" ".join(args).decode("utf-8", "replace")
+        if line.upper().startswith("AUTH"):
+            line = line.split(" ", 2)[0] + " " + line.split(" ", 2)[1] + " ..."  # no secrets
+        self._trace("->", line)
+        reply = await super().execute_command(*args, **kwargs)
+        self._show(reply)
+        return reply
+
+    async def data(self, message: Any, *args: Any, **kwargs: Any) -> Any:
+        self._trace("->", "DATA")
+        try:
+            reply = await super().data(message, *args, **kwargs)
+        except aiosmtplib.SMTPResponseException as exc:
+            self._trace("<-", f"{exc.code} {exc.message}")
+            raise
+        self._trace("->", f"<the message, {len(message)} bytes>")
+        self._trace("->", ".")
+        self._show(reply)
+        return reply
+
+    def _show(self, reply: Any) -> None:
+        for text in (reply.message or "").splitlines() or [""]:
+            self._trace("<-", f"{reply.code} {text}")
+
+
 async def send(message: bytes, *, sender: str, recipients: list[str], host: str,
                port: int = 25, starttls: bool | None = None,
                auth: tuple[str, str] | None = None, timeout: float = 60.0,
-               helo: str | None = None, tls_context: ssl.SSLContext | None = None) -> Result:
+               helo: str | None = None, tls_context: ssl.SSLContext | None = None,
+               trace: Callable[[str, str], None] | None = None) -> Result:
     result = Result(host)
-    smtp = aiosmtplib.SMTP(hostname=host, port=port, timeout=timeout, start_tls=False,
-                           local_hostname=helo, validate_certs=starttls is True,
-                           tls_context=tls_context)
+    options: dict[str, Any] = dict(hostname=host, port=port, timeout=timeout, start_tls=False,
+                                   local_hostname=helo, validate_certs=starttls is True,
+                                   tls_context=tls_context)
+    smtp = _Traced(trace, **options) if trace is not None else aiosmtplib.SMTP(**options)
     try:
         await smtp.connect()
         await smtp.ehlo()
@@ -79,3 +124,59 @@ async def send(message: bytes, *, sender: str, recipients: list[str], host: str,
     finally:
         smtp.close()
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """swaks' habits: one message, the session shown with -v; exit 0 when every
+    recipient was accepted, 1 when some were refused, 2 for a failed transaction."""
+    p = argparse.ArgumentParser(prog="python -m netkit.clients.smtp",
+                                description="Send one message and show the SMTP session.")
+    p.add_argument("--server", default="127.0.0.1:25", metavar="HOST[:PORT]")
+    p.add_argument("--from", dest="sender", required=True)
+    p.add_argument("--to", action="append", required=True, help="comma-separated, repeatable")
+    p.add_argument("--header", action="append", default=[], metavar="'Name: value'")
+    p.add_argument("--body", default="This is a test message from netkit.",
+                   help="the body text, or @FILE")
+    p.add_argument("--tls", action="store_true", help="require STARTTLS (verified)")
+    p.add_argument("--no-tls", action="store_true", help="never STARTTLS")
+    p.add_argument("--auth-user")
+    p.add_argument("--auth-password")
+    p.add_argument("-v", "--verbose", action="store_true", help="show every command and reply")
+    args = p.parse_args(argv)
+    host, _, port = args.server.rpartition(":") if ":" in args.server else (args.server, "",
+                                                                             "25")
+    recipients = [r.strip() for group in args.to for r in group.split(",") if r.strip()]
+    body = Path(args.body[1:]).read_text() if args.body.startswith("@") else args.body
+    names = {h.split(":", 1)[0].strip().lower() for h in args.header}
+    head = list(args.header)
+    for name, value in (("From", args.sender), ("To", ", ".join(recipients)),
+                        ("Subject", "test " + email.utils.formatdate()),
+                        ("Date", email.utils.formatdate()),
+                        ("Message-ID", email.utils.make_msgid())):
+        if name.lower() not in names:
+            head.append(f"{name}: {value}")
+    message = ("\r\n".join(head) + "\r\n\r\n" + body.replace("\n", "\r\n") + "\r\n").encode()
+
+    def show(direction: str, line: str) -> None:
+        print(f"{direction} {line}")
+
+    auth = (args.auth_user, args.auth_password or "") if args.auth_user else None
+    try:
+        result = asyncio.run(send(message, sender=args.sender, recipients=recipients,
+                                  host=host, port=int(port), auth=auth,
+                                  starttls=True if args.tls else False if args.no_tls
+                                  else None, helo=socket.gethostname(),
+                                  trace=show if args.verbose else None))
+    except DeliveryError as exc:
+        print(f"smtp: {exc}", file=sys.stderr)
+        return 2
+    for rcpt, (code, text) in result.refused.items():
+        print(f"smtp: <{rcpt}> refused: {code} {text}", file=sys.stderr)
+    if result.accepted:
+        code, text = next(iter(result.accepted.values()))
+        print(f"smtp: accepted for {len(result.accepted)} recipient(s): {code} {text}")
+    return 1 if result.refused else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -336,3 +336,21 @@ def test_a_pipelined_session_is_answered_in_order(relay, tmp_path: Path) -> None
     codes = [line[:3] for line in got.split(b"\r\n") if line[3:4] == b" "]
     assert codes == [b"250", b"250", b"250", b"250", b"354", b"250", b"221"]
     proc.wait_for(r"delivered to <ann@example.test>")
+
+
+def test_the_client_command_line_shows_the_session(relay, tmp_path: Path) -> None:
+    proc, port = relay()
+    r = subprocess.run([sys.executable, "-m", "netkit.clients.smtp", "--server",
+                        f"127.0.0.1:{port}", "--from", "bob@elsewhere.test", "--to",
+                        "ann@example.test,nobody@far.test", "--header", "Subject: typed",
+                        "--body", "hello from the client", "--no-tls", "-v"],
+                       capture_output=True, text=True, timeout=60)
+    lines = r.stdout.splitlines()
+    assert "-> MAIL FROM:<bob@elsewhere.test>" in lines
+    assert "-> RCPT TO:<ann@example.test>" in lines and "<- 250 2.1.5 OK" in lines
+    assert "<- 554 5.7.1 Relay access denied" not in lines  # from 127.0.0.1 relaying is fine
+    assert any(line.startswith("<- 250 2.0.0 Ok: queued as") for line in lines)
+    assert r.returncode == 0, r.stderr
+    proc.wait_for(r"delivered to <ann@example.test>")
+    (mail,) = (tmp_path / "mail" / "ann@example.test" / "new").iterdir()
+    assert "Subject: typed" in mail.read_text() and "hello from the client" in mail.read_text()
