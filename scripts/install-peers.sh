@@ -5,7 +5,7 @@
 set -euo pipefail
 PACKAGES=(openssl ca-certificates curl stunnel4 wrk procps iproute2 python3-venv
           nsd unbound bind9-dnsutils dnsperf nginx-light tinyproxy openssh-server
-          openssh-client swaks libnet-ssleay-perl libio-socket-ssl-perl)
+          openssh-client swaks libnet-ssleay-perl libio-socket-ssl-perl postfix)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -21,5 +21,8 @@ trap cleanup EXIT
 printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
 $SUDO chmod 755 /usr/sbin/policy-rc.d
 export DEBIAN_FRONTEND=noninteractive
+# postfix is here for smtp-source and smtp-sink (and as the peer of the SMTP bench): no
+# configuration of its own, never started
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -102,3 +102,10 @@ def test_ssh_bench_runs():
         need(program)
     assert set(run("bench/ssh.py", "--mib", "8", "--rounds", "1")) == {
         "ssh-L-aes128-gcm", "ssh-L-chacha20", "ssh-setup-time"}
+
+
+def test_smtp_bench_runs():
+    for program in ("smtp-source", "smtp-sink"):
+        need(program)
+    assert set(run("bench/smtp.py", "--messages", "50", "--rounds", "1")) == {
+        "smtp-accepted-vs-aiosmtpd", "smtp-delivered-vs-accepted-by-aiosmtpd"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -30,7 +31,39 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(tmp: Path, final: Path, parts: list[bytes]) -> None:
+class DirSync:
+    """fsync of one directory shared by the threads that renamed into it meanwhile (group
+    commit): ten sessions finishing DATA at once cost one directory fsync, not ten. A
+    caller returns only once an fsync that began after its rename has ended."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cond = threading.Condition()
+        self._requested = 0
+        self._done = 0
+        self._running = False
+
+    def sync(self) -> None:
+        with self._cond:
+            self._requested += 1
+            mine = self._requested
+            while self._done < mine and self._running:
+                self._cond.wait()
+            if self._done >= mine:
+                return
+            self._running = True
+            target = self._requested  # every rename counted so far is on disk after this
+        try:
+            _fsync_dir(self.path)
+        finally:
+            with self._cond:
+                self._running = False
+                self._done = max(self._done, target)
+                self._cond.notify_all()
+
+
+def _write_durably(tmp: Path, final: Path, parts: list[bytes],
+                   directory: DirSync | None = None) -> None:
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         for part in parts:
@@ -41,7 +74,10 @@ def _write_durably(tmp: Path, final: Path, parts: list[bytes]) -> None:
     finally:
         os.close(fd)
     os.rename(tmp, final)
-    _fsync_dir(final.parent)
+    if directory is not None:
+        directory.sync()
+    else:
+        _fsync_dir(final.parent)
 
 
 def new_id() -> str:
@@ -50,38 +86,65 @@ def new_id() -> str:
 
 
 class QueueStore:
+    """The queue directory. Opened by the running relay, it also keeps every envelope
+    in memory (`envelopes()` then reads no file); the `queue` command reads the disk."""
+
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.tmp = directory / "tmp"
         self.active = directory / "active"
+        self._dirsync = DirSync(self.active)
+        self._index: dict[str, Envelope] | None = None
+        self._lock = threading.Lock()
 
     def open(self) -> int:
-        """Make the directories; drop unacknowledged files; return how many were dropped."""
+        """Make the directories; drop unacknowledged files; load the envelopes; return
+        how many unacknowledged files were dropped."""
         for d in (self.dir, self.tmp, self.active):
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
         dropped = 0
         for leftover in self.tmp.iterdir():
             leftover.unlink()
             dropped += 1
+        index = {e.id: e for e in self._scan()}
+        with self._lock:
+            self._index = index
         return dropped
 
     def put(self, envelope: Envelope, content: bytes) -> None:
         """Durably queued when this returns (blocking: call from a worker thread)."""
         _write_durably(self.tmp / envelope.id, self.active / envelope.id,
-                       [envelope.to_json(), b"\n", content])
+                       [envelope.to_json(), b"\n", content], self._dirsync)
+        self._remember(envelope)
 
     def update(self, envelope: Envelope) -> None:
         """Rewrite the envelope of a queued message (its content kept), atomically."""
         content = self.content(envelope.id)
         _write_durably(self.tmp / (envelope.id + ".new"), self.active / envelope.id,
-                       [envelope.to_json(), b"\n", content])
+                       [envelope.to_json(), b"\n", content], self._dirsync)
+        self._remember(envelope)
 
     def remove(self, message_id: str) -> None:
         (self.active / message_id).unlink(missing_ok=True)
-        _fsync_dir(self.active)
+        self._dirsync.sync()
+        with self._lock:
+            if self._index is not None:
+                self._index.pop(message_id, None)
+
+    def _remember(self, envelope: Envelope) -> None:
+        with self._lock:
+            if self._index is not None:
+                self._index[envelope.id] = envelope
 
     def envelopes(self) -> list[Envelope]:
-        """Every queued message's envelope, oldest first (reads first lines only)."""
+        """Every queued message's envelope, oldest first."""
+        with self._lock:
+            if self._index is not None:
+                return [self._index[k] for k in sorted(self._index)]
+        return self._scan()
+
+    def _scan(self) -> list[Envelope]:
+        """The envelopes on disk (first lines only)."""
         out = []
         for path in sorted(self.active.iterdir()) if self.active.exists() else []:
             try:
