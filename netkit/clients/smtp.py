@@ -79,51 +79,106 @@ class _Traced(aiosmtplib.SMTP):
             self._trace("<-", f"{reply.code} {text}")
 
 
+class Session:
+    """One SMTP connection carrying any number of transactions (the relay reuses one for
+    the messages it has for the same host): `await open()`, `transaction()` each, then
+    `close()`."""
+
+    def __init__(self, host: str, port: int = 25, *, starttls: bool | None = None,
+                 auth: tuple[str, str] | None = None, timeout: float = 60.0,
+                 helo: str | None = None, tls_context: ssl.SSLContext | None = None,
+                 trace: Callable[[str, str], None] | None = None) -> None:
+        self.host, self.port, self.starttls, self.auth = host, port, starttls, auth
+        options: dict[str, Any] = dict(hostname=host, port=port, timeout=timeout,
+                                       start_tls=False, local_hostname=helo,
+                                       validate_certs=starttls is True,
+                                       tls_context=tls_context)
+        self.smtp = _Traced(trace, **options) if trace is not None else \
+            aiosmtplib.SMTP(**options)
+        self.tls = False
+
+    def _error(self, exc: BaseException) -> DeliveryError:
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            return DeliveryError(f"{self.host}:{self.port}: {exc.code} {exc.message}",
+                                 exc.code)
+        return DeliveryError(f"{self.host}:{self.port}: {exc}")
+
+    async def open(self) -> None:
+        smtp = self.smtp
+        try:
+            await smtp.connect()
+            await smtp.ehlo()
+            if self.starttls is not False and smtp.supports_extension("starttls"):
+                await smtp.starttls()
+                self.tls = True
+            elif self.starttls is True:
+                raise DeliveryError(f"{self.host}:{self.port} does not offer STARTTLS",
+                                    454)  # a policy failure: try again later
+            if self.auth is not None:
+                await smtp.login(*self.auth)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            smtp.close()
+            raise self._error(exc) from None
+        except DeliveryError:
+            smtp.close()
+            raise
+
+    async def transaction(self, message: bytes, sender: str,
+                          recipients: list[str]) -> Result:
+        """MAIL, one RCPT per recipient (each answered on its own), DATA for those
+        accepted. DeliveryError when the connection fails (it cannot be used again)."""
+        smtp = self.smtp
+        result = Result(self.host, tls=self.tls)
+        try:
+            await smtp.mail(sender)
+            for rcpt in recipients:
+                try:
+                    reply = await smtp.rcpt(rcpt)
+                    result.accepted[rcpt] = (reply.code, reply.message)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    result.refused[rcpt] = (exc.code, exc.message)
+            if result.accepted:
+                try:
+                    reply = await smtp.data(message)
+                except aiosmtplib.SMTPDataError as exc:
+                    for rcpt in result.accepted:
+                        result.refused[rcpt] = (exc.code, exc.message)
+                    result.accepted.clear()
+                else:
+                    result.accepted = dict.fromkeys(result.accepted,
+                                                    (reply.code, reply.message))
+            else:
+                await smtp.rset()
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if not 400 <= exc.code < 600:
+                raise self._error(exc) from None
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                await smtp.rset()
+            result.refused = dict.fromkeys(recipients, (exc.code, exc.message))
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            smtp.close()
+            raise self._error(exc) from None
+        return result
+
+    async def close(self) -> None:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await self.smtp.quit()
+        self.smtp.close()
+
+
 async def send(message: bytes, *, sender: str, recipients: list[str], host: str,
                port: int = 25, starttls: bool | None = None,
                auth: tuple[str, str] | None = None, timeout: float = 60.0,
                helo: str | None = None, tls_context: ssl.SSLContext | None = None,
                trace: Callable[[str, str], None] | None = None) -> Result:
-    result = Result(host)
-    options: dict[str, Any] = dict(hostname=host, port=port, timeout=timeout, start_tls=False,
-                                   local_hostname=helo, validate_certs=starttls is True,
-                                   tls_context=tls_context)
-    smtp = _Traced(trace, **options) if trace is not None else aiosmtplib.SMTP(**options)
+    """One message in one session."""
+    session = Session(host, port, starttls=starttls, auth=auth, timeout=timeout, helo=helo,
+                      tls_context=tls_context, trace=trace)
+    await session.open()
     try:
-        await smtp.connect()
-        await smtp.ehlo()
-        if starttls is not False and smtp.supports_extension("starttls"):
-            await smtp.starttls()
-            result.tls = True
-        elif starttls is True:
-            raise DeliveryError(f"{host}:{port} does not offer STARTTLS", 454)  # try later
-        if auth is not None:
-            await smtp.login(*auth)
-        await smtp.mail(sender)
-        for rcpt in recipients:
-            try:
-                reply = await smtp.rcpt(rcpt)
-                result.accepted[rcpt] = (reply.code, reply.message)
-            except aiosmtplib.SMTPRecipientRefused as exc:
-                result.refused[rcpt] = (exc.code, exc.message)
-        if result.accepted:
-            try:
-                reply = await smtp.data(message)
-            except aiosmtplib.SMTPDataError as exc:
-                for rcpt in result.accepted:
-                    result.refused[rcpt] = (exc.code, exc.message)
-                result.accepted.clear()
-            else:
-                result.accepted = dict.fromkeys(result.accepted, (reply.code, reply.message))
-        with contextlib.suppress(aiosmtplib.SMTPException):
-            await smtp.quit()
-    except aiosmtplib.SMTPResponseException as exc:
-        raise DeliveryError(f"{host}:{port}: {exc.code} {exc.message}", exc.code) from None
-    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-        raise DeliveryError(f"{host}:{port}: {exc}") from None
+        return await session.transaction(message, sender, recipients)
     finally:
-        smtp.close()
-    return result
+        await session.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,6 +28,7 @@ class Received:
 class SMTPSink:
     def __init__(self, port: int = 0) -> None:
         self.messages: list[Received] = []
+        self.sessions = 0  # EHLOs seen: one per session
         self.refuse: dict[str, int] = {}  # recipient -> code (550, 451...) for RCPT
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -51,6 +52,11 @@ class SMTPSink:
         sink = self
 
         class Handler:
+            async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+                sink.sessions += 1
+                session.host_name = hostname
+                return responses
+
             async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
                 code = sink.refuse.get(address.lower())
                 if code:

@@ -354,3 +354,25 @@ def test_the_client_command_line_shows_the_session(relay, tmp_path: Path) -> Non
     proc.wait_for(r"delivered to <ann@example.test>")
     (mail,) = (tmp_path / "mail" / "ann@example.test" / "new").iterdir()
     assert "Subject: typed" in mail.read_text() and "hello from the client" in mail.read_text()
+
+
+def test_one_session_carries_several_messages_to_a_destination(relay, zones: DNSZones,
+                                                                tmp_path: Path) -> None:
+    from netkit.testing.smtp import SMTPSink
+    from tests.support.fixtures import free_port
+    zones.add("batch.test", "MX", "10 mx.batch.test.")
+    zones.add("mx.batch.test", "A", "127.0.0.1")
+    mx_port = free_port()
+    control = tmp_path / "ctl.sock"
+    proc, port = relay("--set", f"smtp.mx_port={mx_port}", "--set",
+                       "smtp.retry_schedule=[3600]", "--set",
+                       "smtp.max_connections_per_destination=1", "--control", str(control))
+    for i in range(3):
+        assert swaks(port, "--to", f"r{i}@batch.test").returncode == 0
+    proc.wait_for(r"<r2@batch.test> deferred")
+    with SMTPSink(port=mx_port) as sink:
+        subprocess.run([sys.executable, "-m", "netkit.servers.smtp", "queue", "flush",
+                        "--socket", str(control)], check=True, capture_output=True, timeout=30)
+        for i in range(3):
+            proc.wait_for(rf"delivered to <r{i}@batch.test>")
+        assert len(sink.messages) == 3 and sink.sessions == 1  # one connection, reused

@@ -18,8 +18,10 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from netkit.clients import dns
-from netkit.clients.smtp import DeliveryError, send
+from netkit.clients.smtp import DeliveryError, Session
 from netkit.proto.smtp.envelope import Envelope, Recipient, defer, expired
 
 if TYPE_CHECKING:
@@ -55,11 +57,13 @@ async def addresses_of(service: SMTPService, host: str) -> list[str]:
     return found
 
 
-async def deliver_domain(service: SMTPService, envelope: Envelope,
-                         recipients: list[Recipient], content: bytes) -> None:
-    """One transaction for these recipients (one domain), updating their states."""
+Job = tuple[Envelope, list[Recipient], bytes]
+
+
+async def deliver_destination(service: SMTPService, domain: str, jobs: list[Job]) -> None:
+    """Every due message for one domain: its hosts resolved once, then up to
+    `max_connections_per_destination` sessions, each reused for message after message."""
     config = service.config
-    domain = recipients[0].address.rpartition("@")[2].lower()
     now = time.time()
     try:
         if config.smarthost is not None:
@@ -69,32 +73,64 @@ async def deliver_domain(service: SMTPService, envelope: Envelope,
                        for a in await addresses_of(service, host)]
             if not targets:
                 raise DeliveryError(f"no address for the mail hosts of {domain}")
-        errors = []
-        for host, port in targets:
+    except DeliveryError as exc:
+        for envelope, recipients, _ in jobs:
+            for r in recipients:
+                _failed(service, envelope, r, exc.code, str(exc), now)
+        return
+    lanes = max(1, min(config.max_connections_per_destination, len(jobs)))
+    async with anyio.create_task_group() as tg:
+        for lane in range(lanes):
+            tg.start_soon(_session, service, domain, targets, jobs[lane::lanes])
+
+
+async def _session(service: SMTPService, domain: str, targets: list[tuple[str, int]],
+                   jobs: list[Job]) -> None:
+    config = service.config
+    starttls = True if domain in config.tls_required else None
+    errors: list[str] = []
+    code = 0  # of the last refusal: 5xx at the greeting bounces, anything else defers
+    session = None
+    for host, port in targets:  # the first host that takes a connection gets them all
+        candidate = Session(host, port, starttls=starttls, helo=config.hostname, timeout=60)
+        try:
+            await candidate.open()
+        except DeliveryError as exc:
+            errors.append(str(exc))
+            code = exc.code
+            if 500 <= exc.code < 600:
+                break
+            continue
+        session = candidate
+        break
+    now = time.time()
+    if session is None:
+        for envelope, recipients, _ in jobs:
+            for r in recipients:
+                _failed(service, envelope, r, code, "; ".join(errors), now)
+        return
+    try:
+        for i, (envelope, recipients, content) in enumerate(jobs):
             try:
-                result = await send(content, sender=envelope.sender,
-                                    recipients=[r.address for r in recipients], host=host,
-                                    port=port, helo=config.hostname, timeout=60,
-                                    starttls=True if domain in config.tls_required else None)
-            except DeliveryError as exc:
-                errors.append(str(exc))
-                if 500 <= exc.code < 600:
-                    raise
-                continue
+                result = await session.transaction(content, envelope.sender,
+                                                   [r.address for r in recipients])
+            except DeliveryError as exc:  # the connection broke: the rest wait their turn
+                for env, rs, _ in jobs[i:]:
+                    for r in rs:
+                        _failed(service, env, r, exc.code, str(exc), time.time())
+                return
             for r in recipients:
                 if r.address in result.accepted:
                     r.state = "delivered"
                     service.stats["delivered_remote"] += 1
                     log.info("smtp: %s: delivered to <%s> via %s", envelope.id, r.address,
-                             host)
+                             session.host)
                 else:
                     code, text = result.refused.get(r.address, (451, "no reply"))
-                    _failed(service, envelope, r, code, f"{host} said {code} {text}", now)
-            return
-        raise DeliveryError("; ".join(errors))
-    except DeliveryError as exc:
-        for r in recipients:
-            _failed(service, envelope, r, exc.code, str(exc), now)
+                    _failed(service, envelope, r, code, f"{session.host} said {code} {text}",
+                            time.time())
+    finally:
+        await session.close()
 
 
 def _failed(service: SMTPService, envelope: Envelope, r: Recipient, code: int, why: str,

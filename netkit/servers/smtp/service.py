@@ -96,6 +96,8 @@ class Config:
     """The port of MX hosts (tests use loopback high ports)."""
     smarthost: Address | None = None
     """Send all remote mail through this host instead of the MX hosts."""
+    max_connections_per_destination: int = field(4, min=1)
+    """Sessions open at once to one destination domain (each reused for its messages)."""
     tls_required: tuple[str, ...] = ()
     """Destination domains that get mail only over STARTTLS with a verified certificate
     (otherwise TLS is opportunistic: used when offered, not verified)."""
@@ -256,21 +258,32 @@ class SMTPService:
                 await self.wake.wait()
 
     async def _deliver_remote(self) -> None:
-        from .delivery import deliver_domain, dsn
+        """Everything due, by destination domain (one task per domain, sessions reused
+        within it); then each touched message saved, bounced recipients reported."""
+        from .delivery import deliver_destination, dsn
         local = self.config.local_domains
         now = time.time()
+        work: dict[str, list[Any]] = {}
+        touched = []
         for envelope in self.store.envelopes():
             due = [r for r in envelope.pending(now)
                    if r.address.rpartition("@")[2].lower() not in local]
             if not due:
                 continue
             content = await anyio.to_thread.run_sync(self.store.content, envelope.id)
+            touched.append((envelope, due, content,
+                            {r.address: r.state for r in envelope.recipients}))
             by_domain: dict[str, list[Recipient]] = {}
             for r in due:
                 by_domain.setdefault(r.address.rpartition("@")[2].lower(), []).append(r)
-            before = {r.address: r.state for r in envelope.recipients}
-            for recipients in by_domain.values():
-                await deliver_domain(self, envelope, recipients, content)
+            for domain, recipients in by_domain.items():
+                work.setdefault(domain, []).append((envelope, recipients, content))
+        if not work:
+            return
+        async with anyio.create_task_group() as tg:
+            for domain, jobs in work.items():
+                tg.start_soon(deliver_destination, self, domain, jobs)
+        for envelope, due, content, before in touched:
             bounced = [r for r in envelope.recipients
                        if r.state == "bounced" and before[r.address] != "bounced"]
             self.stats["bounced"] += len(bounced)
