@@ -43,8 +43,14 @@ def closed_at_once(port: int) -> bool:
 
 
 def stop(proc: subprocess.Popen[bytes]) -> bytes:
+    """End an ssh client we started (by PID), its stderr back; SIGKILL if SIGTERM is not
+    enough within 5 s."""
     proc.terminate()
-    _, err = proc.communicate(timeout=10)
+    try:
+        _, err = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate(timeout=5)
     return err
 
 
