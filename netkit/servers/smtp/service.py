@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import heapq
 import ipaddress
 import logging
 import sys
@@ -141,6 +142,8 @@ class SMTPService:
         self.credentials = Credentials(config.credentials) if config.credentials else None
         self.dkim_keys = _load_dkim(config.dkim)
         self.sessions: dict[str, int] = {}
+        self.ready: set[str] = set()  # message ids to try on the next pass
+        self.later: list[tuple[float, str]] = []  # (next attempt, id): a heap
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
 
@@ -157,7 +160,7 @@ class SMTPService:
             sock = presets.pop(("tcp", str(address)), None) or bind_socket("tcp", address)
 
             def session(submission: bool = submission) -> Any:
-                return _LimitedSMTP(
+                return _limited_smtp()(
                     self, handler, hostname=c.hostname, ident="netkit ESMTP",
                     data_size_limit=c.max_message_size, enable_SMTPUTF8=True,
                     decode_data=False, timeout=c.idle_timeout,
@@ -171,8 +174,10 @@ class SMTPService:
             self.bound.append(bound)
             log.info("smtp: listening on %s (tcp, %s)", bound,
                      "submission" if submission else "esmtp")
+        for envelope in self.store.envelopes():  # what the queue held at start
+            self.ready.add(envelope.id)
         tg.start_soon(self._deliver_loop)
-        self.wake.set()  # what the queue held at start
+        self.wake.set()
 
     def reload(self, config: Config) -> None:
         self.config = config
@@ -237,6 +242,7 @@ class SMTPService:
                             len(content), peer, helo)
         await anyio.to_thread.run_sync(self.store.put, envelope, content)
         self.stats["accepted"] += 1
+        self.ready.add(message_id)
         log.info("smtp: %s: queued %s from <%s> for %s (%d bytes)", peer, message_id, sender,
                  ", ".join(f"<{r}>" for r in recipients), len(content))
         self.wake.set()
@@ -244,28 +250,45 @@ class SMTPService:
 
     # --- delivering ---
 
+    def make_ready(self, message_id: str) -> None:
+        """This message has recipients to try now (just accepted, or flushed)."""
+        self.ready.add(message_id)
+        self.wake.set()
+
     async def _deliver_loop(self) -> None:
-        """Local deliveries at once, remote ones when due; then sleep until the next one
-        is due or a new message arrives."""
+        """The messages that are ready (new, flushed, or whose next attempt has come, from
+        a heap): local deliveries, then remote ones; a message still pending goes back on
+        the heap at its next attempt. Work per pass is the ready messages, not the queue."""
         while True:
             self.wake.clear()
-            await anyio.to_thread.run_sync(self._deliver_local)
-            await self._deliver_remote()
-            due = [r.next_attempt for e in self.store.envelopes() for r in e.recipients
-                   if r.state == "pending"]
-            wait = max(0.05, min(due) - time.time()) if due else None
+            now = time.time()
+            while self.later and self.later[0][0] <= now:
+                self.ready.add(heapq.heappop(self.later)[1])
+            batch, self.ready = self.ready, set()
+            envelopes = [e for e in map(self.store.get, sorted(batch)) if e is not None]
+            if envelopes:
+                await anyio.to_thread.run_sync(self._deliver_local, envelopes)
+                await self._deliver_remote([e for e in envelopes
+                                            if self.store.get(e.id) is not None])
+                for e in envelopes:
+                    pending = [r.next_attempt for r in e.recipients if r.state == "pending"]
+                    if pending and self.store.get(e.id) is not None:
+                        heapq.heappush(self.later, (min(pending), e.id))
+            if self.ready:
+                continue
+            wait = max(0.05, self.later[0][0] - time.time()) if self.later else None
             with anyio.move_on_after(wait):
                 await self.wake.wait()
 
-    async def _deliver_remote(self) -> None:
-        """Everything due, by destination domain (one task per domain, sessions reused
-        within it); then each touched message saved, bounced recipients reported."""
+    async def _deliver_remote(self, envelopes: list[Envelope]) -> None:
+        """What is due of these, by destination domain (one task per domain, sessions
+        reused within it); then each touched message saved, bounced recipients reported."""
         from .delivery import deliver_destination, dsn
         local = self.config.local_domains
         now = time.time()
         work: dict[str, list[Any]] = {}
         touched = []
-        for envelope in self.store.envelopes():
+        for envelope in envelopes:
             due = [r for r in envelope.pending(now)
                    if r.address.rpartition("@")[2].lower() not in local]
             if not due:
@@ -296,11 +319,11 @@ class SMTPService:
             else:
                 await anyio.to_thread.run_sync(self.store.update, envelope)
 
-    def _deliver_local(self) -> None:
+    def _deliver_local(self, envelopes: list[Envelope]) -> None:
         """Local recipients into their Maildirs; a message leaves the queue when nothing
         is pending."""
         local = self.config.local_domains
-        for envelope in self.store.envelopes():
+        for envelope in envelopes:
             changed = False
             content: bytes | None = None
             for r in envelope.recipients:
@@ -368,37 +391,49 @@ class _Handler:
         return f"250 2.0.0 Ok: queued as {message_id}"
 
 
-class _LimitedSMTP:
-    """aiosmtpd's SMTP with a cap on the sessions one client address holds at once."""
+_LIMITED: Any = None
 
-    def __new__(cls, service: SMTPService, *args: Any, **kwargs: Any) -> Any:
-        from aiosmtpd.smtp import SMTP
 
-        class Limited(SMTP):
-            def connection_made(self, transport: Any) -> None:
-                peer = (transport.get_extra_info("peername") or ("?",))[0]
-                count = service.sessions.get(peer, 0)
-                if count >= service.config.max_sessions_per_client:
-                    transport.write(b"421 4.7.0 Too many sessions from your address\r\n")
-                    transport.close()
-                    self._netkit_peer = None
-                    return
-                service.sessions[peer] = count + 1
-                self._netkit_peer = peer
-                super().connection_made(transport)
+def _limited_smtp() -> Any:
+    """aiosmtpd's SMTP with a cap on the sessions one client address holds at once (the
+    class made once, on first use: aiosmtpd is imported only when the relay starts)."""
+    global _LIMITED
+    if _LIMITED is not None:
+        return _LIMITED
+    from aiosmtpd.smtp import SMTP
 
-            def connection_lost(self, exc: Exception | None) -> None:
-                peer = getattr(self, "_netkit_peer", None)
-                if peer is not None:
-                    left = service.sessions.get(peer, 1) - 1
-                    if left > 0:
-                        service.sessions[peer] = left
-                    else:
-                        service.sessions.pop(peer, None)
-                    self._netkit_peer = None
-                    super().connection_lost(exc)
+    class LimitedSMTP(SMTP):
+        def __init__(self, service: SMTPService, *args: Any, **kwargs: Any) -> None:
+            self._netkit_service = service
+            self._netkit_peer: str | None = None
+            super().__init__(*args, **kwargs)
 
-        return Limited(*args, **kwargs)
+        def connection_made(self, transport: Any) -> None:
+            service = self._netkit_service
+            peer = (transport.get_extra_info("peername") or ("?",))[0]
+            count = service.sessions.get(peer, 0)
+            if count >= service.config.max_sessions_per_client:
+                transport.write(b"421 4.7.0 Too many sessions from your address\r\n")
+                transport.close()
+                return
+            service.sessions[peer] = count + 1
+            self._netkit_peer = peer
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            peer, self._netkit_peer = self._netkit_peer, None
+            if peer is None:
+                return
+            sessions = self._netkit_service.sessions
+            left = sessions.get(peer, 1) - 1
+            if left > 0:
+                sessions[peer] = left
+            else:
+                sessions.pop(peer, None)
+            super().connection_lost(exc)
+
+    _LIMITED = LimitedSMTP
+    return _LIMITED
 
 
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
@@ -445,7 +480,9 @@ def delete(store: QueueStore, message_id: str) -> bool:
 def queue_flush_view(service: SMTPService, args: dict[str, Any]) -> dict[str, int]:
     """`netkit ctl queue_flush`: try every deferred recipient now."""
     count = flush(service.store)
-    service.wake.set()
+    for envelope in service.store.envelopes():
+        if any(r.state == "pending" for r in envelope.recipients):
+            service.make_ready(envelope.id)
     return {"recipients_due": count}
 
 

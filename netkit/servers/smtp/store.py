@@ -13,6 +13,7 @@ delivery (tmp/ then new/) is the same dance.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import socket
@@ -80,9 +81,14 @@ def _write_durably(tmp: Path, final: Path, parts: list[bytes],
         _fsync_dir(final.parent)
 
 
+_SERIAL = itertools.count()
+_PROCESS = f"{os.getpid() & 0xFFFF:04x}"
+
+
 def new_id() -> str:
-    """Sortable by arrival, unique without coordination: microseconds and randomness."""
-    return f"{time.time_ns() // 1000:x}{secrets.token_hex(4)}".upper()
+    """Sortable by arrival and unique: microseconds, this process, a serial. (Not random
+    bytes: os.urandom cost 0.55 ms a call on the benchmark machine, on the event loop.)"""
+    return f"{time.time_ns() // 1000:x}{_PROCESS}{next(_SERIAL) & 0xFFFFF:05x}".upper()
 
 
 class QueueStore:
@@ -135,6 +141,11 @@ class QueueStore:
         with self._lock:
             if self._index is not None:
                 self._index[envelope.id] = envelope
+
+    def get(self, message_id: str) -> Envelope | None:
+        """A queued message's envelope, from memory (the running relay's store)."""
+        with self._lock:
+            return self._index.get(message_id) if self._index is not None else None
 
     def envelopes(self) -> list[Envelope]:
         """Every queued message's envelope, oldest first."""
