@@ -376,3 +376,38 @@ def test_one_session_carries_several_messages_to_a_destination(relay, zones: DNS
         for i in range(3):
             proc.wait_for(rf"delivered to <r{i}@batch.test>")
         assert len(sink.messages) == 3 and sink.sessions == 1  # one connection, reused
+
+
+def test_sighup_with_a_broken_credentials_file_keeps_serving(spawn, tmp_path: Path,
+                                                             zones: DNSZones) -> None:
+    conf = tmp_path / "smtp.toml"
+    good = (f'[smtp]\nlisten = ["127.0.0.1:0"]\nqueue_dir = "{tmp_path / "queue"}"\n'
+            f'maildir = "{tmp_path / "mail"}"\nlocal_domains = ["example.test"]\n'
+            f'resolver = ["127.0.0.1:{zones.port}"]\n')
+    conf.write_text(good)
+    proc = spawn("netkit.servers.smtp", ["--config", str(conf)])
+    (_, port), = proc.listening(1)
+    users = tmp_path / "users"
+    users.write_text("ann:plaintext\n")
+    conf.write_text(good + f'credentials = "{users}"\n')
+    start = len(proc.lines)
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(r"reload failed, keeping the running configuration", start=start)
+    proc.wait_for(r"plaintext and older schemes are refused", start=start)
+    assert proc.proc.poll() is None
+    assert swaks(port, "--to", "ann@example.test").returncode == 0  # still serving
+
+
+def test_a_client_that_never_reads_leaves_memory_bounded(relay) -> None:
+    import time
+
+    from tests.support import badpeers
+    proc, port = relay()
+    before = badpeers.rss_kib(proc.proc.pid)
+    flood = b"EHLO x\r\n" + b"NOOP\r\nHELP\r\nRSET\r\n" * 200_000  # ~3 MB of pipelined commands
+    with badpeers.never_reads(("127.0.0.1", port), flood, connections=3):
+        time.sleep(1.5)
+        grown = badpeers.rss_kib(proc.proc.pid) - before
+        assert swaks(port, "--to", "ann@example.test").returncode == 0  # others served
+    assert grown < 30_000, f"RSS grew by {grown} KiB"
+    assert "Traceback" not in proc.log

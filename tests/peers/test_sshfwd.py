@@ -362,3 +362,24 @@ def test_keys_from_ssh_agent(spawn, ssh, tmp_path, make_backend) -> None:
     finally:
         agent.terminate()
         agent.wait(10)
+
+
+def test_sighup_with_a_broken_config_keeps_the_forwards(spawn, ssh, tmp_path,
+                                                        make_backend) -> None:
+    import signal
+    _, cfg, _ = ssh
+    backend = make_backend("echo")
+    conf = tmp_path / "sshfwd.toml"
+    good = (f'[sshfwd]\ndestination = "gw"\nssh_config = "{cfg}"\n[[sshfwd.forward]]\n'
+            f'listen = "127.0.0.1:0"\nto = "127.0.0.1:{backend.port}"\n')
+    conf.write_text(good)
+    proc = spawn("netkit.servers.sshfwd", ["--config", str(conf)])
+    ((_, port),) = proc.listening(1)
+    proc.wait_for(UP)
+    conf.write_text(good.replace('destination = "gw"', 'destination = ""'))
+    start = len(proc.lines)
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(r"reload failed, keeping the running configuration", start=start)
+    proc.wait_for(r"no SSH server given", start=start)
+    assert proc.proc.poll() is None
+    assert push_through(port, b"still here") == b"still here[eof]"

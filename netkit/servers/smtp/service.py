@@ -180,7 +180,24 @@ class SMTPService:
         self.wake.set()
 
     def reload(self, config: Config) -> None:
-        self.config = config
+        """Everything is built first (a broken credentials file, DKIM key or certificate
+        raises ConfigError and the running configuration stays); listeners and the queue
+        directory need a restart."""
+        old = self.config
+        if (config.listen, config.submission, config.queue_dir) != \
+                (old.listen, old.submission, old.queue_dir):
+            raise ConfigError(["smtp: listen, submission or queue_dir changed; restart to "
+                               "apply"])
+        if (config.tls is None) != (old.tls is None):
+            raise ConfigError(["smtp: TLS turned on or off; restart to apply"])
+        credentials = Credentials(config.credentials) if config.credentials else None
+        dkim_keys = _load_dkim(config.dkim)
+        if self.tls is not None and config.tls is not None:
+            self.tls.replace(config.tls)
+        from netkit.clients.dns import Resolver
+        self.resolver = Resolver(list(config.resolver) or None, timeout=3.0, attempts=2,
+                                 cache=True)
+        self.credentials, self.dkim_keys, self.config = credentials, dkim_keys, config
 
     async def drain(self, timeout: float) -> None:
         for server in self.servers:
