@@ -147,6 +147,19 @@ def test_remote_forward(spawn, ssh, make_backend) -> None:
     assert hashlib.sha256(got).digest() == hashlib.sha256(data + b"[eof]").digest()
 
 
+def test_remote_forward_to_a_target_that_speaks_first(spawn, ssh, make_backend) -> None:
+    from tests.peers.test_sshfwd_server import first_line
+
+    _, cfg, _ = ssh
+    backend = make_backend("banner")
+    remote_port = free_port()
+    proc = spawn("netkit.servers.sshfwd", ["-F", str(cfg),
+                                           "-R", f"{remote_port}:127.0.0.1:{backend.port}",
+                                           "gw"])
+    proc.wait_for(r"-R .*: up")
+    assert [first_line(remote_port) for _ in range(20)] == [b"220 banner\r\n"] * 20
+
+
 def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(spawn, ssh,
                                                                         tmp_path) -> None:
     sshd, cfg, known = ssh

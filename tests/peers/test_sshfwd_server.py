@@ -168,3 +168,79 @@ def test_our_forwarder_against_our_server(spawn, ours: SSHServer, make_backend, 
     ((_, port),) = proc.listening(1)
     data = os.urandom(4 << 20)
     assert push_through(port, data) == data + b"[eof]"
+
+
+def first_line(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.settimeout(10)
+        got = b""
+        while not got.endswith(b"\r\n"):
+            chunk = s.recv(64)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def test_a_target_that_speaks_first_is_heard_through_ssh_L(ours: SSHServer,
+                                                           make_backend) -> None:
+    """SMTP and SSH servers send a banner at once; it used to be dropped when it came
+    before the channel was open (asyncssh's forward_connection reads the target early)."""
+    backend = make_backend("banner")
+    local = free_port()
+    proc = ssh_client(ours, "-L", f"{local}:127.0.0.1:{backend.port}")
+    try:
+        wait_listening(proc, local, "ssh -L")
+        assert [first_line(local) for _ in range(20)] == [b"220 banner\r\n"] * 20
+    finally:
+        stop(proc)
+
+
+@pytest.mark.parametrize("then_close", [False, True])
+def test_connect_target_holds_the_banner_until_the_session_starts(then_close: bool) -> None:
+    """Deterministic: the target speaks (and maybe closes) before the channel is open."""
+    import asyncio
+
+    from netkit.servers.sshfwd.targets import connect_target
+
+    class Channel:
+        def __init__(self) -> None:
+            self.events: list[object] = []
+
+        def write(self, data: bytes) -> None:
+            self.events.append(data)
+
+        def write_eof(self) -> None:
+            self.events.append("eof")
+
+        def close(self) -> None:
+            self.events.append("close")
+
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return default
+
+    async def main() -> list[object]:
+        async def speak(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"220 banner\r\n")
+            if not then_close:
+                await reader.read()
+            writer.close()
+            await writer.wait_closed()
+
+        server = await asyncio.start_server(speak, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        session = await connect_target("127.0.0.1", port)
+        await asyncio.sleep(0.3)  # the banner (and the close) are here before the channel
+        channel = Channel()
+        session.connection_made(channel)
+        session.session_started()
+        await asyncio.sleep(0.2)
+        session.close()
+        await asyncio.sleep(0.1)
+        server.close()
+        await server.wait_closed()
+        return channel.events
+
+    events = asyncio.run(main())
+    assert events[0] == b"220 banner\r\n"
+    assert events[1:] == (["eof", "close"] if then_close else ["close"])

@@ -204,7 +204,8 @@ class Backend:
 
     "echo": echoes every chunk; on EOF it sends b"[eof]" and closes (so a half-close
     that really reached it is visible to the client). "sink": reads and counts.
-    "http": answers one HTTP request with "hello through".
+    "http": answers one HTTP request with "hello through". "banner": speaks first
+    (b"220 banner\r\n", as SMTP and SSH servers do), then echoes.
     Every connection's first bytes are kept in `first` (PROXY header tests).
     """
 
@@ -220,6 +221,8 @@ class Backend:
                 sock: socket.socket = self.request
                 backend.connections += 1
                 first = True
+                if mode == "banner":
+                    sock.sendall(b"220 banner\r\n")
                 while True:
                     if backend.paused.is_set():
                         time.sleep(0.05)
@@ -232,7 +235,7 @@ class Backend:
                         backend.first.append(data)
                         first = False
                     if not data:
-                        if mode == "echo":
+                        if mode in ("echo", "banner"):
                             with contextlib.suppress(OSError):
                                 sock.sendall(b"[eof]")
                         return
@@ -241,7 +244,7 @@ class Backend:
                         sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\n"
                                      b"Connection: close\r\n\r\nhello through\n")
                         return
-                    if mode == "echo":
+                    if mode in ("echo", "banner"):
                         try:
                             sock.sendall(data)
                         except OSError:

@@ -32,6 +32,7 @@ from netkit.transport.listeners import SocketPresets, StreamServer
 
 from .forwards import Forward
 from .hostkeys import HostKeyRefused, examine
+from .targets import forward_remote_port
 
 log = logging.getLogger("netkit.sshfwd")
 
@@ -185,8 +186,8 @@ class SSHForwarder:
         deadline = time.monotonic() + 120
         while not conn.is_closed():
             try:
-                await conn.forward_remote_port(f.listen.host, f.listen.port, f.to.host,
-                                               f.to.port)
+                await forward_remote_port(conn, f.listen.host, f.listen.port, f.to.host,
+                                          f.to.port)
             except asyncssh.Error as exc:
                 st.failures += 1
                 st.last_error = _describe(exc)

@@ -18,6 +18,8 @@ import asyncssh
 
 from netkit.config import Address
 
+from .targets import connect_target
+
 log = logging.getLogger("netkit.sshfwd")
 
 
@@ -92,7 +94,7 @@ class ForwardOnlyServer(asyncssh.SSHServer):
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                                             f"{dest_host}:{dest_port} is not permitted")
         self.stats["channels"] += 1
-        return True  # asyncssh connects and splices
+        return connect_target(dest_host, dest_port)
 
     def server_requested(self, listen_host: str, listen_port: int) -> Any:
         assert self.conn is not None
