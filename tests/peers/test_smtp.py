@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,46 @@ def test_sigkill_after_250_loses_nothing_and_during_data_queues_nothing(relay,
     assert [e["id"] for e in queued(tmp_path)] == [entry["id"]]  # only the first
 
 
+def test_a_queue_that_cannot_be_written_answers_451_and_recovers(relay,
+                                                                 tmp_path: Path) -> None:
+    proc, port = relay()
+    tmp = tmp_path / "queue" / "tmp"
+    tmp.rmdir()
+    tmp.write_text("not a directory")  # every queue write now fails (ENOTDIR)
+    r = swaks(port, "--to", "far@remote.test")
+    assert r.returncode != 0 and "451 4.3.0 Cannot queue the message now" in r.stdout
+    proc.wait_for(r"cannot queue a message: .*Not a directory")
+    tmp.unlink()
+    tmp.mkdir()
+    r = swaks(port, "--to", "far@remote.test")
+    assert r.returncode == 0 and "250 2.0.0 Ok: queued as" in r.stdout
+    assert "Traceback" not in proc.log and len(queued(tmp_path)) == 1
+
+
+def test_delivered_files_are_written_over_not_freed(relay, tmp_path: Path) -> None:
+    """A delivered message's file becomes a spare that the next message is written over:
+    no inode freed and allocated per message (store.py says why)."""
+    proc, port = relay()
+    spare = tmp_path / "queue" / "spare"
+
+    def inodes() -> set[int]:
+        return {p.stat().st_ino for p in spare.iterdir()}
+
+    def deliver_one() -> None:
+        start = len(proc.lines)
+        assert swaks(port, "--to", "ann@example.test").returncode == 0
+        proc.wait_for(r"delivered to <ann@example.test> \(maildir\)", start=start)
+        time.sleep(0.1)  # the file leaves active/ just after the line
+
+    deliver_one()
+    before = inodes()
+    assert len(before) == 1
+    for _ in range(4):
+        deliver_one()
+    assert inodes() == before  # the same files, written over
+    assert len(list((tmp_path / "mail" / "ann@example.test" / "new").iterdir())) == 5
+
+
 def test_garbage_gets_smtp_errors_never_a_traceback(relay) -> None:
     proc, port = relay()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
@@ -192,9 +233,11 @@ def test_starttls_and_submission_with_auth_over_tls_only(relay, tmp_path: Path) 
     proc, port = relay("--set", f"smtp.tls.cert={tmp_path / 'certs' / 'localhost.pem'}",
                        "--set", f"smtp.tls.key={tmp_path / 'certs' / 'localhost-key.pem'}",
                        "--set", f'smtp.submission=["127.0.0.1:{submission}"]',
-                       "--set", f"smtp.credentials={users}")
-    r = swaks(port, "--to", "ann@example.test", "--tls")  # STARTTLS on the relay port
-    assert r.returncode == 0 and "<-  220 " in r.stdout and "TLS started" in r.stdout
+                       "--set", f"smtp.credentials={users}",
+                       "--set", "smtp.max_sessions_per_client=1")
+    for _ in range(2):  # a session after STARTTLS is still one session, and ends as one
+        r = swaks(port, "--to", "ann@example.test", "--tls")  # STARTTLS on the relay port
+        assert r.returncode == 0 and "<-  220 " in r.stdout and "TLS started" in r.stdout
     auth = ["--auth", "PLAIN", "--auth-user", "ann", "--auth-password", "s3cret"]
     # submission: no AUTH before TLS, and no mail without AUTH
     r = swaks(submission, "--to", "x@remote.test", *auth)

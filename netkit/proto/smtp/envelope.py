@@ -9,7 +9,7 @@ recipient is pending.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 State = Literal["pending", "delivered", "bounced"]
@@ -44,13 +44,21 @@ class Envelope:
         return [r for r in self.recipients if r.state == "pending" and r.next_attempt <= now]
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        fields = {k: getattr(self, k) for k in _ENVELOPE_FIELDS}
+        fields["recipients"] = [{k: getattr(r, k) for k in _RECIPIENT_FIELDS}
+                                for r in self.recipients]
+        fields["notes"] = list(self.notes)
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Envelope:
         raw = json.loads(data)
         raw["recipients"] = [Recipient(**r) for r in raw["recipients"]]
         return cls(**raw)
+
+
+_ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope))
+_RECIPIENT_FIELDS = tuple(f.name for f in fields(Recipient))
 
 
 def defer(recipient: Recipient, reason: str, now: float, schedule: list[float]) -> None:

@@ -20,7 +20,7 @@ import ipaddress
 import logging
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +43,7 @@ from netkit.tlsconf import ListenerContext, ListenerTLS
 from netkit.transport.listeners import SocketPresets, bind_socket
 
 from ..proxyauth import Credentials, verify_password
-from .store import QueueStore, deliver_to_maildir, new_id
+from .store import Committer, QueueStore, deliver_to_maildir, new_id
 
 log = logging.getLogger("netkit.smtp")
 SECTION = "smtp"
@@ -144,6 +144,7 @@ class SMTPService:
         self.sessions: dict[str, int] = {}
         self.ready: set[str] = set()  # message ids to try on the next pass
         self.later: list[tuple[float, str]] = []  # (next attempt, id): a heap
+        self.committer: Committer | None = None
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
 
@@ -159,15 +160,14 @@ class SMTPService:
         for address, submission in listeners:
             sock = presets.pop(("tcp", str(address)), None) or bind_socket("tcp", address)
 
-            def session(submission: bool = submission) -> Any:
-                return _limited_smtp()(
-                    self, handler, hostname=c.hostname, ident="netkit ESMTP",
-                    data_size_limit=c.max_message_size, enable_SMTPUTF8=True,
-                    decode_data=False, timeout=c.idle_timeout,
-                    tls_context=self.tls.get() if self.tls else None,
-                    require_starttls=submission, auth_required=submission,
-                    auth_require_tls=True, authenticator=self._authenticate,
-                    command_call_limit=c.max_commands_before_mail)
+            session = _limited_smtp().factory(
+                self, handler=handler, hostname=c.hostname, ident="netkit ESMTP",
+                data_size_limit=c.max_message_size, enable_SMTPUTF8=True,
+                decode_data=False, timeout=c.idle_timeout,
+                tls_context=self.tls.get() if self.tls else None,
+                require_starttls=submission, auth_required=submission,
+                auth_require_tls=True, authenticator=self._authenticate,
+                command_call_limit=c.max_commands_before_mail)
             server = await loop.create_server(session, sock=sock)
             self.servers.append(server)
             bound = Address(*sock.getsockname()[:2])
@@ -203,6 +203,8 @@ class SMTPService:
         for server in self.servers:
             server.close()
         self.tasks.cancel_all()
+        if self.committer is not None:
+            await anyio.to_thread.run_sync(self.committer.close)
 
     def status(self) -> dict[str, Any]:
         return {"listen": [str(a) for a in self.bound], **self.counters()}
@@ -230,25 +232,27 @@ class SMTPService:
             log.warning("smtp: %s: AUTH %s failed", peer, mechanism)  # never the password
         return AuthResult(success=ok, handled=False)
 
-    def may_relay_to(self, address: str, peer: str, authenticated: bool = False) -> bool:
+    def may_relay_to(self, address: str, peer_may_relay: bool) -> bool:
+        """`peer_may_relay`: the client is authenticated or in relay_networks (known
+        once per session)."""
         domain = address.rpartition("@")[2].lower().rstrip(">")
-        return authenticated or domain in self.config.local_domains or \
-            in_networks(peer, self.config.relay_networks)
+        return peer_may_relay or domain in self.config.local_domains
 
     async def accept(self, sender: str, recipients: list[str], content: bytes, peer: str,
                      helo: str) -> str:
         """Queue the message durably; the id for the 250 line."""
         message_id = new_id()
         now = time.time()
+        date = email.utils.formatdate(now).encode()
         head = _header_block(content)
         added = [b"Received: from %s (%s) by %s (netkit) with ESMTP id %s; %s\r\n" % (
             (helo or "unknown").encode(), peer.encode(), self.config.hostname.encode(),
-            message_id.encode(), email.utils.formatdate(now).encode())]
+            message_id.encode(), date)]
         if not _has_header(head, b"message-id"):
             added.append(b"Message-ID: <%s@%s>\r\n" % (message_id.encode(),
                                                         self.config.hostname.encode()))
         if not _has_header(head, b"date"):
-            added.append(b"Date: %s\r\n" % email.utils.formatdate(now).encode())
+            added.append(b"Date: %s\r\n" % date)
         content = b"".join(added) + content
         signer = self.dkim_keys.get(sender.rpartition("@")[2].lower())
         if signer is not None:
@@ -257,13 +261,31 @@ class SMTPService:
                                 selector=selector, key=key, now=now) + content
         envelope = Envelope(message_id, sender, [Recipient(r) for r in recipients], now,
                             len(content), peer, helo)
-        await anyio.to_thread.run_sync(self.store.put, envelope, content)
+        await self._commit(envelope, content)
         self.stats["accepted"] += 1
         self.ready.add(message_id)
-        log.info("smtp: %s: queued %s from <%s> for %s (%d bytes)", peer, message_id, sender,
-                 ", ".join(f"<{r}>" for r in recipients), len(content))
+        if log.isEnabledFor(logging.INFO):
+            log.info("smtp: %s: queued %s from <%s> for %s (%d bytes)", peer, message_id,
+                     sender, ", ".join(f"<{r}>" for r in recipients), len(content))
         self.wake.set()
         return message_id
+
+    async def _commit(self, envelope: Envelope, content: bytes) -> None:
+        """Queued durably when this returns (store.py's Committer, group commit)."""
+        loop = asyncio.get_running_loop()
+        if self.committer is None:
+            self.committer = Committer(self.store.active, loop.call_soon_threadsafe)
+        future = loop.create_future()
+
+        def done(exc: BaseException | None) -> None:
+            if future.done():
+                return
+            if exc is None:
+                future.set_result(None)
+            else:
+                future.set_exception(exc)
+        self.store.put_soon(envelope, content, self.committer, done)
+        await future
 
     # --- delivering ---
 
@@ -388,7 +410,8 @@ class _Handler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
         peer = session.peer[0] if session.peer else ""
-        if not self.service.may_relay_to(address, peer, bool(session.authenticated)):
+        if not self.service.may_relay_to(address, server._netkit_may_relay or
+                                         bool(session.authenticated)):
             self.service.stats["refused_relay"] += 1
             log.warning("smtp: %s: relay to <%s> refused (not a local domain, client not "
                         "in relay_networks)", peer, address)
@@ -403,8 +426,13 @@ class _Handler:
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8", "surrogateescape")
-        message_id = await self.service.accept(envelope.mail_from or "", envelope.rcpt_tos,
-                                               content, peer, session.host_name or "")
+        try:
+            message_id = await self.service.accept(envelope.mail_from or "",
+                                                   envelope.rcpt_tos, content, peer,
+                                                   session.host_name or "")
+        except OSError as exc:  # the queue cannot take it: the client keeps it and retries
+            log.error("smtp: %s: cannot queue a message: %s", peer, exc)
+            return "451 4.3.0 Cannot queue the message now; try again later"
         return f"250 2.0.0 Ok: queued as {message_id}"
 
 
@@ -412,22 +440,79 @@ _LIMITED: Any = None
 
 
 def _limited_smtp() -> Any:
-    """aiosmtpd's SMTP with a cap on the sessions one client address holds at once (the
-    class made once, on first use: aiosmtpd is imported only when the relay starts)."""
+    """aiosmtpd's SMTP with a cap on the sessions one client address holds at once, and
+    a cheaper start (the class made once, on first use: aiosmtpd is imported only when
+    the relay starts)."""
     global _LIMITED
     if _LIMITED is not None:
         return _LIMITED
-    from aiosmtpd.smtp import SMTP
+    from aiosmtpd.smtp import SMTP, _AuthMechAttr
 
     class LimitedSMTP(SMTP):
-        def __init__(self, service: SMTPService, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, service: SMTPService, **kwargs: Any) -> None:
             self._netkit_service = service
             self._netkit_peer: str | None = None
-            super().__init__(*args, **kwargs)
+            self._netkit_may_relay = False
+            self._netkit_lines: list[bytes] = []
+            super().__init__(**kwargs)
+
+        @classmethod
+        def factory(cls, service: SMTPService, **kwargs: Any) -> Callable[[], Any]:
+            """Sessions made like the first one without its introspection.
+
+            aiosmtpd's __init__ looks up every handle_/smtp_/auth_ method with
+            inspect.getmembers and dir() for each connection: 40% of a session's setup,
+            and smtp-source opens one per message. The first session is made the normal
+            way; the next ones get its state, with the methods bound to themselves
+            (tests/drivers/test_smtp_session.py checks the two agree)."""
+            first = cls(service, **kwargs)
+            base = set(vars(asyncio.StreamReaderProtocol(  # what each session has of its own
+                asyncio.StreamReader(), client_connected_cb=lambda r, w: None)))
+            shared = {k: v for k, v in vars(first).items()
+                      if k not in base and k not in ("_smtp_methods", "_auth_methods")}
+            smtp_names = list(first._smtp_methods)
+            auth = [(name, a.method.__func__.__name__ if a.is_builtin else None, a.method)
+                    for name, a in first._auth_methods.items()]
+            loop, limit = first.loop, first.line_length_limit
+            used = [False]
+
+            def make() -> Any:
+                if not used[0]:
+                    used[0] = True
+                    return first
+                session = cls.__new__(cls)
+                asyncio.StreamReaderProtocol.__init__(
+                    session, asyncio.StreamReader(loop=loop, limit=limit),
+                    client_connected_cb=session._cb_client_connected, loop=loop)
+                session.__dict__.update(shared)
+                session._netkit_lines = []
+                session._smtp_methods = {n: getattr(session, "smtp_" + n)
+                                         for n in smtp_names}
+                session._auth_methods = {
+                    n: _AuthMechAttr(getattr(session, own) if own else method, own is not None)
+                    for n, own, method in auth}
+                return session
+            return make
+
+        async def push(self, status: str | bytes) -> None:
+            """A reply's lines leave together: aiosmtpd writes each line of a multi-line
+            reply (EHLO's nine) on its own, a send() and a TCP segment each."""
+            line = status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii") \
+                if isinstance(status, str) else status
+            self._netkit_lines.append(line + b"\r\n")
+            if line[3:4] == b"-":  # more lines of this reply follow (RFC 5321 4.2.1)
+                return
+            data = b"".join(self._netkit_lines)
+            self._netkit_lines.clear()
+            self._writer.write(data)
+            await self._writer.drain()
 
         def connection_made(self, transport: Any) -> None:
             service = self._netkit_service
             peer = (transport.get_extra_info("peername") or ("?",))[0]
+            if self._netkit_peer is not None:  # STARTTLS: the same session goes on
+                super().connection_made(transport)
+                return
             count = service.sessions.get(peer, 0)
             if count >= service.config.max_sessions_per_client:
                 transport.write(b"421 4.7.0 Too many sessions from your address\r\n")
@@ -435,6 +520,7 @@ def _limited_smtp() -> Any:
                 return
             service.sessions[peer] = count + 1
             self._netkit_peer = peer
+            self._netkit_may_relay = in_networks(peer, service.config.relay_networks)
             super().connection_made(transport)
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -1,0 +1,53 @@
+"""The relay's SMTP sessions made from a template (service.py's LimitedSMTP.factory)
+are the same as sessions made by aiosmtpd's own __init__: if an aiosmtpd upgrade adds
+state, this fails here rather than in a session."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import weakref
+from typing import Any
+
+from netkit.servers.smtp.service import Config, SMTPService, _Handler, _limited_smtp
+
+
+def _same(a: Any, b: Any, owner_a: Any, owner_b: Any) -> bool:
+    if inspect.ismethod(a):
+        return inspect.ismethod(b) and a.__func__ is b.__func__ and (
+            (a.__self__ is owner_a and b.__self__ is owner_b) or a.__self__ is b.__self__)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(
+            _same(a[k], b[k], owner_a, owner_b) for k in a)
+    if isinstance(a, tuple):
+        return type(a) is type(b) and len(a) == len(b) and all(
+            _same(x, y, owner_a, owner_b) for x, y in zip(a, b, strict=True))
+    if isinstance(a, weakref.ref):
+        return isinstance(b, weakref.ref) and _same(a(), b(), owner_a, owner_b)
+    if isinstance(a, asyncio.StreamReader | asyncio.Future):
+        return type(a) is type(b) and a is not b
+    return bool(a == b)
+
+
+def test_a_session_from_the_template_equals_one_made_by_aiosmtpd(tmp_path) -> None:
+    async def main() -> None:
+        service = SMTPService(Config(queue_dir=tmp_path / "q"))
+        cls = _limited_smtp()
+        kwargs = dict(handler=_Handler(service), hostname="relay.test", ident="netkit",
+                      data_size_limit=1 << 20, enable_SMTPUTF8=True, decode_data=False,
+                      timeout=30, tls_context=None, require_starttls=False,
+                      auth_required=False, auth_require_tls=True,
+                      authenticator=service._authenticate, command_call_limit=20)
+        make = cls.factory(service, **kwargs)
+        first, cloned = make(), make()
+        normal = cls(service, **kwargs)
+        assert cloned is not first and type(cloned) is cls
+        assert vars(cloned).keys() == vars(normal).keys()
+        for key, value in vars(normal).items():
+            assert _same(value, vars(cloned)[key], normal, cloned), key
+        assert cloned._stream_reader is not first._stream_reader
+        for key, value in vars(cloned).items():  # nothing a session changes is shared
+            if isinstance(value, list | set | bytearray):
+                assert value is not vars(first)[key], key
+
+    asyncio.run(main())
