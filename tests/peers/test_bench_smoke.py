@@ -105,7 +105,8 @@ def test_ssh_bench_runs():
 
 
 def test_smtp_bench_runs():
-    for program in ("smtp-source", "smtp-sink"):
+    for program in ("smtp-source", "smtp-sink", "postfix"):
         need(program)
     assert set(run("bench/smtp.py", "--messages", "50", "--rounds", "1")) == {
-        "smtp-accepted-vs-aiosmtpd", "smtp-delivered-vs-accepted-by-aiosmtpd"}
+        "smtp-accepted-vs-aiosmtpd", "smtp-accepted-vs-postfix", "smtp-delivered-vs-postfix",
+        "smtp-cpu-per-message-vs-aiosmtpd"}
