@@ -272,6 +272,43 @@ def test_sessions_per_client_are_capped(relay) -> None:
             s.close()
 
 
+def test_connections_are_capped_and_long_lines_refused(relay) -> None:
+    proc, port = relay("--set", "smtp.max_connections=2")
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5,
+                                     source_address=(f"127.0.0.{i}", 0)) for i in (1, 2)]
+    try:
+        for s in held:
+            assert s.recv(100).startswith(b"220 ")
+        with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                      source_address=("127.0.0.3", 0)) as third:
+            assert third.recv(100) == b"421 4.3.2 Too many connections; try again later\r\n"
+            assert third.recv(100) == b""  # and closed
+        s = held[0]
+        s.sendall(b"EHLO " + b"x" * 2000 + b"\r\n")  # RFC 5321 4.5.3.1.4: 512 octets
+        assert s.recv(200).startswith(b"500 ")
+        s.sendall(b"NOOP\r\n")  # the session goes on
+        assert s.recv(200).startswith(b"250 ")
+        s.sendall(b"EHLO t\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<ann@example.test>\r\nDATA\r\n")
+        got = b""
+        while b"354" not in got:
+            got += s.recv(4096)
+        s.sendall(b"Subject: long\r\n\r\n" + b"y" * 5000 + b"\r\n.\r\n")  # 998 octets max
+        reply = s.recv(200)
+        assert reply.startswith(b"500 ") and b"too long" in reply.lower()
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 5
+    while True:  # closed sessions give their places back (once the relay sees the close)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            greeting = s.recv(100)
+        if greeting.startswith(b"220 ") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert greeting.startswith(b"220 ")
+    assert "Traceback" not in proc.log
+
+
 def test_queue_flush_and_delete_running_or_not(relay, zones: DNSZones, tmp_path: Path) -> None:
     from netkit.testing.smtp import SMTPSink
     from tests.support.fixtures import free_port

@@ -1,5 +1,5 @@
-"""The SMTP relay: `python -m netkit.servers.smtp` (receiving, the durable queue and
-local delivery; see docs/servers/smtp.md for what is not there yet).
+"""The SMTP relay: `python -m netkit.servers.smtp` (receiving, the durable queue, and
+the delivery loop; delivery.py talks to the next hop; docs/servers/smtp.md).
 
     python -m netkit.servers.smtp --set smtp.local_domains='["example.test"]'
     python -m netkit.servers.smtp queue --config conf/smtp.toml     # what is queued
@@ -83,6 +83,8 @@ class Config:
     """Submission listeners (port 587 style): AUTH required, and only after STARTTLS."""
     credentials: Path | None = None
     """htpasswd-style users for AUTH PLAIN/LOGIN (bcrypt or SHA-256-crypt lines)."""
+    max_connections: int = field(1000, min=1)
+    """Sessions at once from everyone; more get 421 4.3.2 and are closed."""
     max_sessions_per_client: int = field(10, min=1)
     """Sessions one client address may hold at once; more get 421 4.7.0."""
     idle_timeout: Duration = field(Duration(300), min=1)
@@ -141,7 +143,8 @@ class SMTPService:
                                "smtp.credentials"])
         self.credentials = Credentials(config.credentials) if config.credentials else None
         self.dkim_keys = _load_dkim(config.dkim)
-        self.sessions: dict[str, int] = {}
+        self.sessions: dict[str, int] = {}  # open sessions by client address
+        self.open_sessions = 0
         self.ready: set[str] = set()  # message ids to try on the next pass
         self.later: list[tuple[float, str]] = []  # (next attempt, id): a heap
         self.committer: Committer | None = None
@@ -513,12 +516,17 @@ def _limited_smtp() -> Any:
             if self._netkit_peer is not None:  # STARTTLS: the same session goes on
                 super().connection_made(transport)
                 return
+            if service.open_sessions >= service.config.max_connections:
+                transport.write(b"421 4.3.2 Too many connections; try again later\r\n")
+                transport.close()
+                return
             count = service.sessions.get(peer, 0)
             if count >= service.config.max_sessions_per_client:
                 transport.write(b"421 4.7.0 Too many sessions from your address\r\n")
                 transport.close()
                 return
             service.sessions[peer] = count + 1
+            service.open_sessions += 1
             self._netkit_peer = peer
             self._netkit_may_relay = in_networks(peer, service.config.relay_networks)
             super().connection_made(transport)
@@ -527,6 +535,7 @@ def _limited_smtp() -> Any:
             peer, self._netkit_peer = self._netkit_peer, None
             if peer is None:
                 return
+            self._netkit_service.open_sessions -= 1
             sessions = self._netkit_service.sessions
             left = sessions.get(peer, 1) - 1
             if left > 0:
