@@ -188,6 +188,10 @@ class _Loader:
                 raw = [raw]  # a single value (an address too) stands for a one-element list
             items = [self.value(inner, item, f"{key}[{i}]", meta) for i, item in enumerate(raw)]
             return _MISSING if _MISSING in items else tuple(items)
+        if origin is dict:  # a free-form table (its server checks the values)
+            if isinstance(raw, Mapping):
+                return dict(raw)
+            return self.problem(key, f"expected a table, got {_show(raw)}")
         if origin is Literal:
             choices = typing.get_args(tp)
             if raw in choices:

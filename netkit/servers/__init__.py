@@ -3,6 +3,7 @@ netkit/contract.py) of the module named here. A new server is its module and one
 
 #: server name (its TOML section and `netkit NAME`) -> the module that holds its SPEC
 REGISTRY = {
+    "dhcp": "netkit.servers.dhcp.service",
     "dns": "netkit.servers.dns.service",
     "http": "netkit.servers.http.server",
     "proxy": "netkit.servers.proxy",

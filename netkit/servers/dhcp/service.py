@@ -1,0 +1,514 @@
+"""The DHCPv4 server: `python -m netkit.servers.dhcp` (config, sockets, the contract).
+
+    python -m netkit.servers.dhcp --config conf/dhcp.toml
+    python -m netkit.servers.dhcp leases --config conf/dhcp.toml     # the lease table
+
+It answers only on the interface it is given, for the subnet it is given: started
+without both it refuses (exit 2), since a DHCP server that answers by default is a
+rogue one. The rules (which address, which reply) are netkit/proto/dhcp/leases.py;
+this module receives, commits the leases a loop turn changed (store.py) and only then
+sends their ACKs, and routes each reply the way RFC 2131 4.1 says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from netkit import events, running
+from netkit.cli import server_main
+from netkit.config import Address, Duration, Network
+from netkit.config import field as cfield
+from netkit.contract import ServerSpec
+from netkit.errors import ConfigError
+from netkit.proto.dhcp import options as o
+from netkit.proto.dhcp.leases import Event, Lease, Leases, Outcome, Reservation, Subnet
+from netkit.proto.dhcp.packet import BOOTREQUEST, ZERO, MalformedPacket, Message, build, parse
+from netkit.transport.connection import Counters
+from netkit.transport.interfaces import bind_on_interface, interface_address, set_arp_entry
+from netkit.transport.listeners import DatagramEndpoint, DatagramHandler, SocketPresets
+
+from .store import LeaseStore, open_store
+
+log = logging.getLogger("netkit.dhcp")
+SECTION = "dhcp"
+BROADCAST = "255.255.255.255"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReservationConfig:
+    """``[[dhcp.reservation]]``: this client (by MAC, or by client identifier in hex)
+    always gets `address`, and nobody else does."""
+
+    address: str
+    mac: str = ""
+    client_id: str = ""
+    hostname: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubnetConfig:
+    """``[[dhcp.subnet]]`` (or the flat keys of ``[dhcp]`` for a single subnet)."""
+
+    subnet: Network | None = None
+    interface: str = ""
+    """Where its clients are (for relayed clients: giaddr picks the subnet)."""
+    pool: tuple[str, ...] = ()
+    """Ranges handed out: ["10.0.0.100-10.0.0.199"] or single addresses."""
+    router: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    domain: str = ""
+    lease_time: Duration = cfield(Duration(3600), min=60)
+    reservation: tuple[ReservationConfig, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    """Further options by name or code: {"ntp-servers" = ["10.0.0.1"], "121" = [...]}."""
+    circuit_id: str = ""
+    """Only relayed requests whose option 82 circuit id is this (text) pick this subnet."""
+    server_id: str = ""
+    """The server identifier (option 54); default: the interface's own address."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """The ``[dhcp]`` section."""
+
+    interface: str = ""
+    subnet: Network | None = None
+    pool: tuple[str, ...] = ()
+    router: tuple[str, ...] = ()
+    dns: tuple[str, ...] = ()
+    domain: str = ""
+    lease_time: Duration = cfield(Duration(3600), min=60)
+    reservation: tuple[ReservationConfig, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    circuit_id: str = ""
+    server_id: str = ""
+    subnets: tuple[SubnetConfig, ...] = ()
+    """``[[dhcp.subnets]]``: several subnets (each with the keys above)."""
+    lease_db: Path = Path("netkit-leases.db")
+    """SQLite file of the leases (kept across restarts)."""
+    port: int = cfield(67, min=0, max=65535)
+    client_port: int = cfield(68, min=1, max=65535)
+    offer_timeout: Duration = cfield(Duration(10), min=1)
+    """How long an offered address is held for the client's REQUEST."""
+    max_offers: int = cfield(256, min=1)
+    """Offers outstanding at once; DISCOVERs beyond are dropped (a flood of random MACs
+    cannot take the pool)."""
+    decline_time: Duration = cfield(Duration(86400), min=1)
+    """How long an address a client DECLINEd stays out of the pool."""
+    shutdown_timeout: Duration = Duration(5)
+
+
+def _subnet_configs(config: Config) -> list[tuple[str, SubnetConfig]]:
+    flat = SubnetConfig(subnet=config.subnet, interface=config.interface, pool=config.pool,
+                        router=config.router, dns=config.dns, domain=config.domain,
+                        lease_time=config.lease_time, reservation=config.reservation,
+                        options=config.options, circuit_id=config.circuit_id,
+                        server_id=config.server_id)
+    out = [("dhcp", flat)] if config.subnet is not None else []
+    for i, sc in enumerate(config.subnets):
+        out.append((f"dhcp.subnets[{i}]", sc))
+    return out
+
+
+def _ranges(where: str, sc: SubnetConfig, network: ipaddress.IPv4Network,
+            problems: list[str]) -> list[tuple[int, int]]:
+    ranges = []
+    for text in sc.pool:
+        lo_text, _, hi_text = text.partition("-")
+        try:
+            lo = ipaddress.IPv4Address(lo_text.strip())
+            hi = ipaddress.IPv4Address((hi_text or lo_text).strip())
+        except ValueError:
+            problems.append(f"{where}.pool: {text!r} is not A.B.C.D-A.B.C.D")
+            continue
+        if lo > hi or lo not in network or hi not in network:
+            problems.append(f"{where}.pool: {text!r} is not a range inside {network}")
+            continue
+        if lo == network.network_address or hi == network.broadcast_address:
+            problems.append(f"{where}.pool: {text!r} takes the network's own or broadcast "
+                            f"address")
+            continue
+        ranges.append((int(lo), int(hi)))
+    return ranges
+
+
+def build_subnets(config: Config, *, resolve_interfaces: bool = True) -> list[Subnet]:
+    """The engine's subnets from the config; ConfigError lists every problem."""
+    problems: list[str] = []
+    subnets = []
+    configs = _subnet_configs(config)
+    if not configs or not (config.interface or all(sc.interface for _, sc in configs)):
+        missing = [k for k, v in (("dhcp.interface", config.interface or
+                                   any(sc.interface for _, sc in configs)),
+                                  ("dhcp.subnet", configs)) if not v]
+        raise ConfigError([f"dhcp: {' and '.join(missing) or 'an interface per subnet'} "
+                           f"not set: a DHCP server answers only on the interface and for "
+                           f"the subnet it is given"])
+    for where, sc in configs:
+        if sc.subnet is None or sc.subnet.version != 4:
+            problems.append(f"{where}.subnet: an IPv4 network is needed")
+            continue
+        network = sc.subnet
+        ranges = _ranges(where, sc, network, problems)
+        if not ranges and not sc.reservation:
+            problems.append(f"{where}.pool: no addresses to hand out")
+        interface = sc.interface or config.interface
+        server_id = sc.server_id or (interface_address(interface) if resolve_interfaces
+                                     else "0.0.0.0") or ""
+        if not server_id:
+            problems.append(f"{where}: interface {interface!r} has no IPv4 address (set "
+                            f"server_id, or give the interface an address)")
+            continue
+        opts: dict[int, bytes] = {}
+        try:
+            if sc.router:
+                opts[3] = o.encode(3, list(sc.router))
+            if sc.dns:
+                opts[6] = o.encode(6, list(sc.dns))
+            if sc.domain:
+                opts[15] = o.encode(15, sc.domain)
+            opts[28] = network.broadcast_address.packed
+            for key, value in sc.options.items():
+                code = o.code_of(key)
+                opts[code] = o.encode(code, value)
+        except ValueError as exc:
+            problems.append(f"{where}.options: {exc}")
+        reservations = []
+        for j, r in enumerate(sc.reservation):
+            try:
+                ip = ipaddress.IPv4Address(r.address)
+            except ValueError:
+                problems.append(f"{where}.reservation[{j}].address: {r.address!r}")
+                continue
+            if ip not in network or not (r.mac or r.client_id):
+                problems.append(f"{where}.reservation[{j}]: an address in {network} and a "
+                                f"mac or client_id are needed")
+                continue
+            reservations.append(Reservation(str(ip), r.mac.lower(), r.client_id.lower(),
+                                            r.hostname))
+        subnets.append(Subnet(network=network, ranges=ranges, server_id=server_id,
+                              lease_time=int(sc.lease_time), options=opts,
+                              reservations=reservations, interface=interface,
+                              circuit_id=sc.circuit_id.encode(), name=str(network)))
+    if problems:
+        raise ConfigError(problems)
+    return subnets
+
+
+class _Interface(DatagramHandler):
+    """The datagrams of one interface's socket."""
+
+    def __init__(self, service: DHCPService, name: str, address: str) -> None:
+        self.service = service
+        self.name = name
+        self.address = address
+        self.endpoint: DatagramEndpoint | None = None
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int],
+                          endpoint: DatagramEndpoint) -> None:
+        self.service.received(self, data, addr)
+
+
+class DHCPService:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.subnets = build_subnets(config)
+        self.engine = Leases(self.subnets, offer_timeout=config.offer_timeout,
+                             max_offers=config.max_offers, decline_time=config.decline_time)
+        self.store: LeaseStore | None = None
+        self.interfaces: list[_Interface] = []
+        self.transport_counters = Counters()
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("malformed", "dropped", "offers", "acks", "naks", "informs", "releases",
+             "declines"), 0)
+        self.drops: dict[str, int] = {}
+        self._uncommitted: list[Lease] = []
+        self._held_replies: list[tuple[_Interface, Message, Message, tuple[str, int]]] = []
+        self._events: list[Event] = []
+        self._flush_scheduled = False
+        self._last_full_log = 0.0
+        self.port = config.port
+
+    # --- the contract ---
+
+    async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
+        self.store = await anyio.to_thread.run_sync(open_store, self.config.lease_db)
+        leases = self.store.load()
+        self.engine.load(leases)
+        log.info("dhcp: %d lease(s) from %s", len(leases), self.config.lease_db)
+        loop = asyncio.get_running_loop()
+        names = sorted({s.interface for s in self.subnets})
+        for name in names:
+            sock = bind_on_interface(name, self.config.port)
+            address = interface_address(name) or ZERO
+            handler = _Interface(self, name, address)
+            _, endpoint = await loop.create_datagram_endpoint(
+                lambda h=handler: DatagramEndpoint(h, self.transport_counters, "dhcp"),
+                sock=sock)
+            handler.endpoint = endpoint
+            self.interfaces.append(handler)
+            self.port = sock.getsockname()[1]
+            log.info("dhcp: listening on %s:%d (udp, interface %s)", address, self.port, name)
+        tg.start_soon(self._expiry_loop)
+
+    def reload(self, config: Config) -> None:
+        """Pools, reservations and options change; interfaces, ports and the lease
+        database need a restart."""
+        old = self.config
+        if (config.port, config.lease_db) != (old.port, old.lease_db) or \
+                {s.interface for s in build_subnets(config)} != \
+                {s.interface for s in self.subnets}:
+            raise ConfigError(["dhcp: interfaces, port or lease_db changed; restart to "
+                               "apply"])
+        subnets = build_subnets(config)
+        self.engine.reconfigure(subnets)
+        self.engine.offer_timeout = config.offer_timeout
+        self.engine.max_offers = config.max_offers
+        self.engine.decline_time = config.decline_time
+        self.subnets, self.config = subnets, config
+        log.info("dhcp: reloaded: %d subnet(s), %d reservation(s)", len(subnets),
+                 sum(len(s.reservations) for s in subnets))
+
+    async def drain(self, timeout: float) -> None:
+        self._flush()
+        for iface in self.interfaces:
+            if iface.endpoint is not None and iface.endpoint.transport is not None:
+                iface.endpoint.transport.close()
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def addresses(self) -> list[Address]:
+        return [Address(i.address, self.port) for i in self.interfaces]
+
+    def counters(self) -> dict[str, int]:
+        return {"datagrams_in": self.transport_counters.datagrams_in,
+                "datagrams_out": self.transport_counters.datagrams_out, **self.stats,
+                **{f"leases_{k}": v for k, v in self.engine.count().items()}}
+
+    def status(self) -> dict[str, Any]:
+        return {"interfaces": [{"name": i.name, "address": i.address} for i in self.interfaces],
+                "port": self.port, "drops": dict(self.drops), **self.counters()}
+
+    # --- receiving ---
+
+    def received(self, iface: _Interface, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            msg = parse(data)
+        except MalformedPacket as exc:
+            self.stats["malformed"] += 1
+            log.debug("dhcp: %s: malformed: %s", addr[0], exc)
+            return
+        if msg.op != BOOTREQUEST:
+            return self._drop("a BOOTREPLY (another server's answer)")
+        outcome = self.engine.handle(msg, time.time(), interface=iface.name,
+                                     interface_address=iface.address)
+        self._account(msg, outcome)
+        if outcome.changed or outcome.events:
+            self._uncommitted.extend(outcome.changed)
+            self._events.extend(outcome.events)
+            if outcome.reply is not None:  # an ACK goes out once its lease is on disk
+                self._held_replies.append((iface, msg, outcome.reply, addr))
+            self._schedule_flush()
+        elif outcome.reply is not None:
+            self._send(iface, msg, outcome.reply, addr)
+
+    def _account(self, msg: Message, outcome: Outcome) -> None:
+        if outcome.dropped and outcome.reply is None:
+            kind = msg.type
+            if kind == o.RELEASE and outcome.changed:
+                self.stats["releases"] += 1
+            elif kind == o.DECLINE and outcome.changed:
+                self.stats["declines"] += 1
+                log.warning("dhcp: %s declined %s (in use by someone else): quarantined",
+                            msg.mac, msg.ip_option(50))
+            else:
+                self._drop(outcome.dropped)
+            return
+        reply = outcome.reply
+        if reply is None:
+            return
+        kind = reply.type
+        if kind == o.OFFER:
+            self.stats["offers"] += 1
+        elif kind == o.NAK:
+            self.stats["naks"] += 1
+            log.info("dhcp: NAK to %s: %s", msg.mac, reply.options.get(56, b"").decode())
+        elif kind == o.ACK:
+            self.stats["acks" if reply.yiaddr != ZERO else "informs"] += 1
+
+    def _drop(self, why: str) -> None:
+        self.stats["dropped"] += 1
+        self.drops[why] = self.drops.get(why, 0) + 1
+        if why == "pool full":
+            now = time.monotonic()
+            if now - self._last_full_log > 60:
+                self._last_full_log = now
+                log.warning("dhcp: pool full: DISCOVERs go unanswered (said once a minute)")
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """This loop turn's lease changes in one commit, then their replies and events."""
+        self._flush_scheduled = False
+        leases, self._uncommitted = self._uncommitted, []
+        replies, self._held_replies = self._held_replies, []
+        happened, self._events = self._events, []
+        if leases and self.store is not None:
+            try:
+                self.store.save(leases)
+            except Exception as exc:  # no ACK for what is not on disk: clients retry
+                log.error("dhcp: cannot save %d lease(s): %s; their ACKs are not sent",
+                          len(leases), exc)
+                return
+        for iface, msg, reply, addr in replies:
+            self._send(iface, msg, reply, addr)
+        for event in happened:
+            lease = event.lease
+            log.info("dhcp: %s %s %s%s", event.kind, lease.address, lease.mac or "-",
+                     f" ({lease.hostname})" if lease.hostname else "")
+            events.publish("dhcp.lease", event)
+
+    def _send(self, iface: _Interface, msg: Message, reply: Message,
+              source: tuple[str, int]) -> None:
+        """RFC 2131 4.1: to the relay agent; NAK broadcast; to ciaddr; broadcast when the
+        client asks; else unicast to the new address through an ARP entry made for it."""
+        endpoint = iface.endpoint
+        if endpoint is None:
+            return
+        client_port = self.config.client_port
+        if msg.giaddr != ZERO:
+            # relay agents send from port 67; answering the port it came from also lets a
+            # test's relay-style client use a port of its own
+            dest = (msg.giaddr, source[1])
+        elif reply.type == o.NAK or msg.broadcast:
+            dest = (BROADCAST, client_port)
+        elif msg.ciaddr != ZERO:
+            dest = (msg.ciaddr, client_port)
+        elif reply.yiaddr != ZERO and endpoint.transport is not None and set_arp_entry(
+                endpoint.transport.get_extra_info("socket"), iface.name, reply.yiaddr,
+                msg.mac):
+            dest = (reply.yiaddr, client_port)
+        else:
+            dest = (BROADCAST, client_port)
+        try:
+            data = build(reply, msg.max_reply_size())
+        except ValueError as exc:
+            log.warning("dhcp: cannot build a reply to %s: %s", msg.mac, exc)
+            return
+        endpoint.send(data, dest)
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await anyio.sleep(1.0)
+            outcome = self.engine.expire(time.time())
+            if outcome.changed:
+                self._uncommitted.extend(outcome.changed)
+                self._events.extend(outcome.events)
+                self._schedule_flush()
+
+
+def lease_rows(config: Config) -> list[dict[str, Any]]:
+    """What `python -m netkit.servers.dhcp leases` prints: from the database, running or
+    not."""
+    if not config.lease_db.exists():
+        return []
+    store = open_store(config.lease_db, readonly=True)
+    try:
+        leases = store.load()
+    finally:
+        store.close()
+    now = time.time()
+    return [{"address": x.address, "mac": x.mac, "hostname": x.hostname,
+             "state": "expired" if x.state == "bound" and x.expires <= now else x.state,
+             "expires": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(x.expires)),
+             "client": x.client} for x in leases]
+
+
+def leases_view(service: DHCPService, args: dict[str, Any]) -> list[dict[str, Any]]:
+    """`netkit ctl leases`: the running server's table (offers included)."""
+    now = time.time()
+    return [{"address": x.address, "mac": x.mac, "hostname": x.hostname, "state": x.state,
+             "expires_in": round(x.expires - now)}
+            for x in sorted(service.engine.by_address.values(),
+                            key=lambda x: ipaddress.IPv4Address(x.address))]
+
+
+def create(config: Config | Mapping[str, Any] | str | None = None) -> DHCPService:
+    return DHCPService(running.load(SPEC, config))
+
+
+def check(config: Config) -> None:
+    build_subnets(config)
+
+
+def serve(config: Config | Mapping[str, Any] | str | None = None
+          ) -> AbstractAsyncContextManager[running.Server]:
+    return running.serve(SPEC, config)
+
+
+def _loopback_defaults(doc: dict[str, Any], address: str) -> None:
+    """Under serve(): on the loopback interface, a port of its own (tests)."""
+    section = doc.setdefault(SECTION, {})
+    section.setdefault("interface", "lo")
+    section.setdefault("port", 0)
+
+
+SPEC = ServerSpec(
+    name=SECTION, summary="DHCPv4 server: leases on one interface, kept in SQLite",
+    config=Config, create=create, check=check, listen_specs=lambda config: [],
+    loopback_defaults=_loopback_defaults, commands={"leases": leases_view},
+    single_process="one lease database per server")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["leases"]:
+        return _leases_command(argv[1:])
+    return server_main(SECTION, argv)
+
+
+def _leases_command(argv: list[str]) -> int:
+    import argparse
+    import json
+
+    from netkit import config as config_mod
+
+    p = argparse.ArgumentParser(prog="python -m netkit.servers.dhcp leases",
+                                description="The lease table, from the lease database.")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    doc = config_mod.read_document(args.config) if args.config else {}
+    for item in args.set:
+        config_mod.apply_override(doc, *config_mod.parse_override(item))
+    config = config_mod.load_section(Config, doc, SECTION, source=str(args.config or "--set"))
+    rows = lease_rows(config)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'address':<16} {'mac':<18} {'hostname':<20} {'state':<9} expires")
+    for r in rows:
+        print(f"{r['address']:<16} {r['mac']:<18} {r['hostname']:<20} {r['state']:<9} "
+              f"{r['expires']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
