@@ -167,10 +167,16 @@ async def renew(lease: Lease, *, interface: str | None = None, server: str | Non
 async def release(lease: Lease, *, interface: str | None = None, server: str | None = None,
                   giaddr: str | None = None, server_port: int = 67, client_port: int = 68,
                   show: Callable[[str], None] | None = None) -> None:
-    """RELEASE (no answer comes: RFC 2131 4.4.6)."""
+    """RELEASE (no answer comes: RFC 2131 4.4.6). Unicast to the server from the leased
+    address; broadcast (the server identifier says to whom) when the interface does not
+    carry the address, since nothing could be sent from it then."""
+    from netkit.transport.interfaces import interface_address
+
     where = _where(interface, server, giaddr, server_port, client_port)
     session = _session(lease.mac, "", b"", where, broadcast=False)
     to = where.server if server is not None else (lease.server, server_port)
+    if interface is not None and interface_address(interface) != lease.address:
+        to = ("255.255.255.255", server_port)
     sock = await _open(where)
     try:
         assert sock.transport is not None
@@ -178,7 +184,7 @@ async def release(lease: Lease, *, interface: str | None = None, server: str | N
         sock.transport.sendto(build(msg, 1500 - 28), to)
         if show:
             show(f"> DHCPRELEASE of {lease.address} chaddr={session.mac} to {to[0]}:{to[1]}")
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.1)  # out of the socket before it closes
     finally:
         assert sock.transport is not None
         sock.transport.close()

@@ -104,10 +104,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> DevPKI:
 class ServerProcess:
     """A netkit server in a child process; its log lines are collected as they come."""
 
-    def __init__(self, module: str, args: list[str], cwd: Path | None = None) -> None:
+    def __init__(self, module: str, args: list[str], cwd: Path | None = None,
+                 prefix: list[str] | None = None) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL,
+            [*(prefix or []), sys.executable, "-m", module, *args], stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd, env=env)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -189,8 +190,10 @@ def spawn() -> Iterator[type[ServerProcess]]:
     """spawn(module, args) -> ServerProcess; all are stopped at the end of the test."""
     started: list[ServerProcess] = []
 
-    def make(module: str, args: list[str], cwd: Path | None = None) -> ServerProcess:
-        p = ServerProcess(module, args, cwd)
+    def make(module: str, args: list[str], cwd: Path | None = None,
+             prefix: list[str] | None = None) -> ServerProcess:
+        """`prefix`: what runs it (["ip", "netns", "exec", NS] puts it in a namespace)."""
+        p = ServerProcess(module, args, cwd, prefix)
         started.append(p)
         return p
 

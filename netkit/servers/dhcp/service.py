@@ -69,7 +69,7 @@ class SubnetConfig:
     router: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
     domain: str = ""
-    lease_time: Duration = cfield(Duration(3600), min=60)
+    lease_time: Duration = cfield(Duration(3600), min=10)
     reservation: tuple[ReservationConfig, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     """Further options by name or code: {"ntp-servers" = ["10.0.0.1"], "121" = [...]}."""
@@ -89,7 +89,7 @@ class Config:
     router: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
     domain: str = ""
-    lease_time: Duration = cfield(Duration(3600), min=60)
+    lease_time: Duration = cfield(Duration(3600), min=10)
     reservation: tuple[ReservationConfig, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
     circuit_id: str = ""
