@@ -298,6 +298,8 @@ class Leases:
                     self.offers = max(self.offers - 1, 0)
                 return Outcome(dropped="the client chose another server")
             address = requested or (msg.ciaddr if msg.ciaddr != ZERO else None)
+            if address is None:
+                return Outcome(dropped="a REQUEST naming no address")
         elif requested is not None:  # INIT-REBOOT
             address = requested
         elif msg.ciaddr != ZERO:  # RENEWING (unicast) or REBINDING (broadcast)

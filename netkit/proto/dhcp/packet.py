@@ -133,14 +133,6 @@ def parse(data: bytes) -> Message:
                    file=file.rstrip(b"\0"), options={k: bytes(v) for k, v in found.items()})
 
 
-def _pieces(code: int, value: bytes) -> list[bytes]:
-    """One option as TLV pieces; a value over 255 bytes split in several (RFC 3396)."""
-    if not value:
-        return [bytes([code, 0])]
-    return [bytes([code, len(value[i:i + 255])]) + value[i:i + 255]
-            for i in range(0, len(value), 255)]
-
-
 def build(msg: Message, max_size: int = MIN_SIZE) -> bytes:
     """The message's bytes in at most `max_size` (>= 300, as BOOTP's minimum): options
     that do not fit the options field go into `file` and then `sname` (overload); an
@@ -150,22 +142,28 @@ def build(msg: Message, max_size: int = MIN_SIZE) -> bytes:
             "file": -1 if msg.file else 128 - 1, "sname": -1 if msg.sname else 64 - 1}
     fields: dict[str, list[bytes]] = {"options": [], "file": [], "sname": []}
     used = dict.fromkeys(fields, 0)
+    order = ("options", "file", "sname")
     for code, value in msg.options.items():
         if code in (PAD, END, 52):
             continue
+        # RFC 3396: an option may be cut into several, anywhere, joined in the order
+        # options, file, sname: fill each field's room before the next
         placed: list[tuple[str, bytes]] = []
         trial = dict(used)
-        for piece in _pieces(code, value):
-            for name in ("options", "file", "sname"):
-                # RFC 3396: the pieces of one option are joined options, file, sname
-                if placed and ("options", "file", "sname").index(name) < \
-                        ("options", "file", "sname").index(placed[-1][0]):
-                    continue
-                if trial[name] + len(piece) <= room[name]:
-                    placed.append((name, piece))
-                    trial[name] += len(piece)
+        rest, where = value, 0
+        while True:
+            free = room[order[where]] - trial[order[where]] - 2
+            take = min(len(rest), 255, free)
+            if free >= 0 and (take > 0 or not rest) and (take == len(rest) or take >= 1):
+                piece = bytes([code, take]) + rest[:take]
+                placed.append((order[where], piece))
+                trial[order[where]] += len(piece)
+                rest = rest[take:]
+                if not rest:
                     break
-            else:
+                continue
+            where += 1
+            if where == len(order):
                 placed = []
                 break
         if not placed:
