@@ -118,6 +118,16 @@ def netkit_smtp() -> Iterator[Any]:
 
 
 @pytest.fixture
+def netkit_dhcp() -> Iterator[Any]:
+    """A DHCP server on the loopback interface (`port`), subnet 127.0.10.0/24; a client
+    reaches it as a relay would, from `giaddr`. `obtain()` gets a lease with netkit's
+    client; `leases()` shows the server's table."""
+    from netkit.testing.dhcp import DHCPTestServer
+    with DHCPTestServer() as server:
+        yield server
+
+
+@pytest.fixture
 def netkit_server() -> Iterator[Callable[..., ThreadedServer]]:
     """`netkit_server("http", config, app=...)` -> any netkit server, in a thread;
     stopped when the test ends."""
