@@ -8,6 +8,8 @@ import ssl
 import subprocess
 import sys
 
+import pytest
+
 from netkit import certs
 from tests.support.fixtures import ROOT, free_port
 
@@ -124,3 +126,44 @@ def test_check_domains_reports_mx_and_certificates():
     assert "other.test: MX 5 smtp.other.test." in lines[1] and "TLS FAILED" in lines[1]
     assert "not valid for 'smtp.other.test'" in lines[1]
     assert lines[2] == "nomail.test: no MX (NoAnswer)"
+
+
+def test_home_router_composition_answers_dhcp_clients_by_name(spawn, tmp_path):
+    """servers/home-router.toml on loopback: DHCP on `lo` (a port of its own, clients as
+    relay agents from 127.0.10.1), the resolver on a free port; a client's host name is
+    answered as NAME.lan while its lease is held."""
+    import asyncio
+
+    from netkit.clients import dhcp
+    from netkit.clients import dns as dns_client
+
+    (tmp_path / "servers").mkdir()
+    dns_port = free_port()
+    text = (ROOT / "servers" / "home-router.toml").read_text()
+    text = text.replace('interface = "br-lan"', 'interface = "lo"\nport = 0')
+    text = text.replace("192.168.50.", "127.0.10.")
+    text = text.replace('["127.0.10.1:53", "127.0.0.1:53"]', f'["127.0.0.1:{dns_port}"]')
+    conf = tmp_path / "servers" / "home-router.toml"
+    conf.write_text(text)
+    check = subprocess.run([sys.executable, "-m", "netkit", "run", "--config", str(conf),
+                            "--check-config"], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stderr
+    proc = spawn("netkit", ["run", "--config", str(conf), "--control",
+                            str(tmp_path / "ctl.sock")])
+    m = proc.wait_for(r"dhcp: listening on 127\.0\.0\.1:(\d+) ")
+    proc.wait_for(rf"listening on 127\.0\.0\.1:{dns_port} ")
+    where = f"127.0.0.1:{m.group(1)}"
+    lease = asyncio.run(dhcp.obtain(server=where, giaddr="127.0.10.1",
+                                    mac="02:00:00:00:50:01", hostname="laptop"))
+    assert lease.domain == "lan" and lease.dns == ["127.0.10.1"]
+    resolver = dns_client.Resolver([f"127.0.0.1:{dns_port}"], timeout=2)
+    answer = asyncio.run(resolver.resolve("laptop.lan", "A"))
+    assert [r.address for r in answer] == [lease.address]
+    ptr = asyncio.run(resolver.reverse(lease.address))
+    assert [p.target for p in ptr] == ["laptop.lan."]
+    asyncio.run(dhcp.release(lease, server=where, giaddr="127.0.10.1"))
+    proc.wait_for(r"released 127\.0\.10\.100")
+    with pytest.raises(dns_client.NXDOMAIN):
+        asyncio.run(resolver.resolve("laptop.lan", "A"))
+    assert (tmp_path / "var" / "home-router-leases.db").exists()
+    assert proc.stop() == 0

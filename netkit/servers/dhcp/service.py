@@ -454,7 +454,9 @@ def create(config: Config | Mapping[str, Any] | str | None = None) -> DHCPServic
 
 
 def check(config: Config) -> None:
-    build_subnets(config)
+    """--check-config: everything but the interfaces' addresses (an interface may come
+    later, made by whatever sets the network up)."""
+    build_subnets(config, resolve_interfaces=False)
 
 
 def serve(config: Config | Mapping[str, Any] | str | None = None

@@ -162,6 +162,10 @@ class Config:
     """Answer for id.server / hostname.bind (class CH TXT); empty: refused (hidden)."""
     version: str = ""
     """Answer for version.bind / version.server (class CH TXT); empty: refused (hidden)."""
+    dhcp_domain: str = ""
+    """Answer NAME.<this domain> (and its PTR) for every lease with a host name that the
+    DHCP server of the same process gives (`netkit run`, servers/home-router.toml), as
+    dnsmasq does; empty: off."""
     tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
     """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
     shutdown_timeout: Duration = Duration(5)
@@ -236,6 +240,38 @@ class DNSService:
         self.tasks: set[asyncio.Task[None]] = set()
         self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
         self.questions: deque[Question] | None = None  # `record_questions` turns it on
+        self.dhcp_names: dict[str, str] = {}  # host name -> address, from DHCP leases
+        self._unsubscribe: Any = None
+
+    def _on_lease(self, event: Any) -> None:
+        """A DHCP lease event: NAME.dhcp_domain answers the client's address while its
+        lease is held."""
+        lease = event.lease
+        if not lease.hostname or not self.config.dhcp_domain:
+            return
+        name = f"{lease.hostname}.{self.config.dhcp_domain.strip('.')}."
+        if event.kind in ("new", "renewed"):
+            if self.dhcp_names.get(name) == lease.address:
+                return
+            self._forget_dhcp_name(name)
+            self.dhcp_names[name] = lease.address
+            self._serve_dhcp_name(name, lease.address)
+        elif self.dhcp_names.get(name) == lease.address:
+            self._forget_dhcp_name(name)
+
+    def _serve_dhcp_name(self, name: str, address: str) -> None:
+        reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa."
+        self.add_record(name, "A", address, ttl=60)
+        self.add_record(reverse, "PTR", name, ttl=60)
+
+    def _forget_dhcp_name(self, name: str) -> None:
+        address = self.dhcp_names.pop(name, None)
+        if address is None:
+            return
+        reverse = ".".join(reversed(address.split("."))) + ".in-addr.arpa."
+        self.remove_records(name, "A", address)
+        self.remove_records(reverse, "PTR")
+        self.answers.entries.clear()
 
     def record_questions(self, keep: int = 10_000) -> deque[Question]:
         """From now on keep the last `keep` questions received (tests read them)."""
@@ -299,6 +335,9 @@ class DNSService:
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.worker = bool(presets)  # sockets bound by a --workers parent
         self.tg = tg
+        if self.config.dhcp_domain:
+            from netkit import events
+            self._unsubscribe = events.subscribe("dhcp.lease", self._on_lease)
         self.load_cache()
         addresses = list(self.config.listen)
         if not presets:  # one port for UDP and TCP, as clients expect, even with port 0
@@ -338,6 +377,8 @@ class DNSService:
             self.tg.start_soon(self.udp.relisten, config.listen, presets)
             self.tg.start_soon(self.tcp.relisten, config.listen, presets)
         self.config, self.resolver, self.policy = config, resolver, policy
+        for name, address in self.dhcp_names.items():  # the leases outlive a reload
+            self._serve_dhcp_name(name, address)
         self.answers.entries.clear()  # answers may differ now (local records, forwards)
         self.tcp.limits = config.tcp
 
@@ -355,6 +396,8 @@ class DNSService:
                 "upstream_queries": self.resolver.upstream_queries}
 
     async def drain(self, timeout: float) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         self.udp.close()
         await self.tcp.drain(timeout)
         self.resolver.exchange.close()  # resolutions still asking upstream: dropped
