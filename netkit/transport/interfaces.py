@@ -15,6 +15,8 @@ SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 SIOCGIFADDR = 0x8915
 SIOCSARP = 0x8955
 ATF_COM = 0x02  # a complete entry
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+RECEIVE_BUFFER = 4 << 20
 
 
 def interface_address(name: str) -> str | None:
@@ -37,12 +39,23 @@ def bind_on_interface(interface: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+        _large_receive_buffer(sock)
         sock.bind(("0.0.0.0", port))
     except OSError:
         sock.close()
         raise
     sock.setblocking(False)
     return sock
+
+
+def _large_receive_buffer(sock: socket.socket) -> None:
+    """A burst of clients (a building's power coming back) sends hundreds of DISCOVERs at
+    once; the default buffer (~200 KiB, ~150 datagrams) drops most of them and every
+    client then backs off for seconds. Root may go past net.core.rmem_max."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def set_arp_entry(sock: socket.socket, interface: str, address: str, mac: str) -> bool:
