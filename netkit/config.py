@@ -174,6 +174,15 @@ class _Loader:
         origin = typing.get_origin(tp)
         if origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(tp) if a is not type(None)]
+            lists = [a for a in args if typing.get_origin(a) is tuple]
+            if lists and len(lists) < len(args):
+                # a value or a list of tables (DHCP's `subnet = "10.0.0.0/24"` or
+                # `[[dhcp.subnet]]`): the TOML's shape says which
+                if isinstance(raw, list | Mapping):
+                    return self.value(lists[0], raw, key, meta)
+                rest = [a for a in args if a not in lists]
+                inner = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]  # noqa: UP007
+                return self.value(inner, raw, key, meta)
             if tp == Network or set(args) == set(typing.get_args(Network)):
                 return self.network(raw, key)
             if len(args) == 1:

@@ -223,3 +223,31 @@ def test_config_problems_are_named(key: str, value: str, message: str) -> None:
                         "--set", f"{key}={value}"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_several_subnets_are_chosen_by_the_relay_address(tmp_path: Path) -> None:
+    from netkit.running import serve_in_thread
+
+    toml = f"""[dhcp]
+interface = "lo"
+port = 0
+lease_db = "{tmp_path / 'leases.db'}"
+[[dhcp.subnet]]
+subnet = "127.0.10.0/24"
+pool = ["127.0.10.100-127.0.10.110"]
+domain = "ten.test"
+[[dhcp.subnet]]
+subnet = "127.0.11.0/24"
+pool = ["127.0.11.50-127.0.11.60"]
+domain = "eleven.test"
+options = {{ "ntp-servers" = ["127.0.11.2"], "121" = ["10.8.0.0/16 127.0.11.1"] }}
+"""
+    with serve_in_thread("dhcp", toml) as server:
+        where = f"127.0.0.1:{server.addresses[0][1]}"
+        ten = asyncio.run(dhcp.obtain(server=where, giaddr="127.0.10.1", mac=MAC))
+        eleven = asyncio.run(dhcp.obtain(server=where, giaddr="127.0.11.1",
+                                         mac="02:00:00:00:11:01"))
+    assert ten.address == "127.0.10.100" and ten.domain == "ten.test"
+    assert eleven.address == "127.0.11.50" and eleven.domain == "eleven.test"
+    assert eleven.options["ntp-servers"] == ["127.0.11.2"]
+    assert eleven.options["classless-static-routes"] == ["10.8.0.0/16 127.0.11.1"]

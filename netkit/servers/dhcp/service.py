@@ -84,7 +84,9 @@ class Config:
     """The ``[dhcp]`` section."""
 
     interface: str = ""
-    subnet: Network | None = None
+    subnet: Network | tuple[SubnetConfig, ...] | None = None
+    """The network (the flat keys describe it), or ``[[dhcp.subnet]]`` tables, one per
+    subnet, each with the keys of a subnet."""
     pool: tuple[str, ...] = ()
     router: tuple[str, ...] = ()
     dns: tuple[str, ...] = ()
@@ -94,8 +96,6 @@ class Config:
     options: dict[str, Any] = field(default_factory=dict)
     circuit_id: str = ""
     server_id: str = ""
-    subnets: tuple[SubnetConfig, ...] = ()
-    """``[[dhcp.subnets]]``: several subnets (each with the keys above)."""
     lease_db: Path = Path("netkit-leases.db")
     """SQLite file of the leases (kept across restarts)."""
     port: int = cfield(67, min=0, max=65535)
@@ -111,15 +111,14 @@ class Config:
 
 
 def _subnet_configs(config: Config) -> list[tuple[str, SubnetConfig]]:
+    if isinstance(config.subnet, tuple):
+        return [(f"dhcp.subnet[{i}]", sc) for i, sc in enumerate(config.subnet)]
     flat = SubnetConfig(subnet=config.subnet, interface=config.interface, pool=config.pool,
                         router=config.router, dns=config.dns, domain=config.domain,
                         lease_time=config.lease_time, reservation=config.reservation,
                         options=config.options, circuit_id=config.circuit_id,
                         server_id=config.server_id)
-    out = [("dhcp", flat)] if config.subnet is not None else []
-    for i, sc in enumerate(config.subnets):
-        out.append((f"dhcp.subnets[{i}]", sc))
-    return out
+    return [("dhcp", flat)] if config.subnet is not None else []
 
 
 def _ranges(where: str, sc: SubnetConfig, network: ipaddress.IPv4Network,
