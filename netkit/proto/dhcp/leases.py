@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .options import ACK, DECLINE, DISCOVER, INFORM, NAK, OFFER, RELEASE, REQUEST, encode
-from .packet import BOOTREPLY, BROADCAST_FLAG, ZERO, Message
+from .packet import BOOTREPLY, BROADCAST_FLAG, ZERO, Message, ip_int, ip_text
 
 State = Literal["offered", "bound", "released", "expired", "declined"]
 HELD = ("offered", "bound", "declined")  # states that keep an address from others
@@ -64,15 +64,28 @@ class Subnet:
     circuit_id: bytes = b""
     name: str = ""
     cursor: int = field(default=0, init=False)  # where the search for a free address goes on
-    reserved: set[ipaddress.IPv4Address] = field(default_factory=set, init=False)
+    reserved: set[str] = field(default_factory=set, init=False)
+    first: int = field(default=0, init=False)  # the network's addresses, as ints
+    last: int = field(default=0, init=False)
+    server_id_packed: bytes = field(default=b"", init=False)
 
     def __post_init__(self) -> None:
         if not self.name:
             self.name = str(self.network)
-        self.reserved = {ipaddress.IPv4Address(r.address) for r in self.reservations}
+        self.reserved = {r.address for r in self.reservations}
+        self.first = int(self.network.network_address)
+        self.last = int(self.network.broadcast_address)
+        self.server_id_packed = encode(54, self.server_id)
+
+    def contains(self, address: str) -> bool:
+        try:
+            n = ip_int(address)
+        except ValueError:
+            return False
+        return self.first <= n <= self.last
 
     def in_pool(self, address: str) -> bool:
-        n = int(ipaddress.IPv4Address(address))
+        n = ip_int(address)
         return any(lo <= n <= hi for lo, hi in self.ranges)
 
     def reservation_for(self, msg: Message) -> Reservation | None:
@@ -82,8 +95,7 @@ class Subnet:
         return None
 
     def reserved_for_other(self, address: str, msg: Message) -> bool:
-        ip = ipaddress.IPv4Address(address)
-        if ip not in self.reserved:
+        if address not in self.reserved:
             return False
         mine = self.reservation_for(msg)
         return mine is None or mine.address != address
@@ -186,16 +198,14 @@ class Leases:
         for one), else by the interface it came in on."""
         if msg.giaddr != ZERO:
             circuit = _circuit_id(msg.options.get(82, b""))
-            gi = ipaddress.IPv4Address(msg.giaddr)
-            candidates = [s for s in self.subnets if gi in s.network]
+            candidates = [s for s in self.subnets if s.contains(msg.giaddr)]
             for s in candidates:
                 if s.circuit_id and s.circuit_id == circuit:
                     return s
             return next((s for s in candidates if not s.circuit_id), None)
         here = [s for s in self.subnets if not s.interface or s.interface == interface]
         if len(here) > 1 and interface_address:
-            addr = ipaddress.IPv4Address(interface_address)
-            inside = [s for s in here if addr in s.network]
+            inside = [s for s in here if s.contains(interface_address)]
             here = inside or here
         return here[0] if here else None
 
@@ -214,7 +224,7 @@ class Leases:
         return self._free(subnet, msg, now)
 
     def _usable(self, subnet: Subnet, address: str, msg: Message, now: float) -> bool:
-        return ipaddress.IPv4Address(address) in subnet.network and \
+        return subnet.contains(address) and \
             subnet.in_pool(address) and not subnet.reserved_for_other(address, msg) and \
             not self.taken(address, now, msg.client_key)
 
@@ -227,7 +237,7 @@ class Leases:
             subnet.cursor += 1
             for lo, hi in subnet.ranges:
                 if offset <= hi - lo:
-                    address = str(ipaddress.IPv4Address(lo + offset))
+                    address = ip_text(lo + offset)
                     break
                 offset -= hi - lo + 1
             if address not in self.by_address and \
@@ -306,7 +316,7 @@ class Leases:
             address = msg.ciaddr
         else:
             return Outcome(dropped="a REQUEST naming no address")
-        if subnet is None or ipaddress.IPv4Address(address) not in subnet.network:
+        if subnet is None or not subnet.contains(address):
             if subnet is None:
                 return Outcome(dropped="no subnet for this client")
             return self._nak(msg, subnet, "wrong network")
@@ -369,7 +379,7 @@ class Leases:
         return Outcome(reply=reply)
 
     def _nak(self, msg: Message, subnet: Subnet, why: str) -> Outcome:
-        reply = _base_reply(msg, NAK, subnet.server_id)
+        reply = _base_reply(msg, NAK, subnet.server_id_packed)
         reply.options[56] = why.encode()
         if 82 in msg.options:
             reply.options[82] = msg.options[82]
@@ -378,7 +388,7 @@ class Leases:
         return Outcome(reply=reply)
 
     def _reply(self, msg: Message, subnet: Subnet, kind: int, address: str) -> Message:
-        reply = _base_reply(msg, kind, subnet.server_id)
+        reply = _base_reply(msg, kind, subnet.server_id_packed)
         reply.yiaddr = address
         if kind == ACK and msg.ciaddr != ZERO:
             reply.ciaddr = msg.ciaddr
@@ -409,10 +419,10 @@ class Leases:
         return reply
 
 
-def _base_reply(msg: Message, kind: int, server_id: str) -> Message:
+def _base_reply(msg: Message, kind: int, server_id: bytes) -> Message:
     return Message(op=BOOTREPLY, htype=msg.htype, hlen=msg.hlen, xid=msg.xid,
                    flags=msg.flags, giaddr=msg.giaddr, chaddr=msg.chaddr,
-                   options={53: bytes([kind]), 54: encode(54, server_id)})
+                   options={53: bytes([kind]), 54: server_id})
 
 
 def _hostname(msg: Message, subnet: Subnet) -> str:

@@ -9,7 +9,7 @@ client can take (option 57; 576 bytes of IP datagram otherwise).
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -53,7 +53,7 @@ class Message:
 
     @property
     def mac(self) -> str:
-        return ":".join(f"{b:02x}" for b in self.chaddr[:min(self.hlen, 16)])
+        return self.chaddr[:min(self.hlen, 16)].hex(":")
 
     @property
     def client_key(self) -> str:
@@ -68,7 +68,7 @@ class Message:
 
     def ip_option(self, code: int) -> str | None:
         value = self.options.get(code)
-        return str(ipaddress.IPv4Address(value)) if value and len(value) == 4 else None
+        return socket.inet_ntoa(value) if value and len(value) == 4 else None
 
     def max_reply_size(self) -> int:
         """The DHCP message size the client says it takes (option 57), within reason."""
@@ -78,8 +78,26 @@ class Message:
         return MIN_SIZE
 
 
-def _ip(data: bytes) -> str:
-    return str(ipaddress.IPv4Address(data))
+_ip = socket.inet_ntoa  # (ipaddress is 10x slower, and this is per message)
+
+
+def ip_int(text: str) -> int:
+    """A dotted IPv4 address as an int (ValueError if it is not one)."""
+    try:
+        return int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        raise ValueError(f"not an IPv4 address: {text!r}") from None
+
+
+def ip_text(n: int) -> str:
+    return socket.inet_ntoa(n.to_bytes(4, "big"))
+
+
+def _packed(text: str) -> bytes:
+    try:
+        return socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        raise ValueError(f"not an IPv4 address: {text!r}") from None
 
 
 def _walk(data: bytes, into: dict[int, bytearray]) -> bool:
@@ -180,10 +198,8 @@ def build(msg: Message, max_size: int = MIN_SIZE) -> bytes:
     file = msg.file if not overload & 1 else b"".join(fields["file"]) + bytes([END])
     sname = msg.sname if not overload & 2 else b"".join(fields["sname"]) + bytes([END])
     head = HEADER.pack(msg.op, msg.htype, msg.hlen, msg.hops, msg.xid, msg.secs, msg.flags,
-                       ipaddress.IPv4Address(msg.ciaddr).packed,
-                       ipaddress.IPv4Address(msg.yiaddr).packed,
-                       ipaddress.IPv4Address(msg.siaddr).packed,
-                       ipaddress.IPv4Address(msg.giaddr).packed,
+                       _packed(msg.ciaddr), _packed(msg.yiaddr), _packed(msg.siaddr),
+                       _packed(msg.giaddr),
                        msg.chaddr.ljust(16, b"\0")[:16], sname.ljust(64, b"\0")[:64],
                        file.ljust(128, b"\0")[:128])
     out = head + MAGIC + opts + bytes([END])

@@ -13,11 +13,13 @@ sends their ACKs, and routes each reply the way RFC 2131 4.1 says.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import logging
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +239,8 @@ class DHCPService:
         self._held_replies: list[tuple[_Interface, Message, Message, tuple[str, int]]] = []
         self._events: list[Event] = []
         self._flush_scheduled = False
+        self._committing = False
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="netkit-dhcp-commit")
         self._last_full_log = 0.0
         self.port = config.port
 
@@ -281,10 +285,14 @@ class DHCPService:
                  sum(len(s.reservations) for s in subnets))
 
     async def drain(self, timeout: float) -> None:
-        self._flush()
         for iface in self.interfaces:
             if iface.endpoint is not None and iface.endpoint.transport is not None:
                 iface.endpoint.transport.close()
+        self._flush()
+        with anyio.move_on_after(timeout):  # what was answered is committed first
+            while self._committing or self._uncommitted:
+                await anyio.sleep(0.01)
+        self._committer.shutdown(wait=True)
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -363,18 +371,43 @@ class DHCPService:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """This loop turn's lease changes in one commit, then their replies and events."""
+        """The lease changes waiting, in one commit on the committer thread, then their
+        replies and events. While a commit is on its way the next batch gathers (group
+        commit): the loop goes on receiving instead of waiting for the disk."""
         self._flush_scheduled = False
+        if self._committing:
+            return  # `_committed` starts the next one
         leases, self._uncommitted = self._uncommitted, []
         replies, self._held_replies = self._held_replies, []
         happened, self._events = self._events, []
-        if leases and self.store is not None:
+        if not leases or self.store is None:
+            self._deliver(replies, happened)
+            return
+        self._committing = True
+        batch = [dataclasses.replace(x) for x in leases]  # the engine goes on changing them
+        store, loop = self.store, asyncio.get_running_loop()
+
+        def commit() -> None:
+            error: Exception | None = None
             try:
-                self.store.save(leases)
-            except Exception as exc:  # no ACK for what is not on disk: clients retry
-                log.error("dhcp: cannot save %d lease(s): %s; their ACKs are not sent",
-                          len(leases), exc)
-                return
+                store.save(batch)
+            except Exception as exc:
+                error = exc
+            loop.call_soon_threadsafe(self._committed, error, replies, happened, len(batch))
+        self._committer.submit(commit)
+
+    def _committed(self, error: Exception | None, replies: list[Any], happened: list[Event],
+                   count: int) -> None:
+        self._committing = False
+        if error is not None:  # no ACK for what is not on disk: the clients ask again
+            log.error("dhcp: cannot save %d lease(s): %s; their ACKs are not sent", count,
+                      error)
+        else:
+            self._deliver(replies, happened)
+        if self._uncommitted or self._held_replies or self._events:
+            self._flush()
+
+    def _deliver(self, replies: list[Any], happened: list[Event]) -> None:
         for iface, msg, reply, addr in replies:
             self._send(iface, msg, reply, addr)
         for event in happened:
