@@ -168,3 +168,20 @@ def test_our_client_against_dnsmasq(tmp_path: Path) -> None:
         finally:
             out = stop(dnsmasq)  # type: ignore[arg-type]
         assert "DHCPRELEASE" in out, out
+
+
+def test_ping_check_skips_an_address_someone_uses_without_a_lease(spawn,
+                                                                   tmp_path: Path) -> None:
+    with Link("10.77.0.1/24") as link:
+        squatter, c1 = link.client(MAC3), link.client(MAC1)
+        subprocess.run([*link.prefix(squatter), "ip", "addr", "add", "10.77.0.100/24",
+                        "dev", "eth0"], check=True)  # a static address, no lease
+        conf = server_config(tmp_path, ping_check="true")
+        server = spawn("netkit.servers.dhcp", ["--config", str(conf)],
+                       prefix=link.prefix(link.server))
+        server.wait_for(r"listening on 10\.77\.0\.1:67 ")
+        r = link.run(c1, [sys.executable, "-m", "netkit.clients.dhcp", "-i", "eth0",
+                          "--mac", MAC1], timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "address      10.77.0.101/24" in r.stdout
+        server.wait_for(r"10\.77\.0\.100 answered a ping but nobody holds a lease for it")

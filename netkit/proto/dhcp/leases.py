@@ -251,6 +251,19 @@ class Leases:
             return None
         return min(spare, key=lambda lease: lease.expires).address
 
+    def conflict(self, address: str, now: float) -> Lease:
+        """`address` answered a ping though nobody holds it: out of the pool for
+        `decline_time`, as a declined one (the offer that picked it is withdrawn)."""
+        lease = self.by_address.get(address)
+        if lease is not None and lease.state == "offered":
+            self.offers = max(self.offers - 1, 0)
+        if lease is not None and lease.client and self.by_client.get(lease.client) is lease:
+            del self.by_client[lease.client]
+        held = Lease(address, "", "", "", "declined", now + self.decline_time,
+                     lease.subnet if lease is not None else "")
+        self._put(held)
+        return held
+
     # --- answering ---
 
     def handle(self, msg: Message, now: float, *, interface: str = "",

@@ -38,6 +38,7 @@ from netkit.proto.dhcp import options as o
 from netkit.proto.dhcp.leases import Event, Lease, Leases, Outcome, Reservation, Subnet
 from netkit.proto.dhcp.packet import BOOTREQUEST, ZERO, MalformedPacket, Message, build, parse
 from netkit.transport.connection import Counters
+from netkit.transport.icmp import Pinger
 from netkit.transport.interfaces import bind_on_interface, interface_address, set_arp_entry
 from netkit.transport.listeners import DatagramEndpoint, DatagramHandler, SocketPresets
 
@@ -108,7 +109,12 @@ class Config:
     """Offers outstanding at once; DISCOVERs beyond are dropped (a flood of random MACs
     cannot take the pool)."""
     decline_time: Duration = cfield(Duration(86400), min=1)
-    """How long an address a client DECLINEd stays out of the pool."""
+    """How long an address a client DECLINEd (or that answered a ping) stays out of the
+    pool."""
+    ping_check: bool = False
+    """Ping an address before offering it to a client that did not hold it (root); one
+    that answers is in use by someone the server does not know: it is skipped."""
+    ping_timeout: Duration = cfield(Duration(0.5), min=0.05, max=5)
     shutdown_timeout: Duration = Duration(5)
 
 
@@ -216,6 +222,7 @@ class _Interface(DatagramHandler):
         self.name = name
         self.address = address
         self.endpoint: DatagramEndpoint | None = None
+        self.pinger: Pinger | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int],
                           endpoint: DatagramEndpoint) -> None:
@@ -233,7 +240,8 @@ class DHCPService:
         self.transport_counters = Counters()
         self.stats: dict[str, int] = dict.fromkeys(
             ("malformed", "dropped", "offers", "acks", "naks", "informs", "releases",
-             "declines"), 0)
+             "declines", "ping_conflicts"), 0)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.drops: dict[str, int] = {}
         self._uncommitted: list[Lease] = []
         self._held_replies: list[tuple[_Interface, Message, Message, tuple[str, int]]] = []
@@ -261,6 +269,11 @@ class DHCPService:
                 lambda h=handler: DatagramEndpoint(h, self.transport_counters, "dhcp"),
                 sock=sock)
             handler.endpoint = endpoint
+            if self.config.ping_check:
+                handler.pinger = Pinger.open(name)
+                if handler.pinger is None:
+                    log.warning("dhcp: ping_check needs a raw socket (root); offers on %s "
+                                "go out without it", name)
             self.interfaces.append(handler)
             self.port = sock.getsockname()[1]
             log.info("dhcp: listening on %s:%d (udp, interface %s)", address, self.port, name)
@@ -285,7 +298,11 @@ class DHCPService:
                  sum(len(s.reservations) for s in subnets))
 
     async def drain(self, timeout: float) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for iface in self.interfaces:
+            if iface.pinger is not None:
+                iface.pinger.close()
             if iface.endpoint is not None and iface.endpoint.transport is not None:
                 iface.endpoint.transport.close()
         self._flush()
@@ -320,8 +337,15 @@ class DHCPService:
             return
         if msg.op != BOOTREQUEST:
             return self._drop("a BOOTREPLY (another server's answer)")
+        if self.config.ping_check and msg.type == o.DISCOVER and iface.pinger is not None:
+            self._spawn(self._discover_with_ping(iface, msg, addr))
+            return
         outcome = self.engine.handle(msg, time.time(), interface=iface.name,
                                      interface_address=iface.address)
+        self._handled(iface, msg, outcome, addr)
+
+    def _handled(self, iface: _Interface, msg: Message, outcome: Outcome,
+                 addr: tuple[str, int]) -> None:
         self._account(msg, outcome)
         if outcome.changed or outcome.events:
             self._uncommitted.extend(outcome.changed)
@@ -331,6 +355,37 @@ class DHCPService:
             self._schedule_flush()
         elif outcome.reply is not None:
             self._send(iface, msg, outcome.reply, addr)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _discover_with_ping(self, iface: _Interface, msg: Message,
+                                  addr: tuple[str, int]) -> None:
+        """The offer waits for a ping of the address it names (unless the client holds
+        it already); an address that answers is set aside and another is picked (three
+        tries)."""
+        assert iface.pinger is not None
+        for _ in range(3):
+            held = self.engine.by_client.get(msg.client_key)
+            outcome = self.engine.handle(msg, time.time(), interface=iface.name,
+                                         interface_address=iface.address)
+            reply = outcome.reply
+            if reply is None or reply.type != o.OFFER or (
+                    held is not None and held.address == reply.yiaddr and
+                    held.state in ("bound", "offered")):
+                break
+            if not await iface.pinger.alive(reply.yiaddr, self.config.ping_timeout):
+                break
+            log.warning("dhcp: %s answered a ping but nobody holds a lease for it: not "
+                        "offered, set aside", reply.yiaddr)
+            self.stats["ping_conflicts"] += 1
+            self._uncommitted.append(self.engine.conflict(reply.yiaddr, time.time()))
+            self._schedule_flush()
+        else:
+            return  # three addresses in use: the client asks again
+        self._handled(iface, msg, outcome, addr)
 
     def _account(self, msg: Message, outcome: Outcome) -> None:
         if outcome.dropped and outcome.reply is None:
