@@ -110,3 +110,10 @@ def test_smtp_bench_runs():
     assert set(run("bench/smtp.py", "--messages", "50", "--rounds", "1")) == {
         "smtp-accepted-vs-aiosmtpd", "smtp-accepted-vs-postfix", "smtp-delivered-vs-postfix",
         "smtp-cpu-per-message-vs-aiosmtpd"}
+
+
+def test_dhcp_bench_runs():
+    for program in ("perfdhcp", "kea-dhcp4", "ip"):
+        need(program)
+    assert set(run("bench/dhcp.py", "--clients", "200", "--rounds", "1", "--rate", "500",
+                   "--seconds", "1")) == {"dhcp-avalanche", "dhcp-rate"}
