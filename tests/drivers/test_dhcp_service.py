@@ -251,3 +251,48 @@ options = {{ "ntp-servers" = ["127.0.11.2"], "121" = ["10.8.0.0/16 127.0.11.1"] 
     assert eleven.address == "127.0.11.50" and eleven.domain == "eleven.test"
     assert eleven.options["ntp-servers"] == ["127.0.11.2"]
     assert eleven.options["classless-static-routes"] == ["10.8.0.0/16 127.0.11.1"]
+
+
+def test_the_bad_peer_kit_garbage_and_a_flood_while_a_good_client_renews(spawn,
+                                                                          tmp_path: Path) -> None:
+    """UDP has no reader to starve and no connection to trickle on: the kit's garbage and
+    flood, sent as datagrams, with a good client renewing meanwhile and memory bounded."""
+    from tests.support import badpeers
+
+    conf = _config(tmp_path)
+    proc = spawn("netkit.servers.dhcp", ["--config", str(conf)])
+    ((_, port),) = proc.listening(1)
+    where = f"127.0.0.1:{port}"
+    lease = asyncio.run(dhcp.obtain(server=where, giaddr=GIADDR, mac=MAC))
+    before = badpeers.rss_kib(proc.proc.pid)
+
+    def renews() -> bool:
+        again = asyncio.run(dhcp.renew(lease, server=where, giaddr=GIADDR, timeout=1,
+                                       attempts=3))
+        return again.address == lease.address
+
+    rng = random.Random(7)
+    with badpeers.Meanwhile(renews, interval=0.05) as good, relay_socket() as s:
+        deadline = time.monotonic() + 3
+        sent = 0
+        while time.monotonic() < deadline and sent < 60_000:
+            if sent % 2:
+                data = rng.randbytes(rng.randrange(1, 600))
+            else:
+                mac = "02:" + ":".join(f"{rng.randrange(256):02x}" for _ in range(5))
+                data = build(ClientSession(mac, xid=sent, giaddr=GIADDR).discover(), 600)
+            s.sendto(data, ("127.0.0.1", port))
+            sent += 1
+            if sent % 500 == 0:
+                time.sleep(0.01)
+    grown = badpeers.rss_kib(proc.proc.pid) - before
+    assert good.answered >= 5 and not good.failures, good.failures
+    assert grown < 20_000, f"RSS grew by {grown} KiB"  # offers capped at max_offers
+    assert proc.proc.poll() is None and "Traceback" not in proc.log
+
+
+def test_rebinding_is_broadcast_and_answered(netkit_dhcp) -> None:
+    lease = netkit_dhcp.obtain(mac=MAC)
+    again = asyncio.run(dhcp.renew(lease, server=netkit_dhcp.address, giaddr=GIADDR,
+                                   rebinding=True))
+    assert again.address == lease.address and again.lease_time == 3600
