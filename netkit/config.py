@@ -187,6 +187,14 @@ class _Loader:
                 return self.network(raw, key)
             if len(args) == 1:
                 return self.value(args[0], raw, key, meta)
+            if all(a in (int, str, float, bool) for a in args):
+                # a port or a range ("8000-8010"): the TOML value's own type picks
+                for a in args:
+                    if type(raw) is a:
+                        return self.value(a, raw, key, meta)
+                names = " or ".join({int: "an integer", str: "a string", float: "a number",
+                                     bool: "true or false"}[a] for a in args)
+                return self.problem(key, f"expected {names}, got {_show(raw)}")
             raise TypeError(f"unsupported config type {tp}")
         if origin is tuple:
             (inner, *_rest) = typing.get_args(tp)

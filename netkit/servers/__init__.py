@@ -7,6 +7,7 @@ REGISTRY = {
     "dns": "netkit.servers.dns.service",
     "http": "netkit.servers.http.server",
     "proxy": "netkit.servers.proxy",
+    "relay": "netkit.servers.relay.service",
     "smtp": "netkit.servers.smtp.service",
     "sshfwd": "netkit.servers.sshfwd.service",
     "tls": "netkit.servers.tls",

@@ -128,6 +128,23 @@ def netkit_dhcp() -> Iterator[Any]:
 
 
 @pytest.fixture
+def netkit_link() -> Iterator[Callable[..., Any]]:
+    """`netkit_link((host, port), latency=0.2, ...)` -> a faulty link (`port`; `set(...)`
+    changes faults at run time) in front of a service; stopped when the test ends."""
+    from netkit.testing.link import FaultyLink
+    links: list[FaultyLink] = []
+
+    def make(target: tuple[str, int], **faults: Any) -> FaultyLink:
+        link = FaultyLink(target, **faults).start()
+        links.append(link)
+        return link
+
+    yield make
+    for link in links:
+        link.stop()
+
+
+@pytest.fixture
 def netkit_server() -> Iterator[Callable[..., ThreadedServer]]:
     """`netkit_server("http", config, app=...)` -> any netkit server, in a thread;
     stopped when the test ends."""

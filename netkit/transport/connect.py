@@ -21,8 +21,10 @@ from .errors import describe, map_errors
 async def open_connection(address: Address, handler: Handler, *, timeout: float = 10.0,
                           tls: ssl.SSLContext | None = None, server_hostname: str | None = None,
                           proxy_header: bytes = b"", limits: Limits | None = None,
-                          counters: Counters | None = None, label: str = "client") -> Connection:
+                          counters: Counters | None = None, label: str = "client",
+                          local_address: str | None = None) -> Connection:
     """Connect (trying each address in turn), send `proxy_header`, do TLS; return when ready.
+    `local_address`: the source address to connect from (a relay's routing table).
 
     Raises ConnectError (with what each address did) or ConnectTimeout, and TLSError
     with the reason when the handshake fails.
@@ -53,7 +55,9 @@ async def open_connection(address: Address, handler: Handler, *, timeout: float 
                 share = (deadline - loop.time()) / (len(targets) - i)
                 try:
                     async with asyncio.timeout(share if i < len(targets) - 1 else None):
-                        await loop.create_connection(lambda c=conn: c, host, port)
+                        await loop.create_connection(
+                            lambda c=conn: c, host, port,
+                            local_addr=(local_address, 0) if local_address else None)
                 except TimeoutError:
                     attempts.append((fmt_peer((host, port)), f"no answer in {share:.1f} s"))
                     continue

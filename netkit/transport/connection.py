@@ -18,8 +18,11 @@ Structure (task groups, timeouts, signals) is anyio's; see cli.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
+import struct
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -270,6 +273,16 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    def reset(self) -> None:
+        """Close with a TCP RST (SO_LINGER 0): the peer sees "connection reset", not EOF."""
+        if self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:
