@@ -168,6 +168,7 @@ def start_hierarchy(base: Path, extra: dict[str, str] | None = None,
   do-ip6: no
   verbosity: 1
   tcp-count: 50
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 """]

@@ -53,11 +53,15 @@ async def open_connection(address: Address, handler: Handler, *, timeout: float 
                                   proxy_header=proxy_header)
                 # an address that never answers must leave time for the next ones
                 share = (deadline - loop.time()) / (len(targets) - i)
+                local = (local_address, 0) if local_address else None
                 try:
-                    async with asyncio.timeout(share if i < len(targets) - 1 else None):
-                        await loop.create_connection(
-                            lambda c=conn: c, host, port,
-                            local_addr=(local_address, 0) if local_address else None)
+                    if i == len(targets) - 1:  # the last (often the only) one: no inner timer
+                        await loop.create_connection(lambda c=conn: c, host, port,
+                                                     local_addr=local)
+                    else:
+                        async with asyncio.timeout(share):
+                            await loop.create_connection(lambda c=conn: c, host, port,
+                                                         local_addr=local)
                 except TimeoutError:
                     attempts.append((fmt_peer((host, port)), f"no answer in {share:.1f} s"))
                     continue
