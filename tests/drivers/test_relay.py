@@ -311,3 +311,33 @@ def test_workers_are_refused_and_nothing_configured_refuses_to_start() -> None:
                         "--set", 'relay.forward=[{listen = "127.0.0.1:0", to = "127.0.0.1:9"}]'],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "one connection table per relay" in r.stderr
+
+
+def test_sighup_changes_rules_and_a_broken_rule_keeps_the_old(spawn, tmp_path,
+                                                              make_backend) -> None:
+    import signal
+
+    backend = make_backend("echo")
+    conf = tmp_path / "relay.toml"
+    base = f"""[relay]
+[[relay.forward]]
+listen = "127.0.0.1:0"
+to = "{backend.address}"
+"""
+    conf.write_text(base)
+    proc = spawn("netkit.servers.relay", ["--config", str(conf)])
+    ((_, port),) = proc.listening(1)
+    with connect(port, "127.0.0.4") as s:
+        s.sendall(b"1")
+        assert s.recv(1) == b"1"
+    conf.write_text(base + '[[relay.rule]]\naction = "reject"\nsrc = ["127.0.0.4/32"]\n')
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(r"reload")
+    time.sleep(0.3)
+    assert reset_by_relay(port, "127.0.0.4")
+    conf.write_text(base + '[[relay.rule]]\naction = "allow"\ndport = "9-1"\n')
+    start = len(proc.lines)
+    proc.signal(signal.SIGHUP)
+    proc.wait_for(r"relay\.rule\[0\]\.dport", start=start)
+    assert reset_by_relay(port, "127.0.0.4")  # the old rules still hold
+    assert proc.proc.poll() is None and "Traceback" not in proc.log

@@ -117,3 +117,11 @@ def test_dhcp_bench_runs():
         need(program)
     assert set(run("bench/dhcp.py", "--clients", "200", "--rounds", "1", "--rate", "500",
                    "--seconds", "1")) == {"dhcp-avalanche", "dhcp-rate"}
+
+
+def test_relay_bench_runs():
+    for program in ("socat", "rinetd", "wrk", "nginx", "dnsperf", "nsd"):
+        need(program)
+    assert set(run("bench/relay.py", "--mib", "16", "--seconds", "1", "--rounds", "1")) == {
+        "relay-tcp-bulk-vs-socat", "relay-connections-vs-socat",
+        "relay-connections-vs-rinetd", "relay-udp-vs-socat"}
