@@ -144,7 +144,7 @@ http {{
     report("relay-tcp-bulk-vs-socat", bulk["ours"], bulk["socat"], "MiB/s")
     report("relay-connections-vs-socat", conns["ours"], conns["socat"], "conn/s")
     report("relay-connections-vs-rinetd", conns["ours"], conns["rinetd"], "conn/s")
-    report("relay-udp-vs-socat", udp["ours"], udp["socat"], "datagrams/s (pairs)")
+    report("relay-udp-vs-socat", udp["ours"], udp["socat"], "queries/s")
     return 0
 
 
