@@ -162,6 +162,7 @@ def ctl_main(argv: list[str] | None = None) -> int:
     p.add_argument("--socket", type=Path, help="the control socket (default: the only one "
                                                "of a running process in the runtime directory)")
     p.add_argument("--server", help="the server a command is for, when several offer it")
+    p.add_argument("--json", action="store_true", help="JSON even for a table of rows")
     p.add_argument("command")
     p.add_argument("args", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args(argv)
@@ -194,5 +195,28 @@ def ctl_main(argv: list[str] | None = None) -> int:
         print(f"netkit ctl: {reply.get('error') or json.dumps(reply.get('result'))}",
               file=sys.stderr)
         return 1
-    print(json.dumps(reply.get("result"), indent=2, default=str))
+    result = reply.get("result")
+    if not args.json and _is_table(result):
+        print(_table(result))
+    else:
+        print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _is_table(result: Any) -> bool:
+    return isinstance(result, list) and bool(result) and all(
+        isinstance(row, dict) and all(not isinstance(v, dict | list) for v in row.values())
+        for row in result)
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    """Rows (a relay's connections, DHCP leases, an SMTP queue...) as aligned columns."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+              for r in cells]
+    return "\n".join(lines)

@@ -341,3 +341,31 @@ to = "{backend.address}"
     proc.wait_for(r"relay\.rule\[0\]\.dport", start=start)
     assert reset_by_relay(port, "127.0.0.4")  # the old rules still hold
     assert proc.proc.poll() is None and "Traceback" not in proc.log
+
+
+def test_netkit_ctl_prints_the_table_and_the_rules(spawn, tmp_path, make_backend) -> None:
+    backend = make_backend("echo")
+    control = tmp_path / "ctl.sock"
+    proc = spawn("netkit.servers.relay", [
+        "--control", str(control), "--set",
+        f'relay.forward=[{{name = "web", listen = "127.0.0.1:0", to = "{backend.address}"}}]',
+        "--set", 'relay.rule=[{action = "allow", src = ["127.0.0.0/8"], dport = "1-65535"}]'])
+    ((_, port),) = proc.listening(1)
+    with connect(port, "127.0.0.6") as s:
+        s.sendall(b"abc")
+        assert s.recv(3) == b"abc"
+        r = subprocess.run([sys.executable, "-m", "netkit", "ctl", "--socket", str(control),
+                            "table"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    head, row = r.stdout.splitlines()
+    assert head.split() == ["proto", "inside", "outside", "target", "state", "idle",
+                            "bytes_in", "bytes_out", "forward"]
+    cells = row.split()
+    assert cells[0] == "tcp" and cells[1].startswith("127.0.0.6:")
+    assert cells[3] == backend.address and cells[4] == "established"
+    assert cells[6:9] == ["3", "3", "web"]
+    r = subprocess.run([sys.executable, "-m", "netkit", "ctl", "--socket", str(control),
+                        "rules"], capture_output=True, text=True, timeout=30)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:2] == ["rule", "action"] and lines[1].split()[:2] == ["0", "allow"]
+    assert "default" in lines[2]

@@ -280,7 +280,7 @@ def test_status_through_the_control_socket(spawn, ssh, tmp_path, make_backend) -
     proc.wait_for(UP)
     assert push_through(port, b"x" * 1000) == b"x" * 1000 + b"[eof]"
     r = subprocess.run([sys.executable, "-m", "netkit", "ctl", "--socket", str(control),
-                        "forwards"], capture_output=True, text=True, timeout=30)
+                        "--json", "forwards"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     (view,) = json.loads(r.stdout)
     assert view["state"] == "up" and view["connections"] == 1
