@@ -369,3 +369,19 @@ def test_netkit_ctl_prints_the_table_and_the_rules(spawn, tmp_path, make_backend
     lines = r.stdout.splitlines()
     assert lines[0].split()[:2] == ["rule", "action"] and lines[1].split()[:2] == ["0", "allow"]
     assert "default" in lines[2]
+
+
+def test_a_bandwidth_limit_paces_a_transfer(make_backend) -> None:
+    backend = make_backend("sink")
+    with relay({"listen": "127.0.0.1:0", "to": backend.address,
+                "faults": {"bandwidth": 100_000}}) as r, connect(r.addresses[0][1]) as s:
+        t0 = time.monotonic()
+        s.sendall(b"b" * 200_000)
+        s.shutdown(socket.SHUT_WR)
+        s.recv(10)  # the sink closes at EOF, which comes after the last paced byte
+        took = time.monotonic() - t0
+        deadline = time.monotonic() + 5
+        while backend.received < 200_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert backend.received == 200_000
+    assert 1.5 <= took < 5, took  # 200 kB at 100 kB/s, less the first 10 kB burst
