@@ -101,10 +101,45 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PacketConfig:
+    """``[relay.packet]``: the packet mode, a router between two TUN devices (root).
+    The relay opens (makes) both devices; their addresses and routes are set by whoever
+    builds the network (a test, `netkit lab`), after moving them where they belong."""
+
+    tun: str
+    """The inside TUN device: the inside network's hosts route through it."""
+    outside_tun: str
+    """The outside TUN device: the outside network is behind it."""
+    outside: str
+    """The address every packet leaves with (masquerade)."""
+    inside_router: str
+    """The router's own address on the inside (ICMP errors come from it; it answers
+    pings)."""
+    outside_mtu: int = field(1500, min=576, max=65535)
+    port_min: int = field(20000, min=1024, max=65535)
+    port_max: int = field(59999, min=1024, max=65535)
+    tcp_established_timeout: Duration = field(Duration(7440), min=1)
+    tcp_transitory_timeout: Duration = field(Duration(240), min=1)
+    icmp_timeout: Duration = field(Duration(30), min=1)
+
+    def __post_init__(self) -> None:
+        for name in ("outside", "inside_router"):
+            try:
+                if ipaddress.ip_address(getattr(self, name)).version != 4:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{name}: an IPv4 address is needed, got "
+                                 f"{getattr(self, name)!r}") from None
+        if self.port_min > self.port_max:
+            raise ValueError("port_min is above port_max")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The ``[relay]`` section."""
 
     forward: tuple[ForwardConfig, ...] = ()
+    packet: PacketConfig | None = None
     rule: tuple[RuleConfig, ...] = ()
     default_policy: Literal["allow", "deny", "reject"] = "deny"
     """After the rules (with no rules at all: private and loopback sources allowed)."""
@@ -213,9 +248,9 @@ async def _connects(target: Address, timeout: float) -> bool:
 
 class RelayService:
     def __init__(self, config: Config) -> None:
-        if not config.forward:
+        if not config.forward and config.packet is None:
             raise ConfigError(["relay.forward: nothing to forward (a relay forwards only "
-                               "what it is told to)"])
+                               "what it is told to), and no relay.packet"])
         self.config = config
         self.firewall = build_rules(config)
         self.routes = build_routes(config)
@@ -228,6 +263,7 @@ class RelayService:
         self.tasks: set[asyncio.Task[Any]] = set()
         self._last_full_log = 0.0
         self.bound: list[Address] = []
+        self.router: Any = None
 
     def source_for(self, host: str) -> str | None:
         try:
@@ -262,12 +298,18 @@ class RelayService:
                     [f.config.listen], presets={("udp", str(f.config.listen)): sock})
             log.info("relay %s: %s %s -> %s", f.name, f.config.proto, self.bound[-1],
                      ", ".join(map(str, f.config.to)))
+        if self.config.packet is not None:
+            from .packets import PacketRouter
+            self.router = PacketRouter(self, self.config.packet)
+            self.router.open()
         tg.start_soon(self._expiry_loop)
 
     async def _expiry_loop(self) -> None:
         while True:
             await anyio.sleep(min(1.0, self.config.udp_idle_timeout / 2))
             now = time.time()
+            if self.router is not None:
+                self.router.expire(now)
             for f in self.forwards:
                 if f.config.proto == "udp" and f.handler is not None:
                     self.stats["udp_expired"] += f.handler.expire(now,
@@ -280,10 +322,14 @@ class RelayService:
                 [(f.listen, f.proto, f.to) for f in self.config.forward]
             if not same:
                 raise ConfigError(["relay.forward: forwards changed; restart to apply"])
+        if config.packet != self.config.packet:
+            raise ConfigError(["relay.packet: changed; restart to apply"])
         firewall, routes = build_rules(config), build_routes(config)
         for f, fc in zip(self.forwards, config.forward, strict=True):
             f.config, f.faults = fc, _faults(fc.faults)
         self.firewall, self.routes, self.config = firewall, routes, config
+        if self.router is not None:
+            self.router.nat.firewall = firewall
         self.table.max_entries = config.max_entries
         self.table.max_per_source = config.max_per_source
 
@@ -298,6 +344,8 @@ class RelayService:
                 await f.handler.server.drain(timeout)
         for task in list(self.tasks):
             task.cancel()
+        if self.router is not None:
+            self.router.close()
 
     def addresses(self) -> list[Address]:
         return list(self.bound)
@@ -305,7 +353,8 @@ class RelayService:
     def counters(self) -> dict[str, int]:
         return {**self.transport_counters.snapshot(), **self.stats,
                 "flows": len(self.table), "refused_table_full": self.table.refused_full,
-                "refused_per_source": self.table.refused_source}
+                "refused_per_source": self.table.refused_source,
+                **(self.router.counters() if self.router is not None else {})}
 
     def status(self) -> dict[str, Any]:
         return {"listen": [str(a) for a in self.bound], **self.counters(),
