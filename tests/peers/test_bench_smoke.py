@@ -125,3 +125,10 @@ def test_relay_bench_runs():
     assert set(run("bench/relay.py", "--mib", "16", "--seconds", "1", "--rounds", "1")) == {
         "relay-tcp-bulk-vs-socat", "relay-connections-vs-socat",
         "relay-connections-vs-rinetd", "relay-udp-vs-socat"}
+
+
+def test_relay_packets_bench_runs():
+    for program in ("iperf3", "nft", "ip"):
+        need(program)
+    assert set(run("bench/relay_packets.py", "--seconds", "1", "--rounds", "1")) == {
+        "relay-packet-tcp-vs-nftables", "relay-packet-udp-vs-nftables"}
