@@ -18,6 +18,7 @@ the running one kept), then stop accepting, drain every server for its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import logging
 import signal
@@ -30,6 +31,7 @@ import anyio.abc
 
 from . import config as config_mod
 from . import log as log_mod
+from .admin import AdminConfig
 from .config import Address
 from .contract import ServerSpec, spec_of
 from .control import Controller
@@ -76,7 +78,7 @@ def _parser_for(spec: ServerSpec) -> argparse.ArgumentParser:
 def _document(args: argparse.Namespace) -> dict[str, Any]:
     """The file with every --set applied; raises ConfigError."""
     doc = config_mod.read_document(args.config)
-    for text in args.set:
+    for text in getattr(args, "set", []):
         keys, value = config_mod.parse_override(text)
         if keys[0] not in config_mod.SECTIONS:
             raise ConfigError([f"--set {text}: unknown section {keys[0]!r}"])
@@ -160,6 +162,10 @@ def run_main(argv: list[str] | None = None) -> int:
 def _start(servers: list[Running], args: argparse.Namespace) -> int:
     log_mod.setup(args.log_level, args.log_format)
     label = "+".join(s.spec.name for s in servers)
+    try:
+        args.admin_config = admin_config(args)
+    except ConfigError as exc:
+        return _print_problems(exc)
     if args.check_config:
         try:
             for s in servers:  # loads the certificates and files the config names
@@ -208,14 +214,18 @@ async def _lifecycle(servers: list[Running], args: argparse.Namespace,
         for problem in exc.problems:
             log.error("%s", problem)
         return 2
-    controller = Controller(servers, lambda: reload_all(servers, args), args.control)
+    admin = getattr(args, "admin_config", None) or AdminConfig()
+    controller = Controller(servers, lambda: reload_all(servers, args),
+                            args.control or admin.socket, config_file=args.config)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
-        async with running(servers, presets):  # the code path of every serve() too
+        async with running(servers, presets), contextlib.AsyncExitStack() as stack:
             await controller.start()
+            if admin.listen is not None:
+                await stack.enter_async_context(_admin_http(controller, admin))
             try:
                 async for signum in signals:
                     if signum == signal.SIGHUP:
-                        reload_all(servers, args)
+                        controller.reload_now()
                         continue
                     log.info("%s: %s received, draining", controller.label,
                              signal.Signals(signum).name)
@@ -224,6 +234,24 @@ async def _lifecycle(servers: list[Running], args: argparse.Namespace,
                 controller.close()
     log.info("%s: stopped", controller.label)
     return 0
+
+
+def _admin_http(controller: Controller, admin: AdminConfig) -> Any:
+    """The admin endpoint on netkit's own HTTP server, in this process."""
+    from .admin.endpoint import AdminEndpoint
+    from .running import serve
+    from .servers.http.server import Config as HTTPConfig
+    assert admin.listen is not None
+    config = HTTPConfig(listen=(admin.listen,), tls=admin.tls, app_type="native")
+    return serve(spec_of("http"), config, app=AdminEndpoint(controller, admin.token))
+
+
+def admin_config(args: argparse.Namespace) -> AdminConfig:
+    """The ``[admin]`` section of the file and --set; ConfigError when wrong."""
+    from .admin import load
+    doc = _document(args)
+    return load(doc, str(args.config) if args.config else "<command line>",
+                args.config.parent if args.config else Path.cwd())
 
 
 def reload_all(servers: list[Running], args: argparse.Namespace) -> list[str]:

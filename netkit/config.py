@@ -28,7 +28,7 @@ from .errors import ConfigError
 from .servers import REGISTRY
 
 #: Top-level sections a config file may hold: one per registered server.
-SECTIONS = tuple(REGISTRY)
+SECTIONS = (*REGISTRY, "admin")  # every server's, and the process's admin endpoint
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -88,6 +88,11 @@ class ServerSpec:
     single_process: str = ""
     """Why `--workers N` (N > 1) is refused, for a server whose state must stay in one
     process (a DHCP pool, a mail queue, a connection table); empty when it is not."""
+    gauges: frozenset[str] = frozenset({"active"})
+    """Which of `counters()` go up and down (exported as Prometheus gauges); the others
+    only grow (counters, `_total`)."""
+    actions: frozenset[str] = frozenset()
+    """Which `commands` change something (over the admin endpoint's HTTP: POST only)."""
 
 
 def spec_of(name: str) -> ServerSpec:

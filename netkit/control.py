@@ -56,9 +56,12 @@ class Controller:
     """Answers control requests for the servers of this process."""
 
     def __init__(self, servers: list[Running], reload: Callable[[], list[str]],
-                 path: Path | None) -> None:
+                 path: Path | None, config_file: Path | None = None) -> None:
         self.servers = servers
         self.reload = reload
+        self.config_file = config_file
+        self.loaded_at = time.time()
+        self.last_reload: dict[str, Any] | None = None
         names = [s.spec.name for s in servers]
         self.label = "+".join(names)
         self.started = time.monotonic()
@@ -89,10 +92,13 @@ class Controller:
         if command == "status":
             return {"ok": True, "result": self.status()}
         if command == "reload":
-            problems = self.reload()
+            problems = self.reload_now()
             return {"ok": not problems, "result": {"problems": problems}}
         if command == "commands":
             return {"ok": True, "result": self.commands()}
+        if command == "metrics":
+            from .admin import metrics
+            return {"ok": True, "result": metrics.render(self.servers).decode()}
         wanted = req.get("server")
         offering = [s for s in self.servers if command in s.spec.commands
                     and (wanted is None or s.spec.name == wanted)]
@@ -113,20 +119,38 @@ class Controller:
             return {"ok": False, "error": f"{s.spec.name} {command}: internal error: {exc}"}
         return {"ok": True, "result": result}
 
+    def reload_now(self) -> list[str]:
+        """As SIGHUP: the problems (none: every server took its new config); kept for
+        `status`."""
+        problems = self.reload()
+        now = time.time()
+        self.last_reload = {"at": _iso(now), "ok": not problems, "problems": problems}
+        if not problems:
+            self.loaded_at = now
+        return problems
+
     def status(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
             "uptime": round(time.monotonic() - self.started, 3),
-            "servers": {s.spec.name: s.service.status() if s.service else {}
+            "config_file": str(self.config_file) if self.config_file else None,
+            "loaded_at": _iso(self.loaded_at),
+            "last_reload": self.last_reload,
+            "servers": {s.spec.name: {"listen": [str(a) for a in s.service.addresses()],
+                                      **s.service.status()} if s.service else {}
                         for s in self.servers},
         }
 
     def commands(self) -> dict[str, list[str]]:
-        offered = {"status": ["*"], "reload": ["*"], "commands": ["*"]}
+        offered = {"status": ["*"], "reload": ["*"], "commands": ["*"], "metrics": ["*"]}
         for s in self.servers:
             for name in s.spec.commands:
                 offered.setdefault(name, []).append(s.spec.name)
         return offered
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def _pid_alive(path: Path) -> bool | None:
@@ -162,12 +186,14 @@ def ctl_main(argv: list[str] | None = None) -> int:
     p.add_argument("--socket", type=Path, help="the control socket (default: the only one "
                                                "of a running process in the runtime directory)")
     p.add_argument("--server", help="the server a command is for, when several offer it")
+    p.add_argument("--url", help="an admin endpoint's address (http[s]://HOST:PORT) instead "
+                                 "of a socket; the token from NETKIT_ADMIN_TOKEN")
     p.add_argument("--json", action="store_true", help="JSON even for a table of rows")
     p.add_argument("command")
     p.add_argument("args", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args(argv)
     path = args.socket
-    if path is None:
+    if path is None and args.url is None:
         sockets = find_sockets()
         if len(sockets) != 1:
             where = runtime_dir()
@@ -187,7 +213,7 @@ def ctl_main(argv: list[str] | None = None) -> int:
     if args.server:
         message["server"] = args.server
     try:
-        reply = request(path, message)
+        reply = request(path, message) if args.url is None else _over_http(args.url, message)
     except (NetkitError, ValueError) as exc:
         print(f"netkit ctl: {exc}", file=sys.stderr)
         return 1
@@ -196,11 +222,30 @@ def ctl_main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     result = reply.get("result")
-    if not args.json and _is_table(result):
+    if isinstance(result, str):  # metrics: the exposition text as it is
+        print(result, end="" if result.endswith("\n") else "\n")
+    elif not args.json and _is_table(result):
         print(_table(result))
     else:
         print(json.dumps(result, indent=2, default=str))
     return 0
+
+
+def _over_http(url: str, message: dict[str, Any]) -> dict[str, Any]:
+    """The control protocol through an admin endpoint (POST /ctl)."""
+    from .clients.http import post
+    token = os.environ.get("NETKIT_ADMIN_TOKEN", "")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    response = post(url.rstrip("/") + "/ctl", json=message, headers=headers, timeout=10)
+    if response.status_code == 401:
+        raise ValueError(f"{url}: 401: set NETKIT_ADMIN_TOKEN to the endpoint's token")
+    try:
+        reply = response.json()
+    except ValueError:
+        raise ValueError(f"{url}: {response.status_code}: not the admin endpoint") from None
+    if not isinstance(reply, dict):
+        raise ValueError(f"{url}: an unexpected answer")
+    return reply
 
 
 def _is_table(result: Any) -> bool:

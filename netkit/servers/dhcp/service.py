@@ -562,7 +562,9 @@ SPEC = ServerSpec(
     name=SECTION, summary="DHCPv4 server: leases on one interface, kept in SQLite",
     config=Config, create=create, check=check, listen_specs=lambda config: [],
     loopback_defaults=_loopback_defaults, commands={"leases": leases_view},
-    single_process="one lease database per server")
+    single_process="one lease database per server",
+    gauges=frozenset({"leases_offered", "leases_bound", "leases_released", "leases_expired",
+                      "leases_declined"}))
 
 
 def main(argv: list[str] | None = None) -> int:

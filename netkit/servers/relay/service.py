@@ -410,7 +410,8 @@ SPEC = ServerSpec(
     config=Config, create=create, listen_specs=listen_specs,
     loopback_defaults=_loopback_defaults,
     commands={"table": table_view, "rules": rules_view, "faults": faults_view},
-    single_process="one connection table per relay")
+    single_process="one connection table per relay",
+    gauges=frozenset({"active", "flows"}), actions=frozenset({"faults"}))
 
 
 def main(argv: list[str] | None = None) -> int:

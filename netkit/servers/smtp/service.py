@@ -618,7 +618,8 @@ SPEC = ServerSpec(
     config=Config, create=create, listen_specs=listen_specs,
     commands={"queue": queue_view, "queue_flush": queue_flush_view,
               "queue_delete": queue_delete_view},
-    single_process="one queue directory per relay")
+    single_process="one queue directory per relay",
+    gauges=frozenset({"active", "queued"}), actions=frozenset({"queue_flush", "queue_delete"}))
 
 
 def main(argv: list[str] | None = None) -> int:
