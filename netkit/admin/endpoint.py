@@ -4,6 +4,7 @@ control socket offers, for browsers, Prometheus and scripts.
     GET  /metrics                 Prometheus text (metrics.py)
     GET  /status                  servers, listeners, uptime, config file, last reload
     GET  /config                  the effective configuration, secrets redacted
+    GET  /views                   each server's read-only views (the page shows them)
     POST /reload                  as SIGHUP; 200 with nothing wrong, 409 with the problems
     GET  /SERVER/COMMAND?k=v      a server's view (`netkit ctl COMMAND`)
     POST /SERVER/COMMAND?k=v      a server's view or action (actions: POST only)
@@ -91,6 +92,12 @@ class AdminEndpoint:
                                metrics.render(c.servers))
         if method == "GET" and path == "/status":
             return _json(c.status())
+        if method == "GET" and path == "/views":  # what the page may GET: no actions
+            return _json({s.spec.name: sorted(n for n in s.spec.commands
+                                              if n not in s.spec.actions)
+                          for s in c.servers})
+        if method == "GET" and path == "/favicon.ico":
+            return AppResponse(204, [], b"")
         if method == "GET" and path == "/config":
             return _json({s.spec.name: redacted(s.config) for s in c.servers})
         if method == "POST" and path == "/reload":

@@ -48,13 +48,7 @@ async function getJSON(path, options) {
 }
 
 async function discover() {
-  const reply = await getJSON("/ctl", { method: "POST", body: JSON.stringify({ command: "commands" }) });
-  const found = {};
-  for (const [name, servers] of Object.entries(reply.result || {})) {
-    if (["status", "reload", "commands"].includes(name)) continue;
-    for (const server of servers) (found[server] = found[server] || []).push(name);
-  }
-  return found;
+  return getJSON("/views"); // {server: [read-only views]}: actions are never fetched
 }
 
 async function refresh() {
@@ -75,7 +69,7 @@ async function refresh() {
         try {
           rows = await getJSON("/" + encodeURIComponent(name) + "/" + encodeURIComponent(view));
         } catch (e) {
-          continue; // an action (POST only), or not a table
+          continue; // a view that failed this time: the next refresh tries again
         }
         section.appendChild(el("h3", view));
         if (Array.isArray(rows) && rows.length && typeof rows[0] === "object") {

@@ -501,3 +501,17 @@ def test_a_client_that_never_reads_leaves_memory_bounded(relay) -> None:
         assert swaks(port, "--to", "ann@example.test").returncode == 0  # others served
     assert grown < 30_000, f"RSS grew by {grown} KiB"
     assert "Traceback" not in proc.log
+
+
+def test_an_unreachable_resolver_defers_and_never_stops_the_relay(spawn, tmp_path: Path
+                                                                   ) -> None:
+    """A relay whose DNS servers do not answer at all (the DNS client's ConnectError)
+    used to end the whole process from the delivery task; now the recipient waits."""
+    proc = spawn("netkit.servers.smtp", [
+        "--listen", "127.0.0.1:0", "--set", f"smtp.queue_dir={tmp_path / 'queue'}",
+        "--set", 'smtp.resolver=["127.0.0.1:9"]', "--set", f"smtp.maildir={tmp_path / 'm'}"])
+    (_, port), = proc.listening(1)
+    assert swaks(port, "--to", "bob@far.test").returncode == 0
+    proc.wait_for(r"<bob@far.test> deferred \(MX lookup for far\.test failed")
+    assert swaks(port, "--to", "eve@far.test").returncode == 0  # still serving
+    assert proc.proc.poll() is None and "Traceback" not in proc.log

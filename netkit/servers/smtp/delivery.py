@@ -22,6 +22,7 @@ import anyio
 
 from netkit.clients import dns
 from netkit.clients.smtp import DeliveryError, Session
+from netkit.errors import NetkitError
 from netkit.proto.smtp.envelope import Envelope, Recipient, defer, expired
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ async def mx_hosts(service: SMTPService, domain: str) -> list[str]:
         return [domain]  # implicit MX
     except dns.NXDOMAIN:
         raise DeliveryError(f"domain {domain} does not exist", 550) from None
-    except (dns.DNSError, TimeoutError, OSError) as exc:
+    except (NetkitError, TimeoutError, OSError) as exc:  # unreachable resolvers too
         raise DeliveryError(f"MX lookup for {domain} failed: {exc}") from None
     if any(r.exchange == "." for r in records):
         raise DeliveryError(f"{domain} accepts no mail (null MX, RFC 7505)", 556)
@@ -52,7 +53,7 @@ async def addresses_of(service: SMTPService, host: str) -> list[str]:
     for rdtype in ("A", "AAAA"):
         try:
             found += [r.address for r in await service.resolver.resolve(host, rdtype)]
-        except (dns.DNSError, TimeoutError, OSError):
+        except (NetkitError, TimeoutError, OSError):
             continue
     return found
 

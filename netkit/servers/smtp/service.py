@@ -347,7 +347,7 @@ class SMTPService:
             return
         async with anyio.create_task_group() as tg:
             for domain, jobs in work.items():
-                tg.start_soon(deliver_destination, self, domain, jobs)
+                tg.start_soon(self._deliver_safely, deliver_destination, domain, jobs)
         for envelope, due, content, before in touched:
             bounced = [r for r in envelope.recipients
                        if r.state == "bounced" and before[r.address] != "bounced"]
@@ -360,6 +360,20 @@ class SMTPService:
                 await anyio.to_thread.run_sync(self.store.remove, envelope.id)
             else:
                 await anyio.to_thread.run_sync(self.store.update, envelope)
+
+    async def _deliver_safely(self, deliver: Any, domain: str, jobs: list[Any]) -> None:
+        """One destination's delivery; a failure nobody foresaw defers its recipients
+        (logged once) instead of ending the relay with every other delivery."""
+        from netkit.proto.smtp.envelope import defer
+        try:
+            await deliver(self, domain, jobs)
+        except Exception as exc:
+            log.exception("smtp: delivery to %s failed unexpectedly; deferred", domain)
+            now, schedule = time.time(), [float(x) for x in self.config.retry_schedule]
+            for _, recipients, _content in jobs:
+                for r in recipients:
+                    if r.state == "pending":
+                        defer(r, f"internal error: {exc}", now, schedule)
 
     def _deliver_local(self, envelopes: list[Envelope]) -> None:
         """Local recipients into their Maildirs; a message leaves the queue when nothing
