@@ -107,6 +107,9 @@ def test_tokens_status_config_views_and_reload(stack) -> None:
     status, body, _ = fetch(url + "/relay/rules")
     assert status == 200 and json.loads(body)[-1]["rule"] == "default"
     assert fetch(url + "/relay/faults")[0] == 405  # an action: POST only
+    assert fetch(url + "/dns/flush")[0] == 405
+    status, body, _ = fetch(url + "/dns/flush?name=www.lab.test", method="POST")
+    assert status == 200 and json.loads(body) == {"rrsets_removed": 0, "answers_removed": 0}
     status, body, _ = fetch(url + "/relay/faults?forward=web&latency=0.5", method="POST")
     assert status == 200 and json.loads(body)["web"]["latency"] == 0.5
     # reload: a broken file answers the problems and keeps the running config

@@ -296,3 +296,17 @@ def test_rebinding_is_broadcast_and_answered(netkit_dhcp) -> None:
     again = asyncio.run(dhcp.renew(lease, server=netkit_dhcp.address, giaddr=GIADDR,
                                    rebinding=True))
     assert again.address == lease.address and again.lease_time == 3600
+
+
+def test_the_operator_releases_a_lease(netkit_dhcp) -> None:
+    from netkit.servers.dhcp.service import release_view
+
+    lease = netkit_dhcp.obtain(mac=MAC)
+    server = netkit_dhcp.server
+    answer = server.call(lambda: release_view(server.service, {"address": lease.address}))
+    assert answer == {"address": lease.address, "released": True}
+    assert netkit_dhcp.leases()[lease.address] == (MAC, "released")
+    with pytest.raises(ValueError):
+        server.call(lambda: release_view(server.service, {"address": "127.0.10.250"}))
+    other = netkit_dhcp.obtain(mac="02:00:00:00:10:77")  # the address is free again
+    assert other.address.startswith("127.0.10.")

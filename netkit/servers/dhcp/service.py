@@ -536,6 +536,22 @@ def leases_view(service: DHCPService, args: dict[str, Any]) -> list[dict[str, An
                             key=lambda x: ipaddress.IPv4Address(x.address))]
 
 
+def release_view(service: DHCPService, args: dict[str, Any]) -> dict[str, Any]:
+    """`netkit ctl release address=A` (POST /dhcp/release?address=): end a lease now, as
+    if its client had released it (the address may go to another client)."""
+    address = str(args.get("address", ""))
+    lease = service.engine.by_address.get(address)
+    if lease is None or lease.state not in ("bound", "offered"):
+        raise ValueError(f"no lease held on {address!r}")
+    lease.state = "released"
+    lease.expires = time.time()
+    service._uncommitted.append(lease)
+    service._events.append(Event("released", lease))
+    service._schedule_flush()
+    log.warning("dhcp: %s released by the operator (%s)", address, lease.mac)
+    return {"address": address, "released": True}
+
+
 def create(config: Config | Mapping[str, Any] | str | None = None) -> DHCPService:
     return DHCPService(running.load(SPEC, config))
 
@@ -561,10 +577,11 @@ def _loopback_defaults(doc: dict[str, Any], address: str) -> None:
 SPEC = ServerSpec(
     name=SECTION, summary="DHCPv4 server: leases on one interface, kept in SQLite",
     config=Config, create=create, check=check, listen_specs=lambda config: [],
-    loopback_defaults=_loopback_defaults, commands={"leases": leases_view},
+    loopback_defaults=_loopback_defaults,
+    commands={"leases": leases_view, "release": release_view},
     single_process="one lease database per server",
     gauges=frozenset({"leases_offered", "leases_bound", "leases_released", "leases_expired",
-                      "leases_declined"}))
+                      "leases_declined"}), actions=frozenset({"release"}))
 
 
 def main(argv: list[str] | None = None) -> int:

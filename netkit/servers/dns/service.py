@@ -744,6 +744,23 @@ def cache_view(service: DNSService, args: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def flush_view(service: DNSService, args: dict[str, Any]) -> dict[str, Any]:
+    """`netkit ctl flush [name=NAME]` (POST /dns/flush?name=): forget one name's cached
+    records (and every cached answer), or everything (unbound-control flush)."""
+    cache = service.resolver.cache.entries
+    if "name" in args:
+        key = name_key(args["name"])
+        gone = [k for k in cache if k[0] == key]
+        for k in gone:
+            del cache[k]
+    else:
+        gone = list(cache)
+        cache.clear()
+    answers = len(service.answers.entries)
+    service.answers.entries.clear()  # an answer may have been built from those records
+    return {"rrsets_removed": len(gone), "answers_removed": answers}
+
+
 def create(config: Config | Mapping[str, Any] | str | None = None) -> DNSService:
     """The DNS server for `config` (a `{"dns": {...}}` document, TOML text or `Config`),
     loaded and checked as the CLI does (ConfigError lists every problem); binds nothing."""
@@ -759,7 +776,8 @@ def serve(config: Config | Mapping[str, Any] | str | None = None
 
 SPEC = ServerSpec(
     name=SECTION, summary="DNS server: recursive resolver and authoritative zones",
-    config=Config, create=create, listen_specs=listen_specs, commands={"cache": cache_view})
+    config=Config, create=create, listen_specs=listen_specs,
+    commands={"cache": cache_view, "flush": flush_view}, actions=frozenset({"flush"}))
 
 
 def main(argv: list[str] | None = None) -> int:
