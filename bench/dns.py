@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -88,6 +89,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--names", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--admin", action="store_true",
+                        help="also ours with the admin endpoint on, scraped every second")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="netkit-bench-dns-"))
     records = "".join(f"h{i:05d}.example.com. 300 IN A 192.0.2.{i % 250 + 1}\n"
@@ -102,13 +105,19 @@ def main() -> int:
     results: dict[tuple[str, str], list[float]] = {}
     try:
         for _ in range(args.rounds):
-            for who in ("netkit", "unbound"):
+            for who in ("netkit", "unbound", *(("netkit+admin",) if args.admin else ())):
                 port = free_port()
-                argv = ours_argv(port, hierarchy.root_hints) if who == "netkit" \
-                    else unbound_argv(port, hierarchy.root_hints, tmp)
+                argv = unbound_argv(port, hierarchy.root_hints, tmp) if who == "unbound" \
+                    else ours_argv(port, hierarchy.root_hints)
+                done = threading.Event()
+                if who == "netkit+admin":
+                    admin = free_port()
+                    argv += ["--set", f"admin.listen=127.0.0.1:{admin}"]
                 proc = start(argv, log=tmp / f"{who}-{port}.log")
                 try:
                     wait_dns(port)
+                    if who == "netkit+admin":
+                        threading.Thread(target=scrape, args=(admin, done), daemon=True).start()
                     cpu0 = cpu_seconds(proc.pid)
                     _, run = dnsperf(port, cold)  # fresh cache: every name resolved
                     cpu = cpu_seconds(proc.pid) - cpu0
@@ -123,6 +132,7 @@ def main() -> int:
                     results.setdefault((who, "hit-per-cpu"), []).append(
                         qps * run / max(cpu, 1e-3))
                 finally:
+                    done.set()
                     stop(proc)
     finally:
         hierarchy.stop()
@@ -132,7 +142,20 @@ def main() -> int:
     report("dns-cold", results["netkit", "cold"], results["unbound", "cold"], "names/s")
     report("dns-cold-per-cpu", results["netkit", "cold-per-cpu"],
            results["unbound", "cold-per-cpu"], "names/cpu-s")
+    if args.admin:
+        report("dns-cache-hit-admin-on-vs-unbound", results["netkit+admin", "hit"],
+               results["unbound", "hit"], "q/s")
+        report("dns-cache-hit-admin-on-vs-off", results["netkit+admin", "hit"],
+               results["netkit", "hit"], "q/s")
     return 0
+
+
+def scrape(port: int, done: threading.Event) -> None:
+    """GET /metrics once a second, as Prometheus would, until `done`."""
+    import urllib.request
+    while not done.wait(1.0):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert r.status == 200 and b"netkit_dns_" in r.read()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import argparse
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,9 +73,19 @@ http {{
 def measure(name: str, www: Path, tmp: Path, seconds: int, path: str,
             script: str | None = None) -> tuple[float, float]:
     port = free_port()
-    proc = start(servers(port, www, tmp)[name], log=tmp / f"{name}.log")
+    admin = name.endswith("+admin")
+    argv = servers(port, www, tmp)[name.removesuffix("+admin")]
+    if admin:  # the admin endpoint on, scraped every second as Prometheus would
+        admin_port = free_port()
+        argv = [*argv, "--set", f"admin.listen=127.0.0.1:{admin_port}"]
+    proc = start(argv, log=tmp / f"{name}.log")
+    stop_scraping = threading.Event()
     try:
         wait_port(port)
+        if admin:
+            wait_port(admin_port)
+            threading.Thread(target=scrape, args=(admin_port, stop_scraping),
+                             daemon=True).start()
         cpu0 = cpu_seconds(proc.pid)
         try:
             rate = wrk(f"http://127.0.0.1:{port}{path}", seconds=seconds, script=script)
@@ -83,7 +94,16 @@ def measure(name: str, www: Path, tmp: Path, seconds: int, path: str,
         cpu = cpu_seconds(proc.pid) - cpu0
         return rate, rate * seconds / max(cpu, 1e-3)
     finally:
+        stop_scraping.set()
         stop(proc)
+
+
+def scrape(port: int, done: threading.Event) -> None:
+    """GET /metrics once a second until `done`; fails the bench if it stops answering."""
+    import urllib.request
+    while not done.wait(1.0):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert r.status == 200 and b"netkit_http_" in r.read()
 
 
 def main() -> int:
@@ -92,6 +112,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("hello", "browser", "static"),
                         help="one part of the bench")
+    parser.add_argument("--admin", action="store_true",
+                        help="also ASGI hello with the admin endpoint on and scraped")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="netkit-bench-http-"))
     tmp.chmod(0o755)  # nginx's workers run as nobody and must read the files
@@ -105,7 +127,10 @@ def main() -> int:
     static = args.only in (None, "static")
     lua = str(Path(__file__).resolve().parent / "browser.lua")
     for _ in range(args.rounds):
-        for name in ("netkit-asgi", "netkit-native", "uvicorn", "aiohttp") if hello else ():
+        hello_names = ("netkit-asgi", "netkit-native", "uvicorn", "aiohttp")
+        if args.admin:
+            hello_names += ("netkit-asgi+admin",)
+        for name in hello_names if hello else ():
             rate, eff = measure(name, www, tmp, args.seconds, "/")
             rates.setdefault(name, []).append(rate)
             per_cpu.setdefault(name, []).append(eff)
@@ -122,6 +147,11 @@ def main() -> int:
                "req/cpu-s")
         report("http-native-vs-uvicorn", rates["netkit-native"], rates["uvicorn"], "req/s")
         report("http-native-vs-aiohttp", rates["netkit-native"], rates["aiohttp"], "req/s")
+        if args.admin:
+            report("http-asgi-admin-on-vs-uvicorn", rates["netkit-asgi+admin"],
+                   rates["uvicorn"], "req/s")
+            report("http-asgi-admin-on-vs-off", rates["netkit-asgi+admin"],
+                   rates["netkit-asgi"], "req/s")
     if browser:
         report("http-asgi-browser-heads-vs-uvicorn", rates["netkit-asgi-browser"],
                rates["uvicorn-browser"], "req/s")
