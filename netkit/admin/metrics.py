@@ -14,7 +14,12 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.process_collector import ProcessCollector
 
 _NAME = re.compile(r"[^a-zA-Z0-9_]")
@@ -45,6 +50,13 @@ class ServersCollector:
                     family = CounterMetricFamily(metric, help_text, labels=["server"])
                 family.add_metric([name], value)
                 yield family
+            histograms = getattr(s.service, "histograms", None)
+            for key, h in (histograms() if histograms else {}).items():
+                hist = HistogramMetricFamily(f"netkit_{name}_{_NAME.sub('_', key)}",
+                                             f"{name}: {key.replace('_', ' ')}",
+                                             labels=["server"])
+                hist.add_metric([name], h.buckets(), sum_value=h.sum)
+                yield hist
         yield up
 
 

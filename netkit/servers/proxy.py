@@ -814,9 +814,15 @@ def serve(config: Config | Mapping[str, Any] | str | None = None
     return running.serve(SPEC, config)
 
 
+def connections_view(service: Any, args: dict[str, Any]) -> list[dict[str, object]]:
+    """`netkit ctl connections`: the clients' open connections, oldest first."""
+    return service.server.view()
+
+
 SPEC = ServerSpec(
     name=SECTION, summary="HTTP forward proxy: absolute-form requests and CONNECT tunnels",
-    config=Config, create=create, listen_specs=listen_specs)
+    config=Config, create=create, listen_specs=listen_specs,
+    commands={"connections": connections_view})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -442,11 +442,16 @@ def serve(config: Config | Mapping[str, Any] | str | None = None
     return running.serve(SPEC, config)
 
 
+def connections_view(service: Any, args: dict[str, Any]) -> list[dict[str, object]]:
+    """`netkit ctl connections`: the open client connections of every tunnel."""
+    return [{"tunnel": rt.label, **row} for rt in service.tunnels for row in rt.server.view()]
+
+
 SPEC = ServerSpec(
     name=SECTION, summary="TLS wrapper: TLS in, plaintext out, or the other way round",
     config=Config, create=create, check=check, listen_specs=listen_specs,
     override_listen=override_listen, loopback_defaults=loopback_defaults,
-    commands={"tunnels": tunnels_view})
+    commands={"tunnels": tunnels_view, "connections": connections_view})
 
 
 def main(argv: list[str] | None = None) -> int:

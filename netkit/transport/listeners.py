@@ -119,6 +119,19 @@ class StreamServer:
         await self.listen([a for k, a in wanted.items() if k not in self._by_config],
                           presets=presets)
 
+    def view(self, limit: int = 1000) -> list[dict[str, object]]:
+        """The open connections (the oldest first, `limit` at most): who, to which
+        listener, for how long, bytes each way, idle for how long: for an operator's
+        `netkit ctl connections`."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        conns = sorted((c for c in self.connections if c.is_open),
+                       key=lambda c: c._started)[:limit]
+        return [{"peer": fmt_peer(c.peer), "local": fmt_peer(c.local),
+                 "age": round(now - c._started, 1), "idle": round(now - c.last_io, 1),
+                 "bytes_in": c.bytes_in, "bytes_out": c.bytes_out,
+                 "tls": c.tls_info.version if c.tls_info else ""} for c in conns]
+
     def stop_accepting(self) -> None:
         for server in self._servers:
             server.close()

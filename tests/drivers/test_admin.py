@@ -182,3 +182,46 @@ def test_sighup_is_recorded_as_the_last_reload(stack) -> None:
     proc.wait_for(r"reload")
     view = json.loads(fetch(url + "/status")[1])
     assert view["last_reload"] is not None and view["last_reload"]["ok"] is True
+
+
+def test_connection_views_list_open_connections(tmp_path: Path) -> None:
+    import socket
+
+    from netkit.running import serve_in_thread
+    from netkit.servers.http.server import connections_view
+
+    (tmp_path / "index.html").write_text("hi\n")
+    with serve_in_thread("http", {"http": {"root": str(tmp_path)}}) as server:
+        port = server.addresses[0][1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5,
+                                      source_address=("127.0.0.8", 0)) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            rows = server.call(lambda: connections_view(server.service, {}))
+            (row,) = [r for r in rows if r["peer"].startswith("127.0.0.8:")]
+            assert row["local"] == f"127.0.0.1:{port}" and row["bytes_in"] > 20
+            assert row["bytes_out"] > 20 and row["tls"] == ""
+
+
+def test_histograms_are_exported_as_prometheus_histograms() -> None:
+    from types import SimpleNamespace
+
+    from netkit.admin.metrics import render
+    from netkit.histogram import Histogram
+
+    h = Histogram()
+    for v in (0.0004, 0.003, 0.003, 0.2, 9.0):
+        h.observe(v)
+    service = SimpleNamespace(counters=lambda: {"upstream_queries": 5},
+                              histograms=lambda: {"upstream_latency_seconds": h})
+    running = SimpleNamespace(spec=SimpleNamespace(name="dns", gauges=frozenset()),
+                              service=service)
+    text = render([running]).decode()
+    (family,) = [f for f in text_string_to_metric_families(text)
+                 if f.name == "netkit_dns_upstream_latency_seconds"]
+    assert family.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    assert buckets["0.001"] == 1 and buckets["0.005"] == 3 and buckets["0.25"] == 4
+    assert buckets["+Inf"] == 5
+    total = next(s.value for s in family.samples if s.name.endswith("_sum"))
+    assert abs(total - 9.2064) < 1e-9

@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable
 
+from netkit.histogram import Histogram
 from netkit.proto.dns import message as dnsmsg
 from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.classify import Classified
@@ -76,6 +77,7 @@ class Resolver:
         self._inflight: dict[tuple[str, int], list[Callable[[Result], None]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # TCP retries, referenced while running
         self.upstream_queries = 0
+        self.latency = Histogram()  # seconds from a question sent to its answer
         self.exchange = DNSExchange()  # closed by whoever owns the resolver, at shutdown
 
     async def resolve(self, qname: str, qtype: int) -> Result:
@@ -131,12 +133,14 @@ class Resolver:
             name = "".join(c.upper() if self.rng.random() < 0.5 else c.lower() for c in name)
         wire = dnsmsg.encode_query(self.rng.getrandbits(16), name, query.qtype, rd=query.rd,
                                    edns_size=EDNS_SIZE)
+        sent = time.monotonic()
 
         def answered(data: bytes | None, error: BaseException | None) -> None:
             if error is not None:
                 then(self._failed(error))
                 return
             assert data is not None
+            self.latency.observe(time.monotonic() - sent)
             try:
                 response = dnsmsg.parse(data)
             except dnsmsg.FormatError as exc:  # counted like a server that did not answer

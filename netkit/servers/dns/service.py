@@ -371,6 +371,8 @@ class DNSService:
                 sock.close()
             raise
         resolver.exchange = self.resolver.exchange  # questions in flight finish on it
+        resolver.latency = self.resolver.latency  # the histogram goes on across reloads
+        resolver.upstream_queries = self.resolver.upstream_queries
         if config.cache != self.config.cache:
             log.warning("dns: cache settings changed; restart to apply them")
         if presets is not None:
@@ -394,6 +396,10 @@ class DNSService:
     def counters(self) -> dict[str, int]:
         return {**self.transport_counters.snapshot(), **self.stats,
                 "upstream_queries": self.resolver.upstream_queries}
+
+    def histograms(self) -> dict[str, Any]:
+        """For the admin endpoint: the upstream answers' latency, in seconds."""
+        return {"upstream_latency_seconds": self.resolver.latency}
 
     async def drain(self, timeout: float) -> None:
         if self._unsubscribe is not None:

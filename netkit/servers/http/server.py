@@ -720,10 +720,16 @@ def serve(config: Config | Mapping[str, Any] | str | None = None, *,
     return running.serve(SPEC, config, app=app)
 
 
+def connections_view(service: Any, args: dict[str, Any]) -> list[dict[str, object]]:
+    """`netkit ctl connections`: the open connections, oldest first."""
+    return service.server.view()
+
+
 SPEC = ServerSpec(
     name=SECTION, summary="HTTP/1.1 server: static files, ASGI and native applications",
     config=Config, create=create, listen_specs=listen_specs,
-    add_arguments=add_arguments, apply_arguments=apply_arguments)
+    add_arguments=add_arguments, apply_arguments=apply_arguments,
+    commands={"connections": connections_view})
 
 
 def main(argv: list[str] | None = None) -> int:
