@@ -4,7 +4,9 @@ time (nothing is added to a hot path), in prometheus-client's exposition format.
     netkit_dns_datagrams_in_total{server="dns"} 1234
     netkit_relay_flows{server="relay"} 17           # a gauge: declared in ServerSpec.gauges
 
-Labels are bounded: the server's name only (never a client address).
+A server may also offer `labelled()` (counters broken down by one bounded label, as
+the resolver's answers by RCODE) and `histograms()` (netkit/histogram.py). Labels are
+bounded: the server's name, and such fixed sets (never a client address).
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ class ServersCollector:
                     family = CounterMetricFamily(metric, help_text, labels=["server"])
                 family.add_metric([name], value)
                 yield family
+            labelled = getattr(s.service, "labelled", None)
+            for key, (label, values) in (labelled() if labelled else {}).items():
+                counter = CounterMetricFamily(f"netkit_{name}_{_NAME.sub('_', key)}",
+                                              f"{name}: {key.replace('_', ' ')} by {label}",
+                                              labels=["server", label])
+                for value_name, value in values.items():
+                    counter.add_metric([name, value_name], value)
+                yield counter
             histograms = getattr(s.service, "histograms", None)
             for key, h in (histograms() if histograms else {}).items():
                 hist = HistogramMetricFamily(f"netkit_{name}_{_NAME.sub('_', key)}",

@@ -77,8 +77,12 @@ def test_metrics_follow_traffic_and_pass_promtool(stack, tmp_path: Path) -> None
     n = metric(before, "netkit_dns_datagrams_in_total", "dns")
     for _ in range(3):
         DNSRecord.question("www.lab.test").send("127.0.0.1", dns_port, timeout=2)
+    DNSRecord.question("nothere.lab.test").send("127.0.0.1", dns_port, timeout=2)
     _, after, _ = fetch(url + "/metrics")
-    assert metric(after, "netkit_dns_datagrams_in_total", "dns") == n + 3
+    assert metric(after, "netkit_dns_datagrams_in_total", "dns") == n + 4
+    rcodes = {s.labels["rcode"]: s.value for f in text_string_to_metric_families(
+        after.decode()) for s in f.samples if s.name == "netkit_dns_queries_total"}
+    assert rcodes["NOERROR"] == 3 and rcodes["NXDOMAIN"] == 1 and rcodes["SERVFAIL"] == 0
     assert metric(after, "netkit_relay_flows", "relay") == 0  # a gauge
     assert metric(after, "netkit_server_up", "relay") == 1
     assert b"netkit_process_resident_memory_bytes" in after

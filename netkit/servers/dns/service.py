@@ -240,6 +240,7 @@ class DNSService:
         self.tasks: set[asyncio.Task[None]] = set()
         self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
         self.questions: deque[Question] | None = None  # `record_questions` turns it on
+        self.rcodes = [0] * 16  # answers sent, by RCODE (the header's low nibble)
         self.dhcp_names: dict[str, str] = {}  # host name -> address, from DHCP leases
         self._unsubscribe: Any = None
 
@@ -396,6 +397,13 @@ class DNSService:
     def counters(self) -> dict[str, int]:
         return {**self.transport_counters.snapshot(), **self.stats,
                 "upstream_queries": self.resolver.upstream_queries}
+
+    def labelled(self) -> dict[str, tuple[str, dict[str, int]]]:
+        """For the admin endpoint: answers by RCODE (netkit_dns_queries_total{rcode=})."""
+        names = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED")
+        by = {name: self.rcodes[i] for i, name in enumerate(names)}
+        by.update({f"RCODE{i}": n for i, n in enumerate(self.rcodes) if i >= 6 and n})
+        return {"queries": ("rcode", by)}
 
     def histograms(self) -> dict[str, Any]:
         """For the admin endpoint: the upstream answers' latency, in seconds."""
@@ -625,12 +633,18 @@ class _UDP(DatagramHandler):
             return
         out, plain = service.fast_answer(data, addr[0])
         if out is not None and plain is not None and len(out) <= (1232 if plain[3] else 512):
+            service.rcodes[out[3] & 15] += 1
             endpoint.send(out, addr)
             if service.debug:
                 log.debug("dns: %s %s %s -> from cache", addr[0], wire_to_name(plain[0]),
                           QTYPE.get(plain[1]))
             return
-        service.handle(data, addr[0], lambda out: endpoint.send(out, addr), 65535, plain)
+        rcodes = service.rcodes
+
+        def reply(out: bytes) -> None:
+            rcodes[out[3] & 15] += 1
+            endpoint.send(out, addr)
+        service.handle(data, addr[0], reply, 65535, plain)
 
 
 class _TCP(Handler):
@@ -729,6 +743,7 @@ class _TCP(Handler):
         self._take()
 
     def _send(self, data: bytes) -> None:
+        self.service.rcodes[data[3] & 15] += 1
         self.conn.write(struct.pack("!H", len(data)) + data)
 
 
