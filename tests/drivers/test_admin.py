@@ -205,6 +205,13 @@ def test_connection_views_list_open_connections(tmp_path: Path) -> None:
             (row,) = [r for r in rows if r["peer"].startswith("127.0.0.8:")]
             assert row["local"] == f"127.0.0.1:{port}" and row["bytes_in"] > 20
             assert row["bytes_out"] > 20 and row["tls"] == ""
+            s.sendall(b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(4096).startswith(b"HTTP/1.1 404")
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"NOT HTTP AT ALL\r\n\r\n")  # a 400 before any request
+            assert s.recv(4096).startswith(b"HTTP/1.1 400")
+        codes = server.service.labelled()["responses"][1]
+        assert codes["2xx"] == 1 and codes["4xx"] == 2 and codes["5xx"] == 0
 
 
 def test_histograms_are_exported_as_prometheus_histograms() -> None:

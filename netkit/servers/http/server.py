@@ -154,6 +154,7 @@ class HTTPService:
         self.codec_limits = _codec_limits(config)
         self.tls = ListenerContext(config.tls, SECTION) if config.tls else None
         self.scheme = "https" if self.tls else "http"
+        self.statuses = [0] * 6  # responses by status class (index 1: 1xx ... 5: 5xx)
         self.server = StreamServer("http", lambda: _HTTPConnection(self), limits=config.limits,
                                    tls=self.tls.get if self.tls else None,
                                    accept_proxy=config.accept_proxy)
@@ -204,6 +205,11 @@ class HTTPService:
 
     def counters(self) -> dict[str, int]:
         return self.server.counters.snapshot()
+
+    def labelled(self) -> dict[str, tuple[str, dict[str, int]]]:
+        """For the admin endpoint: responses by status class
+        (netkit_http_responses_total{code="2xx"})."""
+        return {"responses": ("code", {f"{i}xx": self.statuses[i] for i in range(1, 6)})}
 
     @property
     def url(self) -> str:
@@ -388,6 +394,7 @@ class _HTTPConnection(Handler):
 
     def done(self, request: h.Request | None, status: int, size: int) -> None:
         """A response is out: log it, and close if the engine says the connection ends."""
+        self.service.statuses[status // 100 % 6] += 1
         if self.service.access_logged:
             self._log(request, status, size)
         if self.http.must_close:
