@@ -89,6 +89,8 @@ def test_metrics_follow_traffic_and_pass_promtool(stack, tmp_path: Path) -> None
     families = {f.name: f.type for f in text_string_to_metric_families(after.decode())}
     assert families["netkit_dns_datagrams_in"] == "counter"
     assert families["netkit_relay_flows"] == "gauge"
+    assert families["netkit_dns_cache_rrsets"] == "gauge"
+    assert families["netkit_dns_cache_hits"] == "counter"
     promtool = shutil.which("promtool")
     if promtool:
         r = subprocess.run([promtool, "check", "metrics"], input=after, capture_output=True,

@@ -241,6 +241,7 @@ class DNSService:
         self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
         self.questions: deque[Question] | None = None  # `record_questions` turns it on
         self.rcodes = [0] * 16  # answers sent, by RCODE (the header's low nibble)
+        self.cache_hits = 0  # answered from the answer cache (the fast path)
         self.dhcp_names: dict[str, str] = {}  # host name -> address, from DHCP leases
         self._unsubscribe: Any = None
 
@@ -396,7 +397,10 @@ class DNSService:
 
     def counters(self) -> dict[str, int]:
         return {**self.transport_counters.snapshot(), **self.stats,
-                "upstream_queries": self.resolver.upstream_queries}
+                "upstream_queries": self.resolver.upstream_queries,
+                "cache_hits": self.cache_hits,
+                "cache_rrsets": len(self.resolver.cache.entries),
+                "cache_answers": len(self.answers.entries)}
 
     def labelled(self) -> dict[str, tuple[str, dict[str, int]]]:
         """For the admin endpoint: answers by RCODE (netkit_dns_queries_total{rcode=})."""
@@ -634,6 +638,7 @@ class _UDP(DatagramHandler):
         out, plain = service.fast_answer(data, addr[0])
         if out is not None and plain is not None and len(out) <= (1232 if plain[3] else 512):
             service.rcodes[out[3] & 15] += 1
+            service.cache_hits += 1
             endpoint.send(out, addr)
             if service.debug:
                 log.debug("dns: %s %s %s -> from cache", addr[0], wire_to_name(plain[0]),
@@ -798,7 +803,8 @@ def serve(config: Config | Mapping[str, Any] | str | None = None
 SPEC = ServerSpec(
     name=SECTION, summary="DNS server: recursive resolver and authoritative zones",
     config=Config, create=create, listen_specs=listen_specs,
-    commands={"cache": cache_view, "flush": flush_view}, actions=frozenset({"flush"}))
+    commands={"cache": cache_view, "flush": flush_view}, actions=frozenset({"flush"}),
+    gauges=frozenset({"active", "cache_rrsets", "cache_answers"}))
 
 
 def main(argv: list[str] | None = None) -> int:
