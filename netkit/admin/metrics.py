@@ -53,13 +53,15 @@ class ServersCollector:
                 family.add_metric([name], value)
                 yield family
             labelled = getattr(s.service, "labelled", None)
-            for key, (label, values) in (labelled() if labelled else {}).items():
-                counter = CounterMetricFamily(f"netkit_{name}_{_NAME.sub('_', key)}",
-                                              f"{name}: {key.replace('_', ' ')} by {label}",
-                                              labels=["server", label])
+            for key, spec in (labelled() if labelled else {}).items():
+                label, values = spec[0], spec[1]
+                kind = GaugeMetricFamily if spec[2:] == ("gauge",) else CounterMetricFamily
+                family = kind(f"netkit_{name}_{_NAME.sub('_', key)}",
+                              f"{name}: {key.replace('_', ' ')} by {label}",
+                              labels=["server", label])
                 for value_name, value in values.items():
-                    counter.add_metric([name, value_name], value)
-                yield counter
+                    family.add_metric([name, value_name], value)
+                yield family
             histograms = getattr(s.service, "histograms", None)
             for key, h in (histograms() if histograms else {}).items():
                 hist = HistogramMetricFamily(f"netkit_{name}_{_NAME.sub('_', key)}",

@@ -238,3 +238,44 @@ def test_histograms_are_exported_as_prometheus_histograms() -> None:
     assert buckets["+Inf"] == 5
     total = next(s.value for s in family.samples if s.name.endswith("_sum"))
     assert abs(total - 9.2064) < 1e-9
+
+
+def test_https_listener_and_the_smtp_queue_by_state(spawn, tmp_path: Path) -> None:
+    import ssl
+
+    from netkit import certs
+
+    certs.issue(tmp_path / "certs", ["localhost", "127.0.0.1"])
+    admin, smtp = free_port(), free_port()
+    conf = tmp_path / "mail.toml"
+    conf.write_text(f"""[admin]
+listen = "127.0.0.1:{admin}"
+token = "{TOKEN}"
+[admin.tls]
+cert = "{tmp_path / 'certs' / 'localhost.pem'}"
+key = "{tmp_path / 'certs' / 'localhost-key.pem'}"
+[smtp]
+listen = ["127.0.0.1:{smtp}"]
+queue_dir = "{tmp_path / 'queue'}"
+maildir = "{tmp_path / 'mail'}"
+resolver = ["127.0.0.1:9"]
+retry_schedule = ["1h"]
+""")
+    proc = spawn("netkit", ["run", "--config", str(conf), "--control", "none"])
+    proc.wait_for(rf"listening on 127\.0\.0\.1:{admin} \(tcp, tls")
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", smtp, timeout=10) as client:
+        client.sendmail("a@b.test", ["x@far.test", "y@far.test"], b"Subject: q\r\n\r\nhi\r\n")
+    proc.wait_for(r"deferred")
+    ctx = ssl.create_default_context(cafile=str(tmp_path / "certs" / "ca.pem"))
+    req = urllib.request.Request(f"https://127.0.0.1:{admin}/metrics",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(req, timeout=10, context=ctx) as r:
+        text = r.read().decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    queue = families["netkit_smtp_queue_recipients"]
+    assert queue.type == "gauge"
+    by_state = {s.labels["state"]: s.value for s in queue.samples}
+    assert by_state == {"pending": 2, "delivered": 0, "bounced": 0}
+    with pytest.raises(OSError):  # plain HTTP is not spoken there (URLError is one too)
+        urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5)

@@ -402,7 +402,7 @@ class DNSService:
                 "cache_rrsets": len(self.resolver.cache.entries),
                 "cache_answers": len(self.answers.entries)}
 
-    def labelled(self) -> dict[str, tuple[str, dict[str, int]]]:
+    def labelled(self) -> dict[str, tuple[str, dict[str, int]]]:  # counters
         """For the admin endpoint: answers by RCODE (netkit_dns_queries_total{rcode=})."""
         names = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED")
         by = {name: self.rcodes[i] for i, name in enumerate(names)}

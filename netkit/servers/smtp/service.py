@@ -218,6 +218,14 @@ class SMTPService:
     def counters(self) -> dict[str, int]:
         return {**self.stats, "queued": len(self.store.envelopes())}
 
+    def labelled(self) -> dict[str, tuple[str, dict[str, int], str]]:
+        """For the admin endpoint: queued recipients by state (a gauge)."""
+        by = dict.fromkeys(("pending", "delivered", "bounced"), 0)
+        for envelope in self.store.envelopes():
+            for r in envelope.recipients:
+                by[r.state] = by.get(r.state, 0) + 1
+        return {"queue_recipients": ("state", by, "gauge")}
+
     # --- accepting ---
 
     def _authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str,

@@ -301,6 +301,15 @@ class SSHForwardService:
         return [a for st in self.forwarder.states if st.server
                 for a in st.server.addresses]
 
+    def labelled(self) -> dict[str, tuple[str, dict[str, int], str]]:
+        """For the admin endpoint: forwards by state (up, listening, failed...; a gauge)."""
+        if self.forwarder is None:
+            return {}
+        by: dict[str, int] = {}
+        for st in self.forwarder.states:
+            by[st.state] = by.get(st.state, 0) + 1
+        return {"forwards": ("state", by, "gauge")}
+
     def counters(self) -> dict[str, int]:
         if self.forwarder is None:
             return dict(self.server_stats)
