@@ -242,6 +242,7 @@ class DNSService:
         self.questions: deque[Question] | None = None  # `record_questions` turns it on
         self.rcodes = [0] * 16  # answers sent, by RCODE (the header's low nibble)
         self.cache_hits = 0  # answered from the answer cache (the fast path)
+        self.cache_misses = 0  # handed to the resolver
         self.dhcp_names: dict[str, str] = {}  # host name -> address, from DHCP leases
         self._unsubscribe: Any = None
 
@@ -398,7 +399,7 @@ class DNSService:
     def counters(self) -> dict[str, int]:
         return {**self.transport_counters.snapshot(), **self.stats,
                 "upstream_queries": self.resolver.upstream_queries,
-                "cache_hits": self.cache_hits,
+                "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
                 "cache_rrsets": len(self.resolver.cache.entries),
                 "cache_answers": len(self.answers.entries)}
 
@@ -524,6 +525,7 @@ class DNSService:
             q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
 
     def _recurse(self, query: _Query) -> None:
+        self.cache_misses += 1  # not in the answer cache: the resolver (its cache, or out)
         self.resolver.start(query.qname, query.qtype,
                             lambda result: self._answer(query, result))
 
