@@ -88,3 +88,34 @@ def test_popular_entries_near_expiry_are_marked_for_prefetch_once():
     cache.answer(data, key, end, now=91.0)  # popular and in the last tenth: due
     cache.answer(data, key, end, now=95.0)  # already being refreshed: not again
     assert cache.due == [key]
+
+
+def test_answers_travel_between_caches_with_their_age() -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from netkit.proto.dns.wire import AnswerCache
+
+    question = b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    # one A record, TTL 300, compressed name pointer to the question
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04\xc0\x00\x02\x0a"
+    message = b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer
+    key = (question[:-4], 1, False)
+    a, b = AnswerCache(10), AnswerCache(10)
+    a.store(key, message, 12 + len(question), now=1000.0)
+    blob, left = a.export(key, wall=5000.0, now=1010.0)  # 10 s after it was stored
+    assert left == 290
+    assert b.adopt(key, blob, wall=5005.0, now=50.0)  # 5 s later, elsewhere
+    query = b"\xab\xcd\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + question
+    out = b.answer(query, key, 12 + len(question), now=50.0)
+    assert out is not None and out[:2] == b"\xab\xcd"
+    assert int.from_bytes(out[-10:-6], "big") == 285  # 300 - 10 - 5
+    assert not AnswerCache(10).adopt(key, blob, wall=5000.0 + 400, now=0.0)  # expired
+
+    @given(st.binary(max_size=80))
+    def garbage_is_refused_or_harmless(data: bytes) -> None:
+        cache = AnswerCache(10)
+        if cache.adopt(key, data, wall=0.0, now=0.0):
+            cache.answer(query, key, 12 + len(question), now=0.0)
+
+    garbage_is_refused_or_harmless()

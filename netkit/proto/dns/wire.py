@@ -140,6 +140,45 @@ class AnswerCache:
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
 
+    def export(self, key: tuple[bytes, int, bool], wall: float, now: float
+               ) -> tuple[bytes, int] | None:
+        """An entry as bytes for a cache shared between resolvers, and the seconds it
+        has left; None if it is not here. `wall`: the wall clock (resolvers share it,
+        not their monotonic clocks); `now`: this cache's clock."""
+        entry = self.entries.get(key)
+        if entry is None or entry.expires <= now:
+            return None
+        stored_wall = wall - (now - entry.stored)
+        head = struct.pack("!dH8sH", stored_wall, entry.flags, entry.counts, len(entry.ttls))
+        ttls = b"".join(struct.pack("!HI", off, ttl) for off, ttl in entry.ttls)
+        return head + ttls + entry.body, int(entry.expires - now)
+
+    def adopt(self, key: tuple[bytes, int, bool], blob: bytes, wall: float,
+              now: float) -> bool:
+        """Take an entry another resolver exported; False when it is malformed or has
+        expired meanwhile (a shared cache is data from elsewhere: checked, not trusted
+        to be well formed)."""
+        try:
+            stored_wall, flags, counts, n = struct.unpack_from("!dH8sH", blob)
+            at = struct.calcsize("!dH8sH")
+            ttls = [struct.unpack_from("!HI", blob, at + 6 * i) for i in range(n)]
+        except struct.error:
+            return False
+        body = blob[at + 6 * n:]
+        if any(off + 4 > len(body) for off, _ in ttls) or not ttls:
+            return False
+        age = max(0.0, wall - stored_wall)
+        lifetime = min(t for _, t in ttls)
+        if age >= lifetime:
+            return False
+        stored = now - age
+        self.entries[key] = WireAnswer(stored + lifetime, stored, flags, counts, body,
+                                       list(ttls))
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.max_entries:
+            self.entries.popitem(last=False)
+        return True
+
     def answer(self, query: bytes, key: tuple[bytes, int, bool], question_end: int,
                now: float) -> bytes | None:
         entry = self.entries.get(key)

@@ -162,6 +162,11 @@ class Config:
     """Answer for id.server / hostname.bind (class CH TXT); empty: refused (hidden)."""
     version: str = ""
     """Answer for version.bind / version.server (class CH TXT); empty: refused (hidden)."""
+    shared_cache: str = ""
+    """A Redis URL ("redis://127.0.0.1:6379/0"): answers shared between resolvers (asked
+    on a local miss before recursing; what is resolved is stored there). Empty: off."""
+    shared_cache_timeout: Duration = field(Duration(0.05), min=0.001, max=5)
+    """How long a question waits for the shared cache before recursing anyway."""
     dhcp_domain: str = ""
     """Answer NAME.<this domain> (and its PTR) for every lease with a host name that the
     DHCP server of the same process gives (`netkit run`, servers/home-router.toml), as
@@ -245,6 +250,10 @@ class DNSService:
         self.cache_misses = 0  # handed to the resolver
         self.dhcp_names: dict[str, str] = {}  # host name -> address, from DHCP leases
         self._unsubscribe: Any = None
+        self.shared: Any = None
+        if config.shared_cache:
+            from .shared_cache import SharedCache
+            self.shared = SharedCache(config.shared_cache, float(config.shared_cache_timeout))
 
     def _on_lease(self, event: Any) -> None:
         """A DHCP lease event: NAME.dhcp_domain answers the client's address while its
@@ -378,6 +387,8 @@ class DNSService:
         resolver.upstream_queries = self.resolver.upstream_queries
         if config.cache != self.config.cache:
             log.warning("dns: cache settings changed; restart to apply them")
+        if config.shared_cache != self.config.shared_cache:
+            log.warning("dns: shared_cache changed; restart to apply it")
         if presets is not None:
             self.tg.start_soon(self.udp.relisten, config.listen, presets)
             self.tg.start_soon(self.tcp.relisten, config.listen, presets)
@@ -400,6 +411,7 @@ class DNSService:
         return {**self.transport_counters.snapshot(), **self.stats,
                 "upstream_queries": self.resolver.upstream_queries,
                 "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
+                **(self.shared.stats if self.shared is not None else {}),
                 "cache_rrsets": len(self.resolver.cache.entries),
                 "cache_answers": len(self.answers.entries)}
 
@@ -420,6 +432,8 @@ class DNSService:
         self.udp.close()
         await self.tcp.drain(timeout)
         self.resolver.exchange.close()  # resolutions still asking upstream: dropped
+        if self.shared is not None:
+            await self.shared.close()
         self.save_cache()
         log.info("dns: %s", self.stats)
 
@@ -526,6 +540,28 @@ class DNSService:
 
     def _recurse(self, query: _Query) -> None:
         self.cache_misses += 1  # not in the answer cache: the resolver (its cache, or out)
+        if self.shared is not None and query.key is not None:
+            task = asyncio.get_running_loop().create_task(self._shared_first(query))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
+        self.resolver.start(query.qname, query.qtype,
+                            lambda result: self._answer(query, result))
+
+    async def _shared_first(self, query: _Query) -> None:
+        """The shared cache before recursion; what it has becomes a local entry too."""
+        key = query.key
+        assert key is not None and self.shared is not None
+        blob = await self.shared.get(key)
+        now = time.monotonic()
+        if blob is not None and self.answers.adopt(key, blob, time.time(), now):
+            fake = struct.pack("!HH", query.ident, query.flags) + bytes(8) + query.question
+            data = self.answers.answer(fake, key, 12 + len(query.question), now)
+            if data is not None and (query.max_size is None or len(data) <= (
+                    min(max(query.edns_size, 512), EDNS_SIZE) if query.edns else 512)):
+                self.rcodes[data[3] & 15] += 1
+                query.reply(data)
+                return
         self.resolver.start(query.qname, query.qtype,
                             lambda result: self._answer(query, result))
 
@@ -549,8 +585,15 @@ class DNSService:
                                    ede=result.ede, max_size=limit, ttls=ttls)
         if query.key is not None and result.rcode in (dnsmsg.NOERROR, dnsmsg.NXDOMAIN) \
                 and not data[2] & 0x02:  # never a truncated answer
-            self.answers.store(query.key, data, 12 + len(query.question), time.monotonic(),
-                               ttls)
+            now = time.monotonic()
+            self.answers.store(query.key, data, 12 + len(query.question), now, ttls)
+            if self.shared is not None:
+                exported = self.answers.export(query.key, time.time(), now)
+                if exported is not None:
+                    task = asyncio.get_running_loop().create_task(
+                        self.shared.put(query.key, *exported))
+                    self.tasks.add(task)
+                    task.add_done_callback(self.tasks.discard)
         query.reply(data)
 
 
