@@ -515,3 +515,48 @@ def test_an_unreachable_resolver_defers_and_never_stops_the_relay(spawn, tmp_pat
     proc.wait_for(r"<bob@far.test> deferred \(MX lookup for far\.test failed")
     assert swaks(port, "--to", "eve@far.test").returncode == 0  # still serving
     assert proc.proc.poll() is None and "Traceback" not in proc.log
+
+
+def test_two_relays_as_mx_of_one_domain_lose_nothing_and_deliver_once(spawn, zones: DNSZones,
+                                                                       tmp_path: Path) -> None:
+    """The Postfix model (docs/scaling.md): two MX relays with their own queues. One is
+    killed holding a message it acknowledged; the sender's next message goes to the other;
+    when the first returns, each message reaches the mailbox host exactly once."""
+    from netkit.testing.smtp import SMTPSink
+    from tests.support.fixtures import free_port
+    mx_port, final_port = free_port(), free_port()
+    zones.add("multi.test", "MX", "10 mx1.multi.test.")
+    zones.add("multi.test", "MX", "20 mx2.multi.test.")
+    zones.add("mx1.multi.test", "A", "127.0.0.21")
+    zones.add("mx2.multi.test", "A", "127.0.0.22")
+
+    def mx_relay(addr: str, name: str):  # type: ignore[no-untyped-def]
+        p = spawn("netkit.servers.smtp", [
+            "--listen", f"{addr}:{mx_port}", "--set", f"smtp.queue_dir={tmp_path / name}",
+            "--set", f"smtp.maildir={tmp_path / (name + '-mail')}",
+            "--set", f"smtp.smarthost=127.0.0.1:{final_port}",  # the mailbox host, down
+            "--set", "smtp.retry_schedule=[0.5]", "--set", f"smtp.hostname={name}",
+            "--control", "none"])
+        p.listening(1)
+        return p
+    a, b = mx_relay("127.0.0.21", "mx1"), mx_relay("127.0.0.22", "mx2")
+    sender = spawn("netkit.servers.smtp", [
+        "--listen", "127.0.0.1:0", "--set", f"smtp.queue_dir={tmp_path / 'sender'}",
+        "--set", f"smtp.maildir={tmp_path / 'sender-mail'}", "--set", f"smtp.mx_port={mx_port}",
+        "--set", f'smtp.resolver=["127.0.0.1:{zones.port}"]',
+        "--set", "smtp.retry_schedule=[0.5]", "--control", "none"])
+    (_, port), = sender.listening(1)
+    assert swaks(port, "--to", "bob@multi.test", "--header", "Subject: one").returncode == 0
+    sender.wait_for(r"delivered to <bob@multi.test> via 127\.0\.0\.21")
+    a.wait_for(r"<bob@multi.test> deferred")  # acknowledged, held: the mailbox host is down
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait()
+    assert swaks(port, "--to", "carol@multi.test", "--header", "Subject: two").returncode == 0
+    sender.wait_for(r"delivered to <carol@multi.test> via 127\.0\.0\.22")  # the next MX
+    with SMTPSink(port=final_port) as mailbox:
+        a = mx_relay("127.0.0.21", "mx1")  # back, with its queue
+        a.wait_for(r"delivered to <bob@multi.test> via 127\.0\.0\.1")
+        b.wait_for(r"delivered to <carol@multi.test> via 127\.0\.0\.1")
+        time.sleep(1.5)  # a second delivery, if there were one, would come by now
+        got = sorted(tuple(m.recipients) for m in mailbox.messages)
+    assert got == [("bob@multi.test",), ("carol@multi.test",)]
