@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -167,3 +169,51 @@ def test_home_router_composition_answers_dhcp_clients_by_name(spawn, tmp_path):
         asyncio.run(resolver.resolve("laptop.lan", "A"))
     assert (tmp_path / "var" / "home-router-leases.db").exists()
     assert proc.stop() == 0
+
+
+def test_stateless_servers_behind_haproxy_see_real_client_addresses(spawn, tmp_path):
+    """servers/behind-haproxy.{toml,cfg}: two HTTP servers behind HAProxy (PROXY v2); each
+    access log names the client that connected to HAProxy, not HAProxy."""
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        pytest.skip("no haproxy (bash scripts/install-peers.sh)")
+    (tmp_path / "servers").mkdir()
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.html").write_text("balanced\n")
+    front, one, two = free_port(), free_port(), free_port()
+    shutil.copy(ROOT / "servers" / "behind-haproxy.toml", tmp_path / "servers")
+    cfg = (ROOT / "servers" / "behind-haproxy.cfg").read_text()
+    cfg = cfg.replace("127.0.0.1:8080", f"127.0.0.1:{front}")
+    cfg = cfg.replace("127.0.0.1:8081", f"127.0.0.1:{one}")
+    cfg = cfg.replace("127.0.0.1:8082", f"127.0.0.1:{two}")
+    (tmp_path / "haproxy.cfg").write_text(cfg)
+    conf = tmp_path / "servers" / "behind-haproxy.toml"
+    procs = [spawn("netkit", ["run", "--config", str(conf), "--control", "none", "--set",
+                              f'http.listen=["127.0.0.1:{port}"]']) for port in (one, two)]
+    for proc in procs:
+        proc.listening(1)
+    lb = subprocess.Popen([haproxy, "-db", "-f", str(tmp_path / "haproxy.cfg")],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):  # until HAProxy listens
+            try:
+                socket.create_connection(("127.0.0.1", front), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        for i in range(4):
+            source = f"127.0.0.{40 + i}"
+            with socket.create_connection(("127.0.0.1", front), timeout=10,
+                                          source_address=(source, 0)) as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+            assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"balanced\n")
+        seen = [m.group(1) for proc in procs for line in proc.lines
+                if (m := re.search(r'(\S+) - - \[.*\] "GET / HTTP/1.1" 200', line))]
+    finally:
+        lb.terminate()
+        lb.wait(10)
+    assert sorted(seen) == [f"127.0.0.{40 + i}" for i in range(4)]  # both got requests
+    assert all(any('"GET / HTTP/1.1" 200' in line for line in p.lines) for p in procs)
