@@ -254,6 +254,18 @@ def admin_config(args: argparse.Namespace) -> AdminConfig:
                 args.config.parent if args.config else Path.cwd())
 
 
+def subcommand_config(spec: ServerSpec, path: Path | None, sets: list[str]) -> Any:
+    """The config a server's own subcommand reads (`smtp queue`, `dhcp leases`, `relay
+    route-get`): the file, then each --set, checked as the server checks it, with paths
+    relative to the file; ConfigError when wrong."""
+    from . import running
+    doc = config_mod.read_document(path) if path else {}
+    for item in sets:
+        config_mod.apply_override(doc, *config_mod.parse_override(item))
+    return running.load(spec, doc, base_dir=path.parent if path else None,
+                        source=str(path or "--set"))
+
+
 def reload_all(servers: list[Running], args: argparse.Namespace) -> list[str]:
     """Re-read the config for every server; what fails keeps its running config and the
     problems are logged and returned (empty: all reloaded)."""

@@ -595,7 +595,6 @@ def _leases_command(argv: list[str]) -> int:
     import argparse
     import json
 
-    from netkit import config as config_mod
 
     p = argparse.ArgumentParser(prog="python -m netkit.servers.dhcp leases",
                                 description="The lease table, from the lease database.")
@@ -603,10 +602,12 @@ def _leases_command(argv: list[str]) -> int:
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
-    doc = config_mod.read_document(args.config) if args.config else {}
-    for item in args.set:
-        config_mod.apply_override(doc, *config_mod.parse_override(item))
-    config = config_mod.load_section(Config, doc, SECTION, source=str(args.config or "--set"))
+    from netkit.cli import subcommand_config
+    try:
+        config = subcommand_config(SPEC, args.config, args.set)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
     rows = lease_rows(config)
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -424,7 +424,6 @@ def main(argv: list[str] | None = None) -> int:
 def _route_get(argv: list[str]) -> int:
     import argparse
 
-    from netkit import config as config_mod
 
     p = argparse.ArgumentParser(prog="python -m netkit.servers.relay route-get",
                                 description="Which route, and which source address, the "
@@ -433,12 +432,9 @@ def _route_get(argv: list[str]) -> int:
     p.add_argument("--config", type=Path)
     p.add_argument("--set", action="append", default=[])
     args = p.parse_args(argv)
-    doc = config_mod.read_document(args.config) if args.config else {}
-    for item in args.set:
-        config_mod.apply_override(doc, *config_mod.parse_override(item))
+    from netkit.cli import subcommand_config
     try:
-        config = config_mod.load_section(Config, doc, SECTION,
-                                         source=str(args.config or "--set"))
+        config = subcommand_config(SPEC, args.config, args.set)
         table = build_routes(config)
         route = table.lookup(args.address)
     except (ConfigError, ValueError) as exc:

@@ -655,7 +655,6 @@ def _queue_command(argv: list[str]) -> int:
     import argparse
     import json
 
-    from netkit import config as config_mod
 
     p = argparse.ArgumentParser(
         prog="python -m netkit.servers.smtp queue",
@@ -680,10 +679,12 @@ def _queue_command(argv: list[str]) -> int:
             return 1
         print(json.dumps(reply.get("result"), indent=2))
         return 0
-    doc = config_mod.read_document(args.config) if args.config else {}
-    for item in args.set:
-        config_mod.apply_override(doc, *config_mod.parse_override(item))
-    config = running.load(SPEC, doc)
+    from netkit.cli import subcommand_config
+    try:
+        config = subcommand_config(SPEC, args.config, args.set)
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 2
     store = QueueStore(config.queue_dir)
     if args.action == "flush":
         print(json.dumps({"recipients_due": flush(store)}))
