@@ -310,3 +310,19 @@ def test_the_operator_releases_a_lease(netkit_dhcp) -> None:
         server.call(lambda: release_view(server.service, {"address": "127.0.10.250"}))
     other = netkit_dhcp.obtain(mac="02:00:00:00:10:77")  # the address is free again
     assert other.address.startswith("127.0.10.")
+
+
+def test_the_leases_command_reads_paths_relative_to_its_config(tmp_path: Path) -> None:
+    from netkit.proto.dhcp.leases import Lease
+    from netkit.servers.dhcp.store import open_store
+
+    store = open_store(tmp_path / "leases.db")
+    store.save([Lease("10.0.0.9", "mac:" + MAC, MAC, "box", "bound", time.time() + 60,
+                      "10.0.0.0/24")])
+    store.close()
+    conf = tmp_path / "dhcp.toml"
+    conf.write_text('[dhcp]\nlease_db = "leases.db"\n')
+    r = subprocess.run([sys.executable, "-m", "netkit.servers.dhcp", "leases", "--config",
+                        str(conf)], capture_output=True, text=True, timeout=30, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert "10.0.0.9" in r.stdout and "box" in r.stdout
