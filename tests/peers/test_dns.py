@@ -388,3 +388,25 @@ query_private_authorities = true
     proc.signal(signal.SIGHUP)
     proc.wait_for(r"reload failed, keeping the running configuration", start=mark)
     assert dig(port, "nas.lan", "A")[1][0][3] == "192.168.1.20"
+
+
+def test_tcp_behind_a_load_balancer_uses_the_proxy_headers_source(spawn, hierarchy) -> None:
+    from netkit.proto.proxy import encode_v2
+
+    proc = spawn(MODULE, resolver_args(hierarchy, "--set", "dns.accept_proxy=true",
+                                       "--set", 'dns.allow=["127.0.0.50/32"]'))
+    (_, port), _ = proc.listening(2)
+
+    def ask_as(source: str) -> int:
+        q = DNSRecord.question("localhost").pack()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(encode_v2((source, 40000), ("127.0.0.1", port)) +
+                      struct.pack("!H", len(q)) + q)
+            size = struct.unpack("!H", s.recv(2))[0]
+            data = b""
+            while len(data) < size:
+                data += s.recv(size - len(data))
+        return DNSRecord.parse(data).header.rcode
+
+    assert ask_as("127.0.0.50") == RCODE.NOERROR  # the header's source is allowed
+    assert ask_as("127.0.0.99") == RCODE.REFUSED  # the balancer itself (127.0.0.1) is not

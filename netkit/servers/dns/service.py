@@ -171,6 +171,9 @@ class Config:
     """Answer NAME.<this domain> (and its PTR) for every lease with a host name that the
     DHCP server of the same process gives (`netkit run`, servers/home-router.toml), as
     dnsmasq does; empty: off."""
+    accept_proxy: bool = False
+    """TCP: every connection starts with a PROXY v1/v2 header (a load balancer in front),
+    whose source address the ACL, rate limit and logs use (UDP cannot carry one)."""
     tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
     """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
     shutdown_timeout: Duration = Duration(5)
@@ -241,7 +244,8 @@ class DNSService:
                       "ratelimited": 0}
         self.udp = DatagramServer("dns", _UDP(self), counters=self.transport_counters)
         self.tcp = StreamServer("dns", lambda: _TCP(self), limits=config.tcp,
-                                counters=self.transport_counters)
+                                counters=self.transport_counters,
+                                accept_proxy=config.accept_proxy)
         self.tasks: set[asyncio.Task[None]] = set()
         self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
         self.questions: deque[Question] | None = None  # `record_questions` turns it on
@@ -397,6 +401,7 @@ class DNSService:
             self._serve_dhcp_name(name, address)
         self.answers.entries.clear()  # answers may differ now (local records, forwards)
         self.tcp.limits = config.tcp
+        self.tcp.accept_proxy = config.accept_proxy
 
     def status(self) -> dict[str, Any]:
         return {"listen": [str(a) for a in self.tcp.addresses], **self.counters(),
