@@ -87,6 +87,9 @@ class Config:
     """Another proxy to send everything through (http:// absolute-form, CONNECT)."""
     resolver: tuple[Address, ...] = ()
     """DNS servers to resolve origin names with (netkit's DNS client); none: the system's."""
+    accept_proxy: bool = False
+    """Every client connection starts with a PROXY v1/v2 header (a load balancer in
+    front): `allow`, the logs and X-Forwarded-For use its source address."""
     via: str = "netkit"
     """The name in the Via field; a request that already carries it is a loop (508)."""
     auth_file: Path | None = None
@@ -116,7 +119,8 @@ class Config:
 class ProxyService:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.server = StreamServer("proxy", lambda: _Client(self), limits=config.limits)
+        self.server = StreamServer("proxy", lambda: _Client(self), limits=config.limits,
+                                   accept_proxy=config.accept_proxy)
         self.origin_counters = Counters()
         self.idle: dict[tuple[str, int], list[_Origin]] = {}
         self.stats = dict.fromkeys(("requests", "tunnels", "refused_clients", "denied",
@@ -152,6 +156,7 @@ class ProxyService:
         self.config = config
         self.credentials = credentials
         self.server.limits = config.limits
+        self.server.accept_proxy = config.accept_proxy
         self._make_resolver()
 
     def status(self) -> dict[str, Any]:

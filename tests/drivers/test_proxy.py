@@ -438,3 +438,19 @@ def test_a_slow_reader_leaves_a_pooled_origin_that_still_reads(origin: str) -> N
                         assert chunk, "closed"
                         got += chunk
                     assert got.startswith(b"HTTP/1.1 200 "), got[:60]
+
+
+def test_behind_a_load_balancer_the_proxy_header_names_the_client(origin: str) -> None:
+    from netkit.proto.proxy import encode_v2
+
+    with open_proxy(accept_proxy=True, allow=["127.0.0.60/32"],
+                    forwarded="x-forwarded-for") as px:
+        request = b"GET " + origin.encode() + b"/inspect HTTP/1.1\r\nHost: x\r\n" \
+            b"Connection: close\r\n\r\n"
+        port = int(px.url.rsplit(":", 1)[1])
+        out = raw(px.url, encode_v2(("127.0.0.60", 40000), ("127.0.0.1", port)) + request)
+        assert out.startswith(b"HTTP/1.1 200")
+        seen = json.loads(out.split(b"\r\n\r\n", 1)[1])["headers"]
+        assert seen["x-forwarded-for"] == "127.0.0.60"  # not the balancer's address
+        out = raw(px.url, encode_v2(("127.0.0.61", 40000), ("127.0.0.1", port)) + request)
+        assert out.startswith(b"HTTP/1.1 403")  # `allow` judged the header's source
