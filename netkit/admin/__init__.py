@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netkit.config import Address
-from netkit.errors import ConfigError
 from netkit.proto.addresses import in_networks
 from netkit.tlsconf import ListenerTLS
 
@@ -46,8 +45,5 @@ def load(doc: dict[str, object], source: str, base_dir: Path) -> AdminConfig:
     from netkit import config as config_mod
     if "admin" not in doc:
         return AdminConfig()
-    try:
-        return config_mod.load_section(AdminConfig, doc, "admin", source=source,
-                                       base_dir=base_dir)
-    except ConfigError:
-        raise
+    return config_mod.load_section(AdminConfig, doc, "admin", source=source,
+                                   base_dir=base_dir)

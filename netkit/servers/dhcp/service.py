@@ -121,11 +121,9 @@ class Config:
 def _subnet_configs(config: Config) -> list[tuple[str, SubnetConfig]]:
     if isinstance(config.subnet, tuple):
         return [(f"dhcp.subnet[{i}]", sc) for i, sc in enumerate(config.subnet)]
-    flat = SubnetConfig(subnet=config.subnet, interface=config.interface, pool=config.pool,
-                        router=config.router, dns=config.dns, domain=config.domain,
-                        lease_time=config.lease_time, reservation=config.reservation,
-                        options=config.options, circuit_id=config.circuit_id,
-                        server_id=config.server_id)
+    # the flat keys of [dhcp] are a subnet's keys: the shorthand for a single subnet
+    flat = SubnetConfig(**{f.name: getattr(config, f.name)
+                           for f in dataclasses.fields(SubnetConfig)})
     return [("dhcp", flat)] if config.subnet is not None else []
 
 
