@@ -8,7 +8,8 @@ errors that name the nearest valid key (a typo never passes silently).
 
 The value types network configurations need are here too: `Address`
 (``HOST:PORT``, ``[::1]:53``), `Network` (CIDR), `Duration` (``"30s"``),
-`Size` (``"10MiB"``) and `Path` (relative to the config file).
+`Size` (``"10MiB"``), `Path` (relative to the config file) and `Location` (a path
+like `Path`, or a URL such as ``postgresql://host/db`` kept as written).
 """
 
 from __future__ import annotations
@@ -114,6 +115,23 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     describe = 'an address "HOST:PORT" such as "127.0.0.1:8443" or "[::1]:53"'
+
+
+class Location(str):
+    """A file path (made absolute against the config file's directory, as `Path`) or a
+    URL ("scheme://..."), kept as written: where a store may be a file or a server."""
+
+    @property
+    def is_url(self) -> bool:
+        return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", self) is not None
+
+    @property
+    def scheme(self) -> str:
+        return self.split("://", 1)[0].lower() if self.is_url else ""
+
+    @property
+    def path(self) -> Path:
+        return Path(self)
 
 
 def field(default: Any = dataclasses.MISSING, *, min: float | None = None,
@@ -250,6 +268,14 @@ class _Loader:
                 p = Path(raw).expanduser()
                 return p if p.is_absolute() else self.base_dir / p
             return self.problem(key, f"expected a file path, got {_show(raw)}")
+        if tp is Location:
+            if isinstance(raw, str) and raw:
+                loc = Location(raw)
+                if loc.is_url:
+                    return loc
+                p = Path(raw).expanduser()
+                return Location(p if p.is_absolute() else self.base_dir / p)
+            return self.problem(key, f"expected a file path or a URL, got {_show(raw)}")
         raise TypeError(f"unsupported config type {tp}")
 
     def network(self, raw: object, key: str) -> object:

@@ -316,10 +316,12 @@ def test_the_leases_command_reads_paths_relative_to_its_config(tmp_path: Path) -
     from netkit.proto.dhcp.leases import Lease
     from netkit.servers.dhcp.store import open_store
 
-    store = open_store(tmp_path / "leases.db")
-    store.save([Lease("10.0.0.9", "mac:" + MAC, MAC, "box", "bound", time.time() + 60,
-                      "10.0.0.0/24")])
-    store.close()
+    async def save() -> None:
+        store = open_store(tmp_path / "leases.db")
+        await store.save([Lease("10.0.0.9", "mac:" + MAC, MAC, "box", "bound",
+                                time.time() + 60, "10.0.0.0/24")])
+        await store.close()
+    asyncio.run(save())
     conf = tmp_path / "dhcp.toml"
     conf.write_text('[dhcp]\nlease_db = "leases.db"\n')
     r = subprocess.run([sys.executable, "-m", "netkit.servers.dhcp", "leases", "--config",

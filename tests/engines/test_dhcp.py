@@ -323,3 +323,62 @@ def test_max_message_size_is_honoured() -> None:
     assert msg.max_reply_size() == 548  # never below the 576-byte datagram
     msg.options[57] = struct.pack("!H", 9000)
     assert msg.max_reply_size() == 1472
+
+
+# --- a shared store: offers claimed, what others wrote merged, renewals only ---
+
+def test_offers_are_leases_to_commit_when_the_store_is_shared() -> None:
+    engine = Leases([subnet()])
+    engine.persist_offers = True
+    out = engine.handle(ClientSession(mac(1), xid=1).discover(), 0.0)
+    assert out.reply is not None and out.reply.type == o.OFFER
+    assert [(x.address, x.state) for x in out.changed] == [(out.reply.yiaddr, "offered")]
+
+
+def test_a_merged_row_of_another_server_keeps_its_address_from_us() -> None:
+    from netkit.proto.dhcp.leases import Lease
+    engine = Leases([subnet()])
+    other = Lease("10.0.0.100", "mac:02:00:00:00:09:09", "02:00:00:00:09:09", "", "bound",
+                  1000.0, str(NET), version=7)
+    engine.merge([other])
+    offer = engine.handle(ClientSession(mac(1), xid=1).discover(), 0.0).reply
+    assert offer is not None and offer.yiaddr == "10.0.0.101"
+    older = Lease("10.0.0.100", "mac:x", "x", "", "released", 0.0, str(NET), version=3)
+    engine.merge([older])  # an older version changes nothing
+    assert engine.by_address["10.0.0.100"].version == 7
+    engine.merge([Lease("10.0.0.100", "", "", "", "released", 0.0, str(NET), version=8)],
+                 skip={"10.0.0.100"})  # ours still on its way: not replaced
+    assert engine.by_address["10.0.0.100"].version == 7
+
+
+def test_a_change_remembers_the_version_it_was_made_from() -> None:
+    engine = Leases([subnet()])
+    client = ClientSession(mac(1), xid=1)
+    offer = engine.handle(client.discover(), 0.0).reply
+    assert offer is not None
+    engine.by_address[offer.yiaddr].version = 41  # the store saved the offer as v41
+    out = engine.handle(client.request(offer), 1.0)
+    assert out.changed[0].state == "bound" and out.changed[0].version == 41
+
+
+def test_without_the_database_renewals_only_and_never_past_what_it_granted() -> None:
+    engine = Leases([subnet()])
+    client = ClientSession(mac(1), xid=1)
+    ack = dora(engine, client, now=0.0)
+    lease = lease_from(ack, mac(1))
+    engine.new_leases = False
+    out = engine.handle(client.renew(lease), 200.0)
+    assert out.reply is not None and out.reply.type == o.ACK and not out.changed
+    assert struct.unpack("!I", out.reply.options[51])[0] == 400  # 600 granted at 0
+    assert out.reply.options[58] == struct.pack("!I", 200)
+    newcomer = ClientSession(mac(2), xid=2)
+    out = engine.handle(newcomer.discover(), 200.0)
+    assert out.reply is None and out.dropped.startswith("no new leases")
+    # its own lease offered again to a client that starts over (no change)
+    out = engine.handle(client.discover(), 200.0)
+    assert out.reply is not None and out.reply.yiaddr == lease.address and not out.changed
+    # a REQUEST for an address it does not hold: silence, not a NAK from a stale view
+    bad = newcomer.request(out.reply)
+    out = engine.handle(bad, 200.0)
+    assert out.reply is None and out.dropped.startswith("no new leases")
+    assert engine.handle(client.renew(lease), 700.0).reply is None  # ran out

@@ -23,6 +23,7 @@ from .packet import BOOTREPLY, BROADCAST_FLAG, ZERO, Message, ip_int, ip_text
 
 State = Literal["offered", "bound", "released", "expired", "declined"]
 HELD = ("offered", "bound", "declined")  # states that keep an address from others
+NO_DATABASE = "no new leases: the lease database is unreachable"
 
 
 @dataclass(slots=True)
@@ -34,6 +35,7 @@ class Lease:
     state: State
     expires: float
     subnet: str
+    version: int = 0  # a shared store's row version this server last saw at the address
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,12 @@ class Leases:
         self.by_client: dict[str, Lease] = {}
         self.offers = 0
         self.full_pools: set[str] = set()  # subnets found full since the last look
+        self.persist_offers = False
+        """Offers are leases to commit too (a shared store: the database hands out an
+        address once, an offer included)."""
+        self.new_leases = True
+        """False while the shared lease database is unreachable: renewals of known
+        leases only, never past the expiry the database holds."""
 
     # --- state ---
 
@@ -144,8 +152,21 @@ class Leases:
         not renewed)."""
         self.subnets = list(subnets)
 
+    def merge(self, rows: Iterable[Lease], *, skip: set[str] | frozenset[str] = frozenset()
+              ) -> None:
+        """What other servers wrote (a shared store): rows newer than this view replace
+        it, except at the addresses in `skip` (changes of ours still on their way)."""
+        for row in rows:
+            cur = self.by_address.get(row.address)
+            if row.address in skip or (cur is not None and cur.version >= row.version):
+                continue
+            self._put(row)
+        self.offers = sum(1 for lease in self.by_address.values() if lease.state == "offered")
+
     def _put(self, lease: Lease) -> None:
         old = self.by_address.get(lease.address)
+        if old is not None and not lease.version:
+            lease.version = old.version  # the row this change was made from
         if old is not None and old.client and self.by_client.get(old.client) is old:
             del self.by_client[old.client]
         self.by_address[lease.address] = lease
@@ -287,6 +308,12 @@ class Leases:
             return Outcome(dropped="no subnet for this client")
         client = msg.client_key
         current = self.by_client.get(client)
+        if not self.new_leases:
+            if current is None or current.state != "bound" or current.expires <= now or \
+                    not subnet.contains(current.address):
+                return Outcome(dropped=NO_DATABASE)
+            return Outcome(reply=self._reply(msg, subnet, OFFER, current.address,
+                                             int(current.expires - now)))
         has_offer = current is not None and current.state == "offered" and \
             current.expires > now
         if not has_offer and self.offers >= self.max_offers:
@@ -307,6 +334,9 @@ class Leases:
             lease = Lease(address, client, msg.mac, _hostname(msg, subnet), "offered",
                           now + self.offer_timeout, subnet.name)
             self._put(lease)
+            if self.persist_offers:
+                return Outcome(reply=self._reply(msg, subnet, OFFER, address),
+                               changed=[lease])
         return Outcome(reply=self._reply(msg, subnet, OFFER, address))
 
     def _request(self, msg: Message, subnet: Subnet | None, now: float) -> Outcome:
@@ -339,6 +369,13 @@ class Leases:
                 self.by_client.get(client) is None:
             # RFC 2131 4.3.2: INIT-REBOOT from a client we know nothing of: silence
             return Outcome(dropped="INIT-REBOOT from an unknown client")
+        if not self.new_leases:  # no NAK either: this view may be out of date
+            if lease is None or not mine or lease.state != "bound" or lease.expires <= now:
+                return Outcome(dropped=NO_DATABASE)
+            # what the database already grants, no more: once it runs out another server
+            # may hand the address out
+            return Outcome(reply=self._reply(msg, subnet, ACK, address,
+                                             int(lease.expires - now)))
         reservation = subnet.reservation_for(msg)
         if reservation is not None and reservation.address != address:
             return self._nak(msg, subnet, "reserved for you: another address")
@@ -400,12 +437,14 @@ class Leases:
             reply.flags |= BROADCAST_FLAG  # the relay broadcasts it on the client's link
         return Outcome(reply=reply)
 
-    def _reply(self, msg: Message, subnet: Subnet, kind: int, address: str) -> Message:
+    def _reply(self, msg: Message, subnet: Subnet, kind: int, address: str,
+               lease_time: int | None = None) -> Message:
         reply = _base_reply(msg, kind, subnet.server_id_packed)
         reply.yiaddr = address
         if kind == ACK and msg.ciaddr != ZERO:
             reply.ciaddr = msg.ciaddr
-        lease_time = subnet.lease_time
+        if lease_time is None:
+            lease_time = subnet.lease_time
         always = {51: struct.pack("!I", lease_time),
                   58: struct.pack("!I", lease_time // 2),
                   59: struct.pack("!I", lease_time * 7 // 8),

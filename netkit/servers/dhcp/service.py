@@ -16,10 +16,12 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import os
+import random
+import socket
 import sys
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ import anyio.abc
 
 from netkit import events, running
 from netkit.cli import server_main
-from netkit.config import Address, Duration, Network
+from netkit.config import Address, Duration, Location, Network
 from netkit.config import field as cfield
 from netkit.contract import ServerSpec
 from netkit.errors import ConfigError
@@ -42,7 +44,7 @@ from netkit.transport.icmp import Pinger
 from netkit.transport.interfaces import bind_on_interface, interface_address, set_arp_entry
 from netkit.transport.listeners import DatagramEndpoint, DatagramHandler, SocketPresets
 
-from .store import LeaseStore, open_store
+from .store import LeaseStore, Saved, StoreUnavailable, open_store
 
 log = logging.getLogger("netkit.dhcp")
 SECTION = "dhcp"
@@ -99,8 +101,14 @@ class Config:
     options: dict[str, Any] = field(default_factory=dict)
     circuit_id: str = ""
     server_id: str = ""
-    lease_db: Path = Path("netkit-leases.db")
-    """SQLite file of the leases (kept across restarts)."""
+    lease_db: Location = Location("netkit-leases.db")
+    """Where the leases are kept across restarts: a SQLite file, or
+    "postgresql://user@host/db" for a database several servers share (docs/servers/dhcp.md)."""
+    db_timeout: Duration = cfield(Duration(2), min=0.1, max=60)
+    """PostgreSQL: how long a query may take before the database counts as gone."""
+    db_grace: Duration = cfield(Duration(3600), min=0)
+    """PostgreSQL: how long after losing the database renewals of known leases are still
+    answered (with the time the database already grants them); nothing new meanwhile."""
     port: int = cfield(67, min=0, max=65535)
     client_port: int = cfield(68, min=1, max=65535)
     offer_timeout: Duration = cfield(Duration(10), min=1)
@@ -212,6 +220,17 @@ def build_subnets(config: Config, *, resolve_interfaces: bool = True) -> list[Su
     return subnets
 
 
+@dataclass(slots=True)
+class _Held:
+    """A reply waiting for its leases to be saved."""
+
+    iface: _Interface
+    msg: Message
+    reply: Message
+    addr: tuple[str, int]
+    tries: int = 0  # answered again after another server took the address
+
+
 class _Interface(DatagramHandler):
     """The datagrams of one interface's socket."""
 
@@ -238,25 +257,38 @@ class DHCPService:
         self.transport_counters = Counters()
         self.stats: dict[str, int] = dict.fromkeys(
             ("malformed", "dropped", "offers", "acks", "naks", "informs", "releases",
-             "declines", "ping_conflicts"), 0)
+             "declines", "ping_conflicts", "claims_refused", "db_outages", "db_past_grace"),
+            0)
         self._tasks: set[asyncio.Task[None]] = set()
         self.drops: dict[str, int] = {}
         self._uncommitted: list[Lease] = []
-        self._held_replies: list[tuple[_Interface, Message, Message, tuple[str, int]]] = []
+        self._held_replies: list[_Held] = []
         self._events: list[Event] = []
         self._flush_scheduled = False
-        self._committing = False
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="netkit-dhcp-commit")
+        self._committing: asyncio.Task[None] | None = None
+        self._in_flight: frozenset[str] = frozenset()  # addresses of the commit under way
         self._last_full_log = 0.0
+        self.db_lost_at: float | None = None  # monotonic; a shared store that went away
         self.port = config.port
 
     # --- the contract ---
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
-        self.store = await anyio.to_thread.run_sync(open_store, self.config.lease_db)
-        leases = self.store.load()
+        self.store = await anyio.to_thread.run_sync(
+            lambda: open_store(self.config.lease_db, timeout=self.config.db_timeout,
+                               name=f"{socket.gethostname()}:{os.getpid()}"))
+        try:
+            leases = await self.store.load()
+        except StoreUnavailable as exc:
+            raise ConfigError([f"dhcp.lease_db: {self.store!r}: {exc}"]) from exc
         self.engine.load(leases)
-        log.info("dhcp: %d lease(s) from %s", len(leases), self.config.lease_db)
+        log.info("dhcp: %d lease(s) from %s", len(leases), self.store)
+        if self.store.shared:
+            # other servers take addresses from the same pools: offers are claimed in
+            # the database too, and each server starts its search somewhere else
+            self.engine.persist_offers = True
+            self._spread_searches()
+            tg.start_soon(self._follow_store)
         loop = asyncio.get_running_loop()
         names = sorted({s.interface for s in self.subnets})
         for name in names:
@@ -288,6 +320,8 @@ class DHCPService:
                                "apply"])
         subnets = build_subnets(config)
         self.engine.reconfigure(subnets)
+        if self.store is not None and self.store.shared:
+            self._spread_searches()
         self.engine.offer_timeout = config.offer_timeout
         self.engine.max_offers = config.max_offers
         self.engine.decline_time = config.decline_time
@@ -307,9 +341,10 @@ class DHCPService:
         with anyio.move_on_after(timeout):  # what was answered is committed first
             while self._committing or self._uncommitted:
                 await anyio.sleep(0.01)
-        self._committer.shutdown(wait=True)
+        if self._committing is not None:
+            self._committing.cancel()
         if self.store is not None:
-            self.store.close()
+            await self.store.close()
             self.store = None
 
     def addresses(self) -> list[Address]:
@@ -318,11 +353,62 @@ class DHCPService:
     def counters(self) -> dict[str, int]:
         return {"datagrams_in": self.transport_counters.datagrams_in,
                 "datagrams_out": self.transport_counters.datagrams_out, **self.stats,
-                **{f"leases_{k}": v for k, v in self.engine.count().items()}}
+                **{f"leases_{k}": v for k, v in self.engine.count().items()},
+                "db_available": int(self.db_lost_at is None)}
 
     def status(self) -> dict[str, Any]:
         return {"interfaces": [{"name": i.name, "address": i.address} for i in self.interfaces],
-                "port": self.port, "drops": dict(self.drops), **self.counters()}
+                "port": self.port, "drops": dict(self.drops), "lease_db": repr(self.store),
+                **self.counters()}
+
+    # --- a shared store ---
+
+    def _spread_searches(self) -> None:
+        for subnet in self.subnets:
+            subnet.cursor = random.randrange(max(subnet.size, 1))
+
+    def _pending(self) -> set[str]:
+        return {x.address for x in self._uncommitted} | set(self._in_flight)
+
+    async def _follow_store(self) -> None:
+        """Every second: what other servers wrote; and, once the database is gone,
+        reconnect until it is back (then read everything again)."""
+        assert self.store is not None
+        while True:
+            await anyio.sleep(1.0)
+            store = self.store
+            if store is None:
+                return
+            try:
+                if self.db_lost_at is None:
+                    self.engine.merge(await store.changes(), skip=self._pending())
+                    continue
+                rows = await store.load()
+            except StoreUnavailable as exc:
+                self._lost(exc)
+                continue
+            self.engine.merge(rows, skip=self._pending())
+            log.warning("dhcp: lease database %r is back after %.0f s: new leases again",
+                        store, time.monotonic() - self.db_lost_at)
+            self.db_lost_at = None
+            self.stats["db_past_grace"] = 0
+            self.engine.new_leases = True
+
+    def _lost(self, exc: Exception) -> None:
+        if self.db_lost_at is None:
+            self.db_lost_at = time.monotonic()
+            self.engine.new_leases = False
+            self.stats["db_outages"] += 1
+            log.error("dhcp: lease database %r unreachable (%s): renewals of known leases "
+                      "only, for %.0f s (db_grace)", self.store, exc, self.config.db_grace)
+        elif time.monotonic() - self.db_lost_at > self.config.db_grace and \
+                self.stats.get("db_past_grace") == 0:
+            self.stats["db_past_grace"] = 1
+            log.error("dhcp: lease database still unreachable past db_grace: no answers")
+
+    def _past_grace(self) -> bool:
+        return self.db_lost_at is not None and \
+            time.monotonic() - self.db_lost_at > self.config.db_grace
 
     # --- receiving ---
 
@@ -335,6 +421,8 @@ class DHCPService:
             return
         if msg.op != BOOTREQUEST:
             return self._drop("a BOOTREPLY (another server's answer)")
+        if self.db_lost_at is not None and self._past_grace():
+            return self._drop("the lease database is unreachable past db_grace")
         if self.config.ping_check and msg.type == o.DISCOVER and iface.pinger is not None:
             self._spawn(self._discover_with_ping(iface, msg, addr))
             return
@@ -343,13 +431,13 @@ class DHCPService:
         self._handled(iface, msg, outcome, addr)
 
     def _handled(self, iface: _Interface, msg: Message, outcome: Outcome,
-                 addr: tuple[str, int]) -> None:
+                 addr: tuple[str, int], tries: int = 0) -> None:
         self._account(msg, outcome)
         if outcome.changed or outcome.events:
             self._uncommitted.extend(outcome.changed)
             self._events.extend(outcome.events)
             if outcome.reply is not None:  # an ACK goes out once its lease is on disk
-                self._held_replies.append((iface, msg, outcome.reply, addr))
+                self._held_replies.append(_Held(iface, msg, outcome.reply, addr, tries))
             self._schedule_flush()
         elif outcome.reply is not None:
             self._send(iface, msg, outcome.reply, addr)
@@ -424,45 +512,73 @@ class DHCPService:
             asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
-        """The lease changes waiting, in one commit on the committer thread, then their
-        replies and events. While a commit is on its way the next batch gathers (group
-        commit): the loop goes on receiving instead of waiting for the disk."""
+        """The lease changes waiting, in one commit, then their replies and events. While
+        a commit is on its way the next batch gathers (group commit): the loop goes on
+        receiving instead of waiting for the disk or the database."""
         self._flush_scheduled = False
-        if self._committing:
-            return  # `_committed` starts the next one
+        if self._committing is not None:
+            return  # `_commit` starts the next one
         leases, self._uncommitted = self._uncommitted, []
         replies, self._held_replies = self._held_replies, []
         happened, self._events = self._events, []
         if not leases or self.store is None:
             self._deliver(replies, happened)
             return
-        self._committing = True
         batch = [dataclasses.replace(x) for x in leases]  # the engine goes on changing them
-        store, loop = self.store, asyncio.get_running_loop()
+        self._in_flight = frozenset(x.address for x in batch)
+        self._committing = asyncio.get_running_loop().create_task(
+            self._commit(self.store, batch, replies, happened))
 
-        def commit() -> None:
-            error: Exception | None = None
-            try:
-                store.save(batch)
-            except Exception as exc:
-                error = exc
-            loop.call_soon_threadsafe(self._committed, error, replies, happened, len(batch))
-        self._committer.submit(commit)
-
-    def _committed(self, error: Exception | None, replies: list[Any], happened: list[Event],
-                   count: int) -> None:
-        self._committing = False
-        if error is not None:  # no ACK for what is not on disk: the clients ask again
-            log.error("dhcp: cannot save %d lease(s): %s; their ACKs are not sent", count,
-                      error)
+    async def _commit(self, store: LeaseStore, batch: list[Lease], replies: list[_Held],
+                      happened: list[Event]) -> None:
+        try:
+            saved = await store.save(batch)
+        except StoreUnavailable as exc:  # no ACK for what is not saved: clients ask again
+            self._lost(exc)
+            log.warning("dhcp: %d lease(s) not saved: their replies are not sent",
+                        len(batch))
+        except Exception as exc:
+            log.error("dhcp: cannot save %d lease(s): %s; their ACKs are not sent",
+                      len(batch), exc)
         else:
-            self._deliver(replies, happened)
+            self._saved(batch, saved, replies, happened)
+        finally:
+            self._committing = None
+            self._in_flight = frozenset()
         if self._uncommitted or self._held_replies or self._events:
             self._flush()
 
-    def _deliver(self, replies: list[Any], happened: list[Event]) -> None:
-        for iface, msg, reply, addr in replies:
-            self._send(iface, msg, reply, addr)
+    def _saved(self, batch: list[Lease], saved: Saved, replies: list[_Held],
+               happened: list[Event]) -> None:
+        for lease in batch:  # this view is now the database's, at those versions
+            version = saved.versions.get(lease.address)
+            current = self.engine.by_address.get(lease.address)
+            if version is not None and current is not None and \
+                    current.client == lease.client:
+                current.version = version
+        if not saved.refused:
+            self._deliver(replies, happened)
+            return
+        # another server holds these addresses: learn who, then answer again from that
+        # (another address for a DISCOVER, a NAK for a REQUEST)
+        self.stats["claims_refused"] += len(saved.refused)
+        self.engine.merge([x for x in saved.refused.values() if x is not None])
+        self._deliver([r for r in replies if r.reply.yiaddr not in saved.refused],
+                      [e for e in happened if e.lease.address not in saved.refused])
+        now = time.time()
+        for held in replies:
+            if held.reply.yiaddr not in saved.refused:
+                continue
+            if held.tries >= 3:
+                self._drop("another server took each address picked")
+                continue
+            outcome = self.engine.handle(held.msg, now, interface=held.iface.name,
+                                         interface_address=held.iface.address)
+            self._handled(held.iface, held.msg, outcome, held.addr, held.tries + 1)
+
+    def _deliver(self, replies: list[_Held], happened: list[Event]) -> None:
+        for held in replies:
+            self._send(held.iface, held.msg, held.reply, held.addr)
         for event in happened:
             lease = event.lease
             log.info("dhcp: %s %s %s%s", event.kind, lease.address, lease.mac or "-",
@@ -503,7 +619,10 @@ class DHCPService:
             await anyio.sleep(1.0)
             outcome = self.engine.expire(time.time())
             if outcome.changed:
-                self._uncommitted.extend(outcome.changed)
+                if self.store is None or not self.store.shared:
+                    self._uncommitted.extend(outcome.changed)
+                # else: a row past its expiry is free as it is; writing "expired" from
+                # every server's clock would only race with a renewal on another server
                 self._events.extend(outcome.events)
                 self._schedule_flush()
 
@@ -511,13 +630,16 @@ class DHCPService:
 def lease_rows(config: Config) -> list[dict[str, Any]]:
     """What `python -m netkit.servers.dhcp leases` prints: from the database, running or
     not."""
-    if not config.lease_db.exists():
+    if not config.lease_db.is_url and not config.lease_db.path.exists():
         return []
-    store = open_store(config.lease_db, readonly=True)
-    try:
-        leases = store.load()
-    finally:
-        store.close()
+
+    async def read() -> list[Lease]:
+        store = open_store(config.lease_db, readonly=True, timeout=config.db_timeout)
+        try:
+            return await store.load()
+        finally:
+            await store.close()
+    leases = asyncio.run(read())
     now = time.time()
     return [{"address": x.address, "mac": x.mac, "hostname": x.hostname,
              "state": "expired" if x.state == "bound" and x.expires <= now else x.state,
