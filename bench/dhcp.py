@@ -38,7 +38,8 @@ POOL = ("10.80.1.0", "10.80.40.255")  # 10,240 addresses
 class Pair:
     """Two namespaces joined by a veth pair (server side `s0`, client side `c0`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, server_ip: str = SERVER_IP, client_ip: str = CLIENT_IP) -> None:
+        self.server_ip, self.client_ip = server_ip, client_ip
         tag = secrets.token_hex(2)
         self.server, self.client = f"nkb{tag}s", f"nkb{tag}c"
         self.s_if, self.c_if = f"nkb{tag}s0", f"nkb{tag}c0"
@@ -46,8 +47,8 @@ class Pair:
                     ["link", "add", self.s_if, "type", "veth", "peer", "name", self.c_if],
                     ["link", "set", self.s_if, "netns", self.server],
                     ["link", "set", self.c_if, "netns", self.client],
-                    ["-n", self.server, "addr", "add", f"{SERVER_IP}/16", "dev", self.s_if],
-                    ["-n", self.client, "addr", "add", f"{CLIENT_IP}/16", "dev", self.c_if],
+                    ["-n", self.server, "addr", "add", f"{server_ip}/16", "dev", self.s_if],
+                    ["-n", self.client, "addr", "add", f"{client_ip}/16", "dev", self.c_if],
                     ["-n", self.server, "link", "set", self.s_if, "up"],
                     ["-n", self.client, "link", "set", self.c_if, "up"],
                     ["-n", self.server, "link", "set", "lo", "up"],
@@ -95,7 +96,7 @@ def start_kea(pair: Pair, d: Path) -> subprocess.Popen:
 
 def perfdhcp(pair: Pair, *args: str) -> str:
     r = subprocess.run(["ip", "netns", "exec", pair.client, *pinned(
-        LOAD_CORE, [require("perfdhcp"), "-4", "-l", pair.c_if, *args, SERVER_IP])],
+        LOAD_CORE, [require("perfdhcp"), "-4", "-l", pair.c_if, *args, pair.server_ip])],
         capture_output=True, text=True, timeout=600)
     return r.stdout + r.stderr
 

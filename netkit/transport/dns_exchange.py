@@ -18,6 +18,7 @@ import heapq
 import logging
 import select
 import socket
+import ssl
 import struct
 from collections.abc import Callable
 
@@ -232,10 +233,15 @@ class DNSExchange:
                 pending.cancel()
 
     @staticmethod
-    async def tcp(server: str, port: int, query: bytes, timeout: float) -> bytes:
-        """Send over TCP (two-byte length prefix, RFC 1035 4.2.2) and read the answer."""
+    async def tcp(server: str, port: int, query: bytes, timeout: float, *,
+                  tls: ssl.SSLContext | None = None, server_hostname: str | None = None
+                  ) -> bytes:
+        """Send over TCP (two-byte length prefix, RFC 1035 4.2.2), or over TLS with `tls`
+        (RFC 7858: the same framing inside), and read the answer."""
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(server, port)
+            reader, writer = await asyncio.open_connection(
+                server, port, ssl=tls,
+                server_hostname=(server_hostname or server) if tls is not None else None)
             try:
                 writer.write(struct.pack("!H", len(query)) + query)
                 size = struct.unpack("!H", await reader.readexactly(2))[0]

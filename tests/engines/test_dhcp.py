@@ -382,3 +382,16 @@ def test_without_the_database_renewals_only_and_never_past_what_it_granted() -> 
     out = engine.handle(bad, 200.0)
     assert out.reply is None and out.dropped.startswith("no new leases")
     assert engine.handle(client.renew(lease), 700.0).reply is None  # ran out
+
+
+def test_another_servers_offer_to_a_client_does_not_end_our_lease_for_it() -> None:
+    from netkit.proto.dhcp.leases import Lease
+    engine = Leases([subnet()])
+    client = ClientSession(mac(1), xid=1)
+    ack = dora(engine, client)
+    ours = engine.by_address[ack.yiaddr]
+    theirs = Lease("10.0.0.105", client.__class__(mac(1), xid=2).discover().client_key,
+                   mac(1), "", "offered", 10.0, str(NET), version=9)
+    engine.merge([theirs])
+    assert ours.state == "bound" and engine.by_client[theirs.client] is ours
+    assert engine.by_address["10.0.0.105"] is theirs

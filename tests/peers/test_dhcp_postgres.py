@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -111,10 +112,12 @@ class Clients(asyncio.DatagramProtocol):
 
     async def dora(self, i: int) -> tuple[str, str]:
         """(the address, the server that gave it), trying again as a client does."""
-        session = ClientSession(f"02:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:"
-                                f"{i & 255:02x}:01", xid=0x10000 + i, giaddr=GIADDR)
-        self.waiting[session.xid] = asyncio.Queue()
+        mac = f"02:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}:01"
         for attempt in range(15):
+            # a new exchange, a new xid: a late answer to the last one is not taken for
+            # an answer to this one
+            session = ClientSession(mac, xid=(attempt << 24) + i, giaddr=GIADDR)
+            self.waiting[session.xid] = asyncio.Queue()
             self.send(session.discover())
             offer = await self.answer(session, (o.OFFER,), 1.0)
             if offer is None:
@@ -122,6 +125,7 @@ class Clients(asyncio.DatagramProtocol):
             self.send(session.request(offer))
             ack = await self.answer(session, (o.ACK, o.NAK), 1.0)
             if ack is not None and ack.type == o.ACK:
+                assert ack.yiaddr == offer.yiaddr
                 return ack.yiaddr, ack.ip_option(54)
             await asyncio.sleep(0.05 * attempt)
         raise AssertionError(f"client {i} got no lease")
@@ -142,17 +146,26 @@ def test_two_servers_never_hand_one_address_to_two_clients(database: str) -> Non
     with server(database, "127.0.8.1") as a, server(database, "127.0.8.2") as b:
         got = asyncio.run(crowd([a.addresses[0], b.addresses[0]], CLIENTS))
         addresses = [address for address, _ in got]
-        assert len(set(addresses)) == CLIENTS  # every client its own address
+        twice = {x for x in addresses if addresses.count(x) > 1}
+        assert not twice, [(i, got[i], [dict(r) for r in rows(database)
+                                        if r["address"] == got[i][0]])
+                           for i in range(CLIENTS) if got[i][0] in twice]
         by_server = {s: sum(1 for _, x in got if x == s) for s in ("127.0.8.1", "127.0.8.2")}
         assert all(by_server.values()), by_server  # both servers did answer
-        bound = [r for r in rows(database) if r["state"] == "bound"]
-        assert sorted(r["address"] for r in bound) == sorted(addresses)
-        assert len({r["client"] for r in bound}) == CLIENTS
-        assert {r["server"].rsplit(":", 1)[1] for r in bound} == {str(os.getpid())}
+        bound = {r["address"]: r["client"] for r in rows(database) if r["state"] == "bound"}
+        for i, (address, _) in enumerate(got):  # each client holds what it was given
+            assert bound.get(address) == f"mac:02:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:" \
+                f"{i & 255:02x}:01", (i, address)
+        # a client that went with the other server's offer after a timeout may leave a
+        # lease it does not use, bound until it expires (never one another client has)
+        assert len(bound) >= CLIENTS
+        assert {r["server"] for r in rows(database)} <= \
+            {f"{socket.gethostname()}:{os.getpid()}/127.0.8.{n}" for n in (1, 2)}
         # offers the clients did not take were claimed too, and refused to the other
         refused = a.counters["claims_refused"] + b.counters["claims_refused"]
         assert a.counters["acks"] + b.counters["acks"] >= CLIENTS
-        print(f"leases by server {by_server}, claims refused {refused}")
+        print(f"leases by server {by_server}, claims refused {refused}, "
+              f"unused bound {len(bound) - CLIENTS}")
 
 
 def test_a_lease_made_by_one_server_is_renewed_by_the_other(database: str) -> None:

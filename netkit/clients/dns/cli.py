@@ -2,12 +2,17 @@
 
     python -m netkit.clients.dns [@server] [-p port] [-t type] [-c class] [-x addr]
                                  [name] [type] [class] [+short] [+tcp] [+norecurse]
-                                 [+time=T] [+tries=N] [+trace]
+                                 [+time=T] [+tries=N] [+trace] [+tls] [+https]
+                                 [+tls-ca=FILE] [+tls-hostname=NAME]
 
 Without @server it asks the first nameserver of /etc/resolv.conf, as dig does. The
 output has dig's sections; `+short` prints only the answers' data. `+trace` does the
 iteration itself from the root hints (`--root-hints FILE`, default IANA's) and prints
-each step: which server was asked, and the referral or answer it gave.
+each step: which server was asked, and the referral or answer it gave. `+tls` asks over
+DNS over TLS (port 853), `+https` over DNS over HTTPS (POST to /dns-query, port 443);
+as dig, without `+tls-ca` the server's certificate is not checked (opportunistic
+privacy, RFC 7858), with it the certificate must be signed by that CA and carry the
+server's address (or `+tls-hostname`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ Where:  domain    is in the Domain Name System
         d-opt     is of the form +keyword[=value], where keyword is:
                   +[no]short          (display nothing except short form of answers)
                   +[no]tcp            (TCP mode)
+                  +[no]tls            (DNS over TLS mode)
+                  +[no]https[=###]    (DNS over HTTPS mode, POST) [/dns-query]
+                  +tls-ca=###         (verify the server's certificate with this CA)
+                  +tls-hostname=###   (the name the certificate must carry)
                   +[no]recurse        (recursive mode)
                   +time=###           (set query timeout) [5]
                   +tries=###          (set number of UDP attempts) [3]
@@ -66,7 +75,11 @@ class _Query:
 
     def __init__(self, argv: list[str]) -> None:
         self.server: str | None = None
-        self.port = 53
+        self.port: int | None = None
+        self.tls = False
+        self.https: str = ""
+        self.tls_ca: str | None = None
+        self.tls_hostname: str | None = None
         self.name: str | None = None
         self.rdtype: str | None = None
         self.rdclass: str | None = None
@@ -113,6 +126,14 @@ class _Query:
             self.short = flag
         elif word in ("tcp", "vc"):
             self.tcp = flag
+        elif word == "tls":
+            self.tls = flag
+        elif word in ("https", "https-post"):
+            self.https = (value or "/dns-query") if flag else ""
+        elif word == "tls-ca" and flag:
+            self.tls_ca = value or None
+        elif word == "tls-hostname" and flag:
+            self.tls_hostname = value or None
         elif word in ("recurse", "rec"):
             self.recurse = flag
         elif word == "trace":
@@ -187,7 +208,7 @@ def print_answer(answer: Answer, argv: list[str], elapsed: float) -> None:
     host, _, port = answer.server.rpartition(":")
     host = host.strip("[]")
     print(f";; Query time: {elapsed * 1000:.0f} msec")
-    print(f";; SERVER: {host}#{port}({host}) ({'TCP' if answer.tcp else 'UDP'})")
+    print(f";; SERVER: {host}#{port}({host}) ({answer.transport})")
     print(f";; WHEN: {time.strftime('%a %b %d %H:%M:%S %Z %Y')}")
     print(f";; MSG SIZE  rcvd: {answer.size}\n")
 
@@ -246,12 +267,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"netkit dns: @{q.server}: give the server as an address",
                   file=sys.stderr)
             return 1
-        server = Address(q.server, q.port)
+        host = q.server
     else:
-        server = Address(resolvconf.load(resolvconf.DEFAULT_PATH).nameservers[0], q.port)
+        host = resolvconf.load(resolvconf.DEFAULT_PATH).nameservers[0]
+    port = q.port if q.port is not None else 443 if q.https else 853 if q.tls else 53
     # dig sends the name as given, without the search list
-    resolver = Resolver(server, timeout=q.time, attempts=q.tries, tcp=q.tcp,
-                        recurse=q.recurse)
+    resolver = Resolver(Address(host, port), timeout=q.time, attempts=q.tries, tcp=q.tcp,
+                        recurse=q.recurse, tls=q.tls, https=q.https or False,
+                        verify=q.tls_ca or False, tls_hostname=q.tls_hostname)
     started = time.perf_counter()
     try:
         answer = asyncio.run(resolver.lookup(q.name, q.rdtype,  # type: ignore[arg-type]

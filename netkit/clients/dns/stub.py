@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import random
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -31,7 +32,14 @@ import anyio
 from dnslib import CLASS, EDNS0, QTYPE, RCODE, DNSQuestion, DNSRecord
 
 from ...config import Address
-from ...errors import NXDOMAIN, ConnectError, NoAnswer, NoNameservers, ResolveTimeout
+from ...errors import (
+    NXDOMAIN,
+    ConnectError,
+    NetkitError,
+    NoAnswer,
+    NoNameservers,
+    ResolveTimeout,
+)
 from ...transport.dns_exchange import DNSExchange
 from ...transport.errors import CONNECTION_LOST, describe
 from ..background import portal
@@ -67,6 +75,7 @@ class Answer:
     qname: str = ""
     qtype: str = ""
     wire: bytes = b""  # the answer as it came
+    transport: str = "UDP"  # "UDP", "TCP", "TLS" (DoT) or "HTTPS" (DoH)
 
     @property
     def size(self) -> int:
@@ -171,14 +180,27 @@ class Resolver:
     """Where and how to ask. `server` (one or a list of "host[:port]", IPv6 in brackets, or
     (host, port) pairs)
     overrides the servers of `resolv_conf`; the search list applies only to names with
-    fewer than `ndots` dots and no trailing dot."""
+    fewer than `ndots` dots and no trailing dot.
+
+    Transports: UDP (TCP when truncated), `tcp=True`, `tls=True` (DNS over TLS, RFC 7858,
+    port 853) or `https=True` (DNS over HTTPS, RFC 8484, POST to /dns-query on port 443;
+    a path instead of True for another). `verify` as for the HTTP client: True (the
+    system's CAs), a CA file, an SSLContext, or False; `tls_hostname` the name the
+    certificate must carry (default: the server as given)."""
 
     def __init__(self, server: Server | Iterable[Server] | None = None, *,
-                 resolv_conf: str | Path | None = None, port: int = 53,
+                 resolv_conf: str | Path | None = None, port: int | None = None,
                  timeout: float | None = None, attempts: int | None = None,
                  lifetime: float | None = None, search: Iterable[str] | None = None,
                  ndots: int | None = None, tcp: bool = False, recurse: bool = True,
-                 cache: StubCache | bool = False) -> None:
+                 cache: StubCache | bool = False, tls: bool = False,
+                 https: bool | str = False, verify: bool | str | Path | ssl.SSLContext = True,
+                 tls_hostname: str | None = None) -> None:
+        self.tls, self.verify, self.tls_hostname = tls, verify, tls_hostname
+        self.https_path = (https if isinstance(https, str) else "/dns-query") if https \
+            else ""
+        if port is None:
+            port = 443 if https else 853 if tls else 53
         conf = resolvconf.load(resolv_conf or resolvconf.DEFAULT_PATH) \
             if server is None or resolv_conf is not None else resolvconf.ResolvConf()
         given = conf.nameservers if server is None else \
@@ -264,6 +286,35 @@ class Resolver:
 
     # --- one question, each server in turn ---
 
+    def _context(self) -> ssl.SSLContext:
+        verify = self.verify
+        if isinstance(verify, ssl.SSLContext):
+            return verify
+        if verify is False:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx = ssl.create_default_context(cafile=None if verify is True else str(verify))
+        ctx.set_alpn_protocols(["dot"])
+        return ctx
+
+    async def _https(self, address: Address, query: bytes) -> bytes:
+        """POST the query to https://SERVER/dns-query (RFC 8484 4.1)."""
+        from ..http.client import Client
+        host = self.tls_hostname or address.host
+        host = f"[{host}]" if ":" in host else host
+        async with Client(verify=self.verify, timeout=self.timeout,
+                          follow_redirects=False) as client:
+            r = await client.post(f"https://{host}:{address.port}{self.https_path}",
+                                  content=query,
+                                  headers={"content-type": "application/dns-message",
+                                           "accept": "application/dns-message"})
+        if r.status_code != 200 or r.headers.get("content-type", "").split(";")[0] != \
+                "application/dns-message":
+            raise ConnectError(f"DNS over HTTPS: HTTP {r.status_code}")
+        return r.content
+
     async def _ask(self, qname: str, rdtype: str, rdclass: str, tcp: bool) -> Answer:
         key = (qname.lower(), rdtype, rdclass)
         if self.cache is not None:
@@ -289,23 +340,34 @@ class Resolver:
                 for address in servers:
                     try:
                         used_tcp = tcp
-                        exchange = upstream.tcp if tcp else upstream.udp
-                        raw = await exchange(address.host, address.port, query, self.timeout)
+                        transport = "TCP" if tcp else "UDP"
+                        if self.https_path:
+                            used_tcp, transport = True, "HTTPS"
+                            raw = await self._https(address, query)
+                        elif self.tls:
+                            used_tcp, transport = True, "TLS"
+                            raw = await upstream.tcp(address.host, address.port, query,
+                                                     self.timeout, tls=self._context(),
+                                                     server_hostname=self.tls_hostname)
+                        else:
+                            exchange = upstream.tcp if tcp else upstream.udp
+                            raw = await exchange(address.host, address.port, query,
+                                                 self.timeout)
                         msg = _parse(raw)
-                        if msg.header.tc and not tcp:
-                            used_tcp = True
+                        if msg.header.tc and not used_tcp:
+                            used_tcp, transport = True, "TCP"
                             raw = await upstream.tcp(address.host, address.port, query,
                                                      self.timeout)
                             msg = _parse(raw)
                     except TimeoutError:
                         problems.append((str(address), "timed out"))
                         continue
-                    except CONNECTION_LOST as exc:
+                    except (*CONNECTION_LOST, NetkitError) as exc:
                         problems.append((str(address), describe(exc)))
                         continue
                     answer = Answer(RCODE.get(msg.header.rcode), _records(msg.rr),
                                     _records(msg.auth), _records(msg.ar), str(address),
-                                    used_tcp, msg, qname, rdtype, raw)
+                                    used_tcp, msg, qname, rdtype, raw, transport)
                     if answer.rcode in _FAILURES:
                         failed = answer  # another server may do better
                         problems.append((str(address), answer.rcode))
@@ -325,7 +387,7 @@ class Resolver:
 
 def _resolver(kw: dict[str, Any]) -> Resolver:
     keys = ("server", "resolv_conf", "port", "timeout", "attempts", "lifetime", "search",
-            "ndots", "tcp", "recurse", "cache")
+            "ndots", "tcp", "recurse", "cache", "tls", "https", "verify", "tls_hostname")
     return Resolver(**{k: kw.pop(k) for k in keys if k in kw})
 
 

@@ -309,7 +309,8 @@ class Client:
             else:
                 request.content, ctype = form_body(data), b"application/x-www-form-urlencoded"
         elif content is not None:
-            request.content = content.encode() if isinstance(content, str) else content
+            request.content = content.encode() if isinstance(content, str) else \
+                bytes(content) if isinstance(content, bytearray | memoryview) else content
         if ctype is not None and not request.headers.has(b"content-type"):
             request.headers.add(b"Content-Type", ctype)
         return request

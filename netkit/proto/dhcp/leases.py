@@ -160,7 +160,16 @@ class Leases:
             cur = self.by_address.get(row.address)
             if row.address in skip or (cur is not None and cur.version >= row.version):
                 continue
-            self._put(row)
+            # no other lease changes: another server's offer to a client does not end
+            # this server's lease for it (that write could free an address in use)
+            if cur is not None and cur.client and self.by_client.get(cur.client) is cur:
+                del self.by_client[cur.client]
+            self.by_address[row.address] = row
+            if row.client:
+                held = self.by_client.get(row.client)
+                if held is None or held.state not in HELD or \
+                        (row.state == "bound" and held.state != "bound"):
+                    self.by_client[row.client] = row
         self.offers = sum(1 for lease in self.by_address.values() if lease.state == "offered")
 
     def _put(self, lease: Lease) -> None:
@@ -175,6 +184,9 @@ class Leases:
             if previous is not None and previous is not lease and \
                     previous.address != lease.address and previous.state in HELD:
                 previous.state = "released"  # one address per client at a time
+                # a change of this view only, never written: it no longer stands for the
+                # row a shared store holds, so no claim may pass as "unchanged since seen"
+                previous.version = -1
             self.by_client[lease.client] = lease
 
     def taken(self, address: str, now: float, client: str) -> bool:

@@ -96,6 +96,26 @@ def ttl_offsets(message: bytes, question_end: int) -> list[int] | None:
         return None
 
 
+def smallest_ttl(message: bytes) -> int:
+    """The smallest TTL of the answer and authority sections (a negative answer's is its
+    SOA's): how long an HTTP cache may keep the message (RFC 8484 5.1); 0 when there is
+    none or the message does not parse."""
+    try:
+        _, _, qd, an, ns, _ = _HEADER.unpack_from(message)
+        i = 12
+        for _ in range(qd):
+            i = skip_name(message, i) + 4
+        smallest = None
+        for _ in range(an + ns):
+            i = skip_name(message, i)
+            ttl, rdlength = struct.unpack_from("!4xIH", message, i)
+            smallest = ttl if smallest is None else min(smallest, ttl)
+            i += 10 + rdlength
+        return smallest or 0
+    except (FormatError, struct.error):
+        return 0
+
+
 @dataclass(slots=True)
 class WireAnswer:
     expires: float

@@ -231,6 +231,17 @@ class _Held:
     tries: int = 0  # answered again after another server took the address
 
 
+def _agrees(held: _Held, lease: Lease | None) -> bool:
+    """The saved lease is the one the reply announces (an OFFER: offered or bound to
+    that client; an ACK: bound to it); replies naming no lease always agree."""
+    kind = held.reply.type
+    if kind not in (o.OFFER, o.ACK) or held.reply.yiaddr == ZERO or lease is None:
+        return True  # nothing of it was in this batch (its lease did not change)
+    if lease.client != held.msg.client_key:
+        return False
+    return lease.state == "bound" or (kind == o.OFFER and lease.state == "offered")
+
+
 class _Interface(DatagramHandler):
     """The datagrams of one interface's socket."""
 
@@ -263,6 +274,9 @@ class DHCPService:
         self.drops: dict[str, int] = {}
         self._uncommitted: list[Lease] = []
         self._held_replies: list[_Held] = []
+        # (client, xid, message type) of the replies held: a retransmission of one of
+        # them is not answered twice (under load it would only add work and writes)
+        self._answering: set[tuple[str, int, int]] = set()
         self._events: list[Event] = []
         self._flush_scheduled = False
         self._committing: asyncio.Task[None] | None = None
@@ -276,7 +290,8 @@ class DHCPService:
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
         self.store = await anyio.to_thread.run_sync(
             lambda: open_store(self.config.lease_db, timeout=self.config.db_timeout,
-                               name=f"{socket.gethostname()}:{os.getpid()}"))
+                               name=f"{socket.gethostname()}:{os.getpid()}/"
+                                    f"{self.subnets[0].server_id}"))
         try:
             leases = await self.store.load()
         except StoreUnavailable as exc:
@@ -423,6 +438,8 @@ class DHCPService:
             return self._drop("a BOOTREPLY (another server's answer)")
         if self.db_lost_at is not None and self._past_grace():
             return self._drop("the lease database is unreachable past db_grace")
+        if self._answering and (msg.client_key, msg.xid, msg.type) in self._answering:
+            return self._drop("a retransmission: its answer is on its way")
         if self.config.ping_check and msg.type == o.DISCOVER and iface.pinger is not None:
             self._spawn(self._discover_with_ping(iface, msg, addr))
             return
@@ -438,6 +455,7 @@ class DHCPService:
             self._events.extend(outcome.events)
             if outcome.reply is not None:  # an ACK goes out once its lease is on disk
                 self._held_replies.append(_Held(iface, msg, outcome.reply, addr, tries))
+                self._answering.add((msg.client_key, msg.xid, msg.type))
             self._schedule_flush()
         elif outcome.reply is not None:
             self._send(iface, msg, outcome.reply, addr)
@@ -522,6 +540,7 @@ class DHCPService:
         replies, self._held_replies = self._held_replies, []
         happened, self._events = self._events, []
         if not leases or self.store is None:
+            self._answered(replies)
             self._deliver(replies, happened)
             return
         batch = [dataclasses.replace(x) for x in leases]  # the engine goes on changing them
@@ -533,14 +552,17 @@ class DHCPService:
                       happened: list[Event]) -> None:
         try:
             saved = await store.save(batch)
-        except StoreUnavailable as exc:  # no ACK for what is not saved: clients ask again
+        except StoreUnavailable as exc:
+            self._answered(replies)  # no ACK for what is not saved: clients ask again
             self._lost(exc)
             log.warning("dhcp: %d lease(s) not saved: their replies are not sent",
                         len(batch))
         except Exception as exc:
+            self._answered(replies)
             log.error("dhcp: cannot save %d lease(s): %s; their ACKs are not sent",
                       len(batch), exc)
         else:
+            self._answered(replies)
             self._saved(batch, saved, replies, happened)
         finally:
             self._committing = None
@@ -548,8 +570,16 @@ class DHCPService:
         if self._uncommitted or self._held_replies or self._events:
             self._flush()
 
+    def _answered(self, replies: list[_Held]) -> None:
+        for held in replies:
+            self._answering.discard((held.msg.client_key, held.msg.xid, held.msg.type))
+
     def _saved(self, batch: list[Lease], saved: Saved, replies: list[_Held],
                happened: list[Event]) -> None:
+        # an answer goes out only if what was saved says the same (a lease the engine
+        # changed again before its commit, say): else the client asks again
+        written = {x.address: x for x in batch}
+        replies = [r for r in replies if _agrees(r, written.get(r.reply.yiaddr))]
         for lease in batch:  # this view is now the database's, at those versions
             version = saved.versions.get(lease.address)
             current = self.engine.by_address.get(lease.address)
@@ -563,6 +593,9 @@ class DHCPService:
         # (another address for a DISCOVER, a NAK for a REQUEST)
         self.stats["claims_refused"] += len(saved.refused)
         self.engine.merge([x for x in saved.refused.values() if x is not None])
+        # the other server is most likely walking the pool from near here: search on
+        # somewhere else rather than one address behind it
+        self._spread_searches()
         self._deliver([r for r in replies if r.reply.yiaddr not in saved.refused],
                       [e for e in happened if e.lease.address not in saved.refused])
         now = time.time()

@@ -49,6 +49,7 @@ from netkit.proto.dns.policy import Policy, reply_to
 from netkit.proto.dns.wire import AnswerCache, parse_question, wire_to_name
 from netkit.proto.dns.zones import Zone, ZoneSet, parse_records, record
 from netkit.servers.dns.resolver import EDNS_SIZE, Resolver, Result
+from netkit.tlsconf import ListenerContext, ListenerTLS
 from netkit.transport.connection import Counters, Handler, Limits
 from netkit.transport.listeners import (
     DatagramEndpoint,
@@ -175,12 +176,22 @@ class Config:
     """TCP: every connection starts with a PROXY v1/v2 header (a load balancer in front),
     whose source address the ACL, rate limit and logs use (UDP cannot carry one)."""
     tcp: Limits = Limits(idle_timeout=Duration(10), max_connections=256)
-    """TCP limits (RFC 7766 suggests idle timeouts of seconds)."""
+    """TCP limits (RFC 7766 suggests idle timeouts of seconds); DNS over TLS and HTTPS
+    connections have the same."""
+    tls_listen: tuple[Address, ...] = ()
+    """DNS over TLS (RFC 7858) on these addresses (853 is its port); needs ``[dns.tls]``."""
+    https_listen: tuple[Address, ...] = ()
+    """DNS over HTTPS (RFC 8484) at /dns-query on these addresses; needs ``[dns.tls]``."""
+    tls: ListenerTLS | None = None
+    """``[dns.tls]``: the certificate and key of the DoT and DoH listeners (the shared TLS
+    table; files watched and reloaded)."""
     shutdown_timeout: Duration = Duration(5)
 
     def __post_init__(self) -> None:
         if self.forward and not self.recursion:
             raise ValueError("forward zones need recursion = true")
+        if (self.tls_listen or self.https_listen) and self.tls is None:
+            raise ValueError("tls_listen and https_listen need [dns.tls] (cert and key)")
 
 
 def _build_zones(config: Config) -> ZoneSet:
@@ -246,6 +257,18 @@ class DNSService:
         self.tcp = StreamServer("dns", lambda: _TCP(self), limits=config.tcp,
                                 counters=self.transport_counters,
                                 accept_proxy=config.accept_proxy)
+        self.tls = ListenerContext(_with_alpn(config.tls, ("dot",)), SECTION) \
+            if config.tls is not None else None
+        self.dot = StreamServer("dns-tls", lambda: _TCP(self), limits=config.tcp,
+                                counters=self.transport_counters,
+                                tls=self.tls.get if self.tls else None)
+        self.doh: Any = None
+        if config.https_listen:
+            from netkit.servers.http.server import HTTPService
+
+            from .doh import DoH, http_config
+            self.doh_app = DoH(self)
+            self.doh = HTTPService(http_config(config), app=self.doh_app)
         self.tasks: set[asyncio.Task[None]] = set()
         self.debug = log.isEnabledFor(logging.DEBUG)  # read once: checked per cache hit
         self.questions: deque[Question] | None = None  # `record_questions` turns it on
@@ -372,20 +395,40 @@ class DNSService:
                 presets[("udp", str(address))], presets[("tcp", str(address))] = udp, tcp
         await self.udp.listen(addresses, presets=presets)
         await self.tcp.listen(addresses, presets=presets)
+        if self.config.tls_listen:
+            await self.dot.listen(self.config.tls_listen, presets=presets)
+        if self.tls is not None:
+            tg.start_soon(self.tls.watch_files)
+        if self.doh is not None:
+            await self.doh.start(tg, presets)
 
     def reload(self, config: Config) -> None:
         """SIGHUP: rules, local records, forward zones, timeouts, limits and listen
         addresses change (new ones bound first, removed ones closed); the cache is kept,
         its sizes need a restart."""
+        if (config.tls is None) != (self.tls is None) or \
+                bool(config.https_listen) != (self.doh is not None):
+            raise ConfigError(["dns: [dns.tls] or https_listen turned on or off; restart "
+                               "to apply"])
         presets = listen_changes(self.tcp, self.config.listen, config.listen, SECTION,
                                  self.worker, udp_too=True)
         try:
             resolver = _build_resolver(config, self.resolver.cache)
             policy = _build_policy(config)
+            if self.tls is not None and config.tls is not None:
+                self.tls.replace(_with_alpn(config.tls, ("dot",)))
+            if self.doh is not None:
+                from .doh import http_config
+                self.doh.reload(http_config(config))
+            tls_presets = listen_changes(self.dot, self.config.tls_listen, config.tls_listen,
+                                         "dns-tls", self.worker)
         except ConfigError:
             for sock in (presets or {}).values():
                 sock.close()
             raise
+        if tls_presets is not None:
+            self.tg.start_soon(self.dot.relisten, config.tls_listen, tls_presets)
+        self.dot.limits = config.tcp
         resolver.exchange = self.resolver.exchange  # questions in flight finish on it
         resolver.latency = self.resolver.latency  # the histogram goes on across reloads
         resolver.upstream_queries = self.resolver.upstream_queries
@@ -403,8 +446,20 @@ class DNSService:
         self.tcp.limits = config.tcp
         self.tcp.accept_proxy = config.accept_proxy
 
+    @property
+    def tls_addresses(self) -> list[Address]:
+        """Where DNS over TLS listens."""
+        return list(self.dot.addresses)
+
+    @property
+    def https_addresses(self) -> list[Address]:
+        """Where DNS over HTTPS listens (at /dns-query)."""
+        return self.doh.addresses() if self.doh is not None else []
+
     def status(self) -> dict[str, Any]:
-        return {"listen": [str(a) for a in self.tcp.addresses], **self.counters(),
+        return {"listen": [str(a) for a in self.tcp.addresses],
+                "tls_listen": [str(a) for a in self.tls_addresses],
+                "https_listen": [str(a) for a in self.https_addresses], **self.counters(),
                 "cached_rrsets": len(self.resolver.cache.entries),
                 "cached_answers": len(self.answers.entries),
                 "zone_records": len(self.policy.zones)}
@@ -417,6 +472,8 @@ class DNSService:
                 "upstream_queries": self.resolver.upstream_queries,
                 "cache_hits": self.cache_hits, "cache_misses": self.cache_misses,
                 **(self.shared.stats if self.shared is not None else {}),
+                **({"doh_queries": self.doh_app.queries,
+                    "doh_bad_requests": self.doh_app.bad_requests} if self.doh else {}),
                 "cache_rrsets": len(self.resolver.cache.entries),
                 "cache_answers": len(self.answers.entries)}
 
@@ -436,6 +493,9 @@ class DNSService:
             self._unsubscribe()
         self.udp.close()
         await self.tcp.drain(timeout)
+        await self.dot.drain(timeout)
+        if self.doh is not None:
+            await self.doh.drain(timeout)
         self.resolver.exchange.close()  # resolutions still asking upstream: dropped
         if self.shared is not None:
             await self.shared.close()
@@ -803,7 +863,15 @@ class _TCP(Handler):
 
 
 def listen_specs(config: Config) -> list[tuple[str, Address]]:
-    return [(kind, a) for a in config.listen for kind in ("udp", "tcp")]
+    return [(kind, a) for a in config.listen for kind in ("udp", "tcp")] + \
+        [("tcp", a) for a in (*config.tls_listen, *config.https_listen)]
+
+
+def _with_alpn(tls: ListenerTLS | None, alpn: tuple[str, ...]) -> ListenerTLS:
+    """The TLS table with the transport's ALPN token unless one is configured."""
+    import dataclasses
+    assert tls is not None
+    return tls if tls.alpn else dataclasses.replace(tls, alpn=alpn)
 
 
 def cache_view(service: DNSService, args: dict[str, Any]) -> dict[str, Any]:
