@@ -71,16 +71,33 @@ class SMTPSink:
                                                   session.peer[0]))
                 return "250 2.0.0 kept"
 
+        sessions: list[SMTP] = []
+
+        def session() -> SMTP:
+            smtp = SMTP(Handler(), hostname="sink.test", decode_data=False)
+            sessions.append(smtp)
+            return smtp
+
         async def main() -> None:
-            self._server = await loop.create_server(
-                lambda: SMTP(Handler(), hostname="sink.test", decode_data=False),
-                sock=self._sock)
+            self._server = await loop.create_server(session, sock=self._sock)
             self._ready.set()
 
         loop.run_until_complete(main())
         loop.run_forever()
         self._server.close()
         loop.run_until_complete(self._server.wait_closed())
+        # a client still connected when the test ends (a relay that has not sent QUIT
+        # yet): its session is ended here, not left for the closed loop to complain of
+        for smtp in sessions:
+            if smtp.transport is not None:
+                smtp.transport.close()
+        async def finish() -> None:
+            pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.sleep(0)  # the transports' close callbacks
+        loop.run_until_complete(finish())
         loop.close()
 
     def stop(self) -> None:

@@ -21,6 +21,7 @@ class CacheEntry:
     negative: bool = False
     hits: int = 0
     stored: float = 0.0
+    secure: bool = False  # DNSSEC validated (a resolver that validates only)
 
 
 @dataclass
@@ -41,21 +42,24 @@ class Cache:
     def _ttl(self, ttl: int) -> int:
         return max(self.min_ttl, min(self.max_ttl, ttl))
 
-    def put(self, name: str, rtype: int, rrs: list[Record], now: float) -> None:
+    def put(self, name: str, rtype: int, rrs: list[Record], now: float, *,
+            secure: bool = False) -> None:
         if not rrs:
             return
         ttl = self._ttl(min(rr.ttl for rr in rrs))
-        self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, stored=now))
+        self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, stored=now,
+                                                        secure=secure))
 
     def put_negative(self, name: str, rtype: int, rcode: int, soa: Record | None,
-                     now: float) -> None:
+                     now: float, *, secure: bool = False) -> None:
         ttl = 0
         if soa is not None:
             ttl = min(soa.ttl, soa.soa_minimum, self.max_negative_ttl)
         ttl = self._ttl(ttl)
         # the SOA goes out (and into the answer cache) with the negative TTL, not its own
         rrs = [soa.with_ttl(ttl)] if soa else []
-        self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, rcode, True, stored=now))
+        self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, rcode, True, stored=now,
+                                                        secure=secure))
 
     def _store(self, key: tuple[str, int], entry: CacheEntry) -> None:
         self.entries[key] = entry

@@ -46,6 +46,8 @@ class Classified:
     ns_names: list[str] = field(default_factory=list)
     glue: dict[str, list[str]] = field(default_factory=dict)
     why: str = ""
+    response: Message | None = None  # what the server said (the validator reads it)
+    secure: bool = False  # DNSSEC-validated
 
 
 def classify(response: Message, qname: str, qtype: int, zone: str) -> Classified:

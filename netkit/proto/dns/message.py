@@ -367,10 +367,12 @@ def _read_record(data: bytes, i: int, section: list[Record], msg: Message,
 # --- building ------------------------------------------------------------------------------
 
 def encode_query(ident: int, name: str, qtype: int, *, rd: bool = False,
-                 edns_size: int = 1232) -> bytes:
-    """A query with one question (the name's letter case kept) and an OPT record."""
+                 edns_size: int = 1232, dnssec_ok: bool = False) -> bytes:
+    """A query with one question (the name's letter case kept) and an OPT record (the DO
+    bit set with `dnssec_ok`: signatures wanted, RFC 3225)."""
     header = _HEADER.pack(ident, 0x0100 if rd else 0, 1, 0, 0, 1 if edns_size else 0)
-    opt = b"\x00" + _RR_FIXED.pack(OPT, edns_size, 0, 0) if edns_size else b""
+    opt = b"\x00" + _RR_FIXED.pack(OPT, edns_size, 0x8000 if dnssec_ok else 0, 0) \
+        if edns_size else b""
     return header + name_to_wire(name) + _QUESTION_FIXED.pack(qtype, 1) + opt
 
 
@@ -383,13 +385,14 @@ def question_of(query: bytes) -> bytes:
 def encode_reply(ident: int, flags: int, question: bytes, rcode: int,
                  answer: list[Record], authority: list[Record], *, edns: bool = False,
                  ede: tuple[int, str] | None = None, max_size: int = 65535,
-                 ttls: list[tuple[int, int]] | None = None) -> bytes:
+                 ttls: list[tuple[int, int]] | None = None, ad: bool = False) -> bytes:
     """A reply: `flags` are the query's (RD and CD are kept), QR and RA set; an OPT when
     the query had one (`edns`), carrying the Extended DNS Error if any. Over
     `max_size` the sections are dropped and TC set (the client retries over TCP).
     `ttls`, when given, receives (offset after the question, TTL) for each record: what
-    the answer cache patches on a hit."""
-    flags = 0x8080 | (flags & 0x0110) | (rcode & 0x0F)
+    the answer cache patches on a hit. `ad`: the answer is DNSSEC-validated and the
+    client asked to know."""
+    flags = 0x8080 | (flags & 0x0110) | (rcode & 0x0F) | (0x0020 if ad else 0)
     opt = b""
     if edns:
         options = b""

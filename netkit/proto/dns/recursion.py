@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from netkit.proto.dns import message as dnsmsg
+from netkit.proto.dns import validate
 from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.classify import Classified, Kind, classify
+from netkit.proto.dns.dnssec import DNSKEY, DS, Dnskey, Ds, Verdict, verify_dnskeys
 from netkit.proto.dns.message import CNAME, NOERROR, NXDOMAIN, SERVFAIL, SOA, A, Message, Record
 from netkit.proto.dns.names import EDE, in_bailiwick, minimised, name_key
+from netkit.proto.dns.validate import INSECURE, SECURE, Bogus, ZoneKeys
 
 MAX_CNAME_CHAIN = 16
 MAX_REFERRALS = 30
@@ -35,6 +38,8 @@ MAX_DELEGATIONS = 50_000  # zone cuts remembered (the oldest go first)
 MAX_SERVERS = 100_000  # authorities with an RTT on record before the table starts over
 MAX_MINIMISE_STEPS = 10  # RFC 9156 section 2.3: MAX_MINIMISE_COUNT
 STALE_TTL = 30  # RFC 8767 section 4: the TTL of a stale answer
+BOGUS_TTL = 60  # how long a bogus answer is remembered (Unbound: val-bogus-ttl)
+MAX_ZONE_KEYS = 50_000
 
 
 @dataclass(slots=True)
@@ -49,6 +54,7 @@ class Query:
     rd: bool
     timeout: float
     tcp_timeout: float
+    dnssec_ok: bool = False  # the DO bit: signatures wanted (a validating resolver)
 
 
 @dataclass(slots=True)
@@ -67,6 +73,7 @@ class Result:
     answer: list[Record] = field(default_factory=list)
     authority: list[Record] = field(default_factory=list)
     ede: tuple[int, str] | None = None
+    secure: bool = False  # every part DNSSEC-validated (the AD bit)
 
 
 class Failure(Exception):
@@ -118,7 +125,9 @@ class Recursion:
                  on_step: Callable[[str, str, str, int, Classified], None] | None = None,
                  qname_minimisation: bool = True,
                  forwards: dict[str, list[tuple[str, int]]] | None = None,
-                 random: Callable[[], float]) -> None:
+                 random: Callable[[], float],
+                 trust_anchors: list[Ds | Dnskey] | None = None,
+                 wall_clock: Callable[[], float] | None = None) -> None:
         self.hints = hints
         self.random = random  # [0, 1): the driver's unpredictable source; tests seed one
         self.hint_addresses = [addr for _, addr in hints]
@@ -133,6 +142,12 @@ class Recursion:
         self.on_step = on_step  # (zone, server, name, qtype, outcome): `+trace` prints these
         self.qname_minimisation = qname_minimisation
         self.forwards = {name_key(z): s for z, s in (forwards or {}).items()}
+        # DNSSEC: the root's trust anchor (None: no validation), each zone's standing,
+        # and answers found bogus; signatures' windows are wall-clock time
+        self.trust_anchors = trust_anchors
+        self.wall_clock = wall_clock
+        self.zone_keys: dict[str, ZoneKeys] = {}
+        self.bogus: dict[tuple[str, int], tuple[float, int, str]] = {}
 
     def resolve(self, qname: str, qtype: int, now: float) -> Steps[Result]:
         """Resolve (qname in key form); SERVFAIL with an EDE when it cannot be done."""
@@ -181,9 +196,13 @@ class Recursion:
         chain: list[Record] = []
         name = qname
         seen = {name}
+        secure = self.trust_anchors is not None  # until a part is not
         for _ in range(MAX_CNAME_CHAIN + 1):
+            if self.bogus:
+                self._still_bogus(name, qtype, run.now)
             forward = self._forwarders(name) if self.forwards else None
             if forward is not None:
+                secure = False  # forwarded answers are not validated
                 result, cnames = yield from self._forward(*forward, name, qtype, run)
                 if result is not None:
                     result.answer[:0] = chain
@@ -203,20 +222,23 @@ class Recursion:
             hit = self.cache.get(name, qtype, now)
             if hit is not None:
                 rrs = self.cache.with_ttls(hit, now)
+                secure = secure and hit.secure
                 if hit.negative:
-                    return Result(hit.rcode, chain, rrs)
-                return Result(NOERROR, chain + rrs)
+                    return Result(hit.rcode, chain, rrs, secure=secure)
+                return Result(NOERROR, chain + rrs, secure=secure)
             cached_cname = self.cache.get(name, CNAME, now) if qtype != CNAME \
                 else None
             if cached_cname is not None:
                 cname = self.cache.with_ttls(cached_cname, now)[0]
+                secure = secure and cached_cname.secure
             else:
                 outcome = yield from self._iterate(name, qtype, depth, resolving, run)
+                secure = secure and outcome.secure
                 if outcome.kind is not Kind.CNAME:
                     if outcome.kind is Kind.ANSWER:
-                        return Result(NOERROR, chain + outcome.answer)
+                        return Result(NOERROR, chain + outcome.answer, secure=secure)
                     rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
-                    return Result(rcode, chain, negative_soa(outcome.soa))
+                    return Result(rcode, chain, negative_soa(outcome.soa), secure=secure)
                 cname = outcome.cname
                 assert cname is not None
                 chain.extend(outcome.answer)  # a DNAME that synthesised the CNAME
@@ -229,30 +251,39 @@ class Recursion:
 
     def _iterate(self, name: str, qtype: int, depth: int, resolving: set[tuple[str, int]],
                  run: _Run) -> Steps[Classified]:
-        zone, servers = self._closest(name, run.now)
+        # a DS lives on the parent's side of the cut (RFC 4035 3.1.4.1): ask from above
+        zone, servers = self._closest(name if qtype != DS or name == "." else
+                                      name.split(".", 1)[1] or ".", run.now)
+        keys = (yield from self._keys_of(zone, servers, run)) \
+            if self.trust_anchors is not None else None
         extra = 1  # labels below the zone cut that the next minimised question reveals
         for _ in range(MAX_REFERRALS + MAX_MINIMISE_STEPS):
             ask = minimised(name, zone, extra) if self.qname_minimisation else name
-            outcome = yield from self._ask(zone, servers, ask,
-                                           qtype if ask == name else A, run)
+            asked_type = qtype if ask == name else A
+            outcome = yield from self._ask(zone, servers, ask, asked_type, run)
             now = run.now
             if ask != name and outcome.kind is not Kind.REFERRAL:
                 if outcome.kind is Kind.NXDOMAIN:
                     # RFC 8020: nothing exists below a name that does not exist
-                    self.cache.put_negative(name, qtype, NXDOMAIN, outcome.soa, now)
+                    self._validate(outcome, ask, asked_type, zone, keys, now)
+                    self.cache.put_negative(name, qtype, NXDOMAIN, outcome.soa, now,
+                                            secure=outcome.secure)
                     return outcome
                 extra += 1  # the name exists here (or is an empty non-terminal): go deeper
                 continue
+            if outcome.kind is not Kind.REFERRAL:
+                self._validate(outcome, name, qtype, zone, keys, now)
             if outcome.kind is Kind.ANSWER:
-                self.cache.put(name, qtype, outcome.answer, now)
+                self.cache.put(name, qtype, outcome.answer, now, secure=outcome.secure)
                 return outcome
             if outcome.kind is Kind.CNAME:
                 assert outcome.cname is not None
-                self.cache.put(name, CNAME, [outcome.cname], now)
+                self.cache.put(name, CNAME, [outcome.cname], now, secure=outcome.secure)
                 return outcome
             if outcome.kind in (Kind.NXDOMAIN, Kind.NODATA):
                 rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
-                self.cache.put_negative(name, qtype, rcode, outcome.soa, now)
+                self.cache.put_negative(name, qtype, rcode, outcome.soa, now,
+                                        secure=outcome.secure)
                 return outcome
             # a referral: find the new zone's servers' addresses, with glue or without
             addresses = [a for n in outcome.ns_names for a in outcome.glue.get(n, [])]
@@ -266,6 +297,8 @@ class Recursion:
             self.delegations[outcome.zone] = (now + ttl, addresses)
             if len(self.delegations) > MAX_DELEGATIONS:  # bounded like every other table
                 self.delegations.pop(next(iter(self.delegations)))
+            if keys is not None:
+                keys = yield from self._delegate(outcome, zone, keys, addresses, ttl, run)
             zone, servers, extra = outcome.zone, addresses, 1
         raise Failure(EDE.OTHER, f"more than {MAX_REFERRALS} referrals for {name}")
 
@@ -345,14 +378,112 @@ class Recursion:
         return []
 
     def _closest(self, name: str, now: float) -> tuple[str, list[str]]:
-        """The deepest zone cut known for `name` (key form), and its servers' addresses."""
+        """The deepest zone cut known for `name` (key form), and its servers' addresses
+        (validating: one whose DNSSEC standing is known too)."""
         zone = name
+        validating = self.trust_anchors is not None
         while zone != ".":
             entry = self.delegations.get(zone)
-            if entry is not None and entry[0] > now:
+            if entry is not None and entry[0] > now and (
+                    not validating or self._known_keys(zone, now) is not None):
                 return zone, entry[1]
             zone = zone[zone.index(".") + 1:] or "."
         return ".", self.hint_addresses
+
+    # --- DNSSEC: the chain of trust, walked along the referrals ---
+
+    def _known_keys(self, zone: str, now: float) -> ZoneKeys | None:
+        keys = self.zone_keys.get(zone)
+        return keys if keys is not None and keys.expires > now else None
+
+    def _store_keys(self, zone: str, keys: ZoneKeys) -> ZoneKeys:
+        self.zone_keys[zone] = keys
+        if len(self.zone_keys) > MAX_ZONE_KEYS:
+            self.zone_keys.pop(next(iter(self.zone_keys)))
+        return keys
+
+    def _keys_of(self, zone: str, servers: list[str], run: _Run) -> Steps[ZoneKeys]:
+        """The standing of the zone iteration starts in: known (`_closest` chose it so),
+        or the root's, checked against the trust anchor."""
+        known = self._known_keys(zone, run.now)
+        if known is not None:
+            return known
+        assert self.trust_anchors is not None
+        keys = yield from self._fetch_keys(".", servers, self.trust_anchors, run)
+        return self._store_keys(".", keys)
+
+    def _fetch_keys(self, zone: str, servers: list[str], anchors: list[Ds | Dnskey],
+                    run: _Run) -> Steps[ZoneKeys]:
+        """The zone's DNSKEY set, from its servers, validated by `anchors` (its DS set)."""
+        outcome = yield from self._ask(zone, servers, zone, DNSKEY, run)
+        if outcome.kind is not Kind.ANSWER or outcome.response is None:
+            raise Failure(EDE.DNSKEY_MISSING, f"no DNSKEY for {zone}")
+        sets = validate.rrsets(outcome.response.answer)
+        checked, keys = verify_dnskeys(zone, sets.get((zone, DNSKEY), []),
+                                       sets.get((zone, -DNSKEY), []), anchors,
+                                       self._wall())
+        if checked.verdict is Verdict.SECURE:
+            ttl = min(checked.ttl, self.cache.max_ttl)
+            return ZoneKeys(SECURE, keys, run.now + ttl)
+        if checked.verdict is Verdict.UNSUPPORTED:  # as unsigned (RFC 4035 5.2)
+            return ZoneKeys(INSECURE, expires=run.now + min(3600, self.cache.max_ttl))
+        raise Failure(EDE(int(checked.verdict)), checked.why or f"DNSKEY of {zone} bogus")
+
+    def _delegate(self, referral: Classified, zone: str, keys: ZoneKeys,
+                  addresses: list[str], ttl: int, run: _Run) -> Steps[ZoneKeys]:
+        """The child's standing from a referral: insecure under an insecure parent or
+        with a proven absence of DS; else its DNSKEYs validated by the signed DS."""
+        child = referral.zone
+        if keys.state != SECURE or referral.response is None:
+            return self._store_keys(child, ZoneKeys(INSECURE, expires=run.now + ttl))
+        try:
+            state, ds, ds_ttl = validate.check_referral(referral.response, child, zone,
+                                                        keys.keys, self._wall())
+        except Bogus as exc:
+            raise Failure(EDE(int(exc.verdict)), exc.why) from None
+        if state == INSECURE:
+            return self._store_keys(child, ZoneKeys(INSECURE, expires=run.now + ttl))
+        child_keys = yield from self._fetch_keys(child, addresses, list(ds), run)
+        child_keys.expires = min(child_keys.expires, run.now + max(ds_ttl, 1))
+        return self._store_keys(child, child_keys)
+
+    def _validate(self, outcome: Classified, qname: str, qtype: int, zone: str,
+                  keys: ZoneKeys | None, now: float) -> None:
+        """Check an answer from a secure zone: `outcome.secure`, TTLs capped by the
+        signatures; a bogus one is remembered a while and fails (SERVFAIL, its EDE)."""
+        if keys is None or keys.state != SECURE or outcome.response is None:
+            return
+        try:
+            if outcome.kind in (Kind.ANSWER, Kind.CNAME):
+                ttl = validate.check_answer(outcome.response, qname, qtype, zone, keys.keys,
+                                            self._wall())
+                outcome.answer = [rr.with_ttl(min(rr.ttl, ttl)) for rr in outcome.answer]
+                if outcome.cname is not None:
+                    outcome.cname = outcome.cname.with_ttl(min(outcome.cname.ttl, ttl))
+                outcome.secure = True
+            elif outcome.kind in (Kind.NXDOMAIN, Kind.NODATA):
+                state = validate.check_negative(outcome.response, qname, qtype, zone,
+                                                keys.keys, self._wall(),
+                                                nxdomain=outcome.kind is Kind.NXDOMAIN)
+                outcome.secure = state == SECURE
+        except Bogus as exc:
+            self.bogus[(qname, qtype)] = (now + BOGUS_TTL, int(exc.verdict), exc.why)
+            if len(self.bogus) > MAX_ZONE_KEYS:
+                self.bogus.pop(next(iter(self.bogus)))
+            raise Failure(EDE(int(exc.verdict)), exc.why) from None
+
+    def _still_bogus(self, name: str, qtype: int, now: float) -> None:
+        entry = self.bogus.get((name, qtype))
+        if entry is None:
+            return
+        if entry[0] <= now:
+            del self.bogus[(name, qtype)]
+            return
+        raise Failure(EDE(entry[1]), entry[2])
+
+    def _wall(self) -> float:
+        assert self.wall_clock is not None
+        return self.wall_clock()
 
     # --- asking one zone's servers ---
 
@@ -386,6 +517,7 @@ class Recursion:
             except dnsmsg.FormatError as exc:  # in a section parsed only now
                 problems.append(f"{server}: malformed answer: {exc}")
                 continue
+            outcome.response = response
             if self.on_step is not None:
                 self.on_step(zone, server, name, qtype, outcome)
             if outcome.kind is Kind.LAME:
@@ -415,7 +547,8 @@ class Recursion:
         are cut to what is left of the resolution's time; when that is gone, Failure."""
         left = self._time_left(run)
         exchange = yield Query(server, port, name, qtype, rd, min(self.server_timeout, left),
-                               min(self.server_timeout * 2, left))
+                               min(self.server_timeout * 2, left),
+                               dnssec_ok=self.trust_anchors is not None)
         run.now = exchange.now
         if exchange.response is None:
             if exchange.timed_out:

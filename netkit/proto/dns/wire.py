@@ -126,6 +126,7 @@ class WireAnswer:
     ttls: list[tuple[int, int]]  # (offset in body, TTL when stored)
     hits: int = 0
     prefetching: bool = False
+    secure: bool = False  # DNSSEC-validated: AD for clients that set DO or AD
 
 
 class AnswerCache:
@@ -138,7 +139,8 @@ class AnswerCache:
         self.due: list[tuple[bytes, int, bool]] = []  # popular answers near expiry: refresh
 
     def store(self, key: tuple[bytes, int, bool], message: bytes, question_end: int,
-              now: float, ttls: list[tuple[int, int]] | None = None) -> None:
+              now: float, ttls: list[tuple[int, int]] | None = None, *,
+              secure: bool = False) -> None:
         """Keep `message` (a whole answer) for `key`. `ttls`: (offset after the question,
         TTL) of each record when the caller built the message and knows them; else they
         are read here."""
@@ -153,9 +155,9 @@ class AnswerCache:
         lifetime = min([t for _, t in ttls], default=0)
         if lifetime <= 0:
             return
-        flags = struct.unpack_from("!H", message, 2)[0] & ~0x0100
+        flags = struct.unpack_from("!H", message, 2)[0] & ~0x0130  # RD, AD, CD: per query
         self.entries[key] = WireAnswer(now + lifetime, now, flags, message[4:12],
-                                       message[question_end:], ttls)
+                                       message[question_end:], ttls, secure=secure)
         self.entries.move_to_end(key)
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
@@ -218,7 +220,13 @@ class AnswerCache:
         if elapsed:
             for off, ttl in entry.ttls:
                 struct.pack_into("!I", body, off, ttl - elapsed)
-        flags = entry.flags | (struct.unpack_from("!H", query, 2)[0] & 0x0100)
+        asked = struct.unpack_from("!H", query, 2)[0]
+        flags = entry.flags | (asked & 0x0110)  # RD and CD echoed
+        # AD only for a validated answer, to a client that said it understands it (set
+        # AD, or DO in its OPT record: RFC 6840 5.7)
+        if entry.secure and (asked & 0x0020 or (key[2] and len(query) > question_end + 7
+                                                and query[question_end + 7] & 0x80)):
+            flags |= 0x0020
         return query[:2] + struct.pack("!H", flags) + entry.counts + \
             query[12:question_end] + body
 

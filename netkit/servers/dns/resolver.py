@@ -23,6 +23,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from netkit.histogram import Histogram
 from netkit.proto.dns import message as dnsmsg
@@ -62,8 +63,10 @@ class Resolver:
                  qname_minimisation: bool = True,
                  use_caps_for_id: bool = False,
                  forwards: dict[str, list[tuple[str, int]]] | None = None,
+                 trust_anchors: list[Any] | None = None,
                  ) -> None:
         self.engine = Recursion(
+            trust_anchors=trust_anchors, wall_clock=time.time,
             hints=parse_root_hints(root_hints), cache=cache, port=port,
             server_timeout=server_timeout, total_timeout=total_timeout,
             query_private_authorities=query_private_authorities, on_step=on_step,
@@ -132,7 +135,7 @@ class Resolver:
             # draft-vixie-dnsext-dns0x20: every letter's case is one more random bit
             name = "".join(c.upper() if self.rng.random() < 0.5 else c.lower() for c in name)
         wire = dnsmsg.encode_query(self.rng.getrandbits(16), name, query.qtype, rd=query.rd,
-                                   edns_size=EDNS_SIZE)
+                                   edns_size=EDNS_SIZE, dnssec_ok=query.dnssec_ok)
         sent = time.monotonic()
 
         def answered(data: bytes | None, error: BaseException | None) -> None:

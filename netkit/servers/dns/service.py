@@ -44,6 +44,7 @@ from netkit.errors import ConfigError
 from netkit.proto.addresses import PRIVATE
 from netkit.proto.dns import message as dnsmsg
 from netkit.proto.dns.cache import Cache
+from netkit.proto.dns.dnssec import IANA_ROOT_ANCHORS, parse_trust_anchors
 from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
 from netkit.proto.dns.policy import Policy, reply_to
 from netkit.proto.dns.wire import AnswerCache, parse_question, wire_to_name
@@ -172,6 +173,14 @@ class Config:
     """Answer NAME.<this domain> (and its PTR) for every lease with a host name that the
     DHCP server of the same process gives (`netkit run`, servers/home-router.toml), as
     dnsmasq does; empty: off."""
+    dnssec: Literal["validate", "off"] = "validate"
+    """DNSSEC (RFC 4033-4035): answers from signed zones are validated from the root's
+    trust anchor; secure ones carry AD (to clients that set DO or AD), bogus ones become
+    SERVFAIL with the Extended DNS Error that says why. CD=1 gets the data unchecked."""
+    trust_anchor: Path | None = None
+    """The root's DS or DNSKEY records (zone-file form, as /usr/share/dns/root.key);
+    default: IANA's, built in, which goes with IANA's root: with `root_hints` of your own,
+    set this too to validate."""
     accept_proxy: bool = False
     """TCP: every connection starts with a PROXY v1/v2 header (a load balancer in front),
     whose source address the ACL, rate limit and logs use (UDP cannot carry one)."""
@@ -217,11 +226,29 @@ def _build_zones(config: Config) -> ZoneSet:
     return ZoneSet(zones)
 
 
-def _build_resolver(config: Config, cache: Cache) -> Resolver:
+def _trust_anchors(config: Config) -> list[Any] | None:
+    """The root's anchors; None when not validating. IANA's anchor goes with IANA's
+    root: with root hints of one's own (a lab, the tests' hierarchy) and no trust_anchor
+    nothing is validated (answers are insecure, never bogus)."""
+    if config.dnssec == "off" or (config.root_hints is not None and
+                                  config.trust_anchor is None):
+        return None
+    try:
+        text = config.trust_anchor.read_text() if config.trust_anchor else IANA_ROOT_ANCHORS
+        return parse_trust_anchors(text)
+    except OSError as exc:
+        raise ConfigError([f"dns.trust_anchor: {config.trust_anchor}: {exc.strerror}"]) \
+            from None
+    except ValueError as exc:
+        raise ConfigError([f"dns.trust_anchor: {config.trust_anchor}: {exc}"]) from None
+
+
+def _build_resolver(config: Config, cache: Cache, *, validating: bool = True) -> Resolver:
+    anchors = _trust_anchors(config) if validating else None
     try:
         hints = config.root_hints.read_text() if config.root_hints else IANA_ROOT_HINTS
         return Resolver(
-            root_hints=hints, cache=cache,
+            root_hints=hints, cache=cache, trust_anchors=anchors,
             server_timeout=config.server_timeout, total_timeout=config.total_timeout,
             query_private_authorities=config.query_private_authorities,
             qname_minimisation=config.qname_minimisation,
@@ -248,6 +275,11 @@ class DNSService:
                       min_ttl=int(config.cache.min_ttl),
                       stale_for=float(config.cache.serve_stale))
         self.resolver = _build_resolver(config, cache)
+        # CD=1 (RFC 4035 3.2.2): the data without validation, from a cache of its own so
+        # that nothing unchecked ever reaches a client who did not ask for that
+        self.unchecked = _build_resolver(config, Cache(max_entries=min(
+            config.cache.max_entries, 10_000)), validating=False) \
+            if config.dnssec == "validate" else None
         self.policy = _build_policy(config)
         self.answers = AnswerCache(config.cache.max_entries)
         self.transport_counters = Counters()
@@ -414,6 +446,9 @@ class DNSService:
                                  self.worker, udp_too=True)
         try:
             resolver = _build_resolver(config, self.resolver.cache)
+            unchecked = _build_resolver(config, self.unchecked.cache if self.unchecked else
+                                        Cache(max_entries=10_000), validating=False) \
+                if config.dnssec == "validate" else None
             policy = _build_policy(config)
             if self.tls is not None and config.tls is not None:
                 self.tls.replace(_with_alpn(config.tls, ("dot",)))
@@ -429,6 +464,12 @@ class DNSService:
         if tls_presets is not None:
             self.tg.start_soon(self.dot.relisten, config.tls_listen, tls_presets)
         self.dot.limits = config.tcp
+        if config.dnssec != self.config.dnssec or config.trust_anchor != \
+                self.config.trust_anchor:
+            resolver.cache.entries.clear()  # what was (not) validated must be again
+        else:
+            resolver.engine.zone_keys = self.resolver.engine.zone_keys
+        self.unchecked = unchecked
         resolver.exchange = self.resolver.exchange  # questions in flight finish on it
         resolver.latency = self.resolver.latency  # the histogram goes on across reloads
         resolver.upstream_queries = self.resolver.upstream_queries
@@ -497,6 +538,8 @@ class DNSService:
         if self.doh is not None:
             await self.doh.drain(timeout)
         self.resolver.exchange.close()  # resolutions still asking upstream: dropped
+        if self.unchecked is not None:
+            self.unchecked.exchange.close()
         if self.shared is not None:
             await self.shared.close()
         self.save_cache()
@@ -538,7 +581,8 @@ class DNSService:
             data = dnsmsg.encode_reply(0, 0x0100, question, result.rcode, result.answer,
                                        result.authority, edns=has_opt, ttls=ttls)
             if not data[2] & 0x02:
-                self.answers.store(key, data, 12 + len(question), time.monotonic(), ttls)
+                self.answers.store(key, data, 12 + len(question), time.monotonic(), ttls,
+                                   secure=result.secure)
                 log.debug("dns: prefetched %s %s", name, QTYPE.get(qtype))
 
     def handle(self, data: bytes, client: str, reply: Any, max_size: int | None,
@@ -554,7 +598,7 @@ class DNSService:
                 self._recurse(_Query(
                     reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
                     data[12:qend], name, qtype, edns_size, has_opt, max_size,
-                    (qname, qtype, has_opt)))
+                    (qname, qtype, has_opt), has_opt and bool(data[qend + 7] & 0x80)))
                 return
         try:
             request = DNSRecord.parse(data)
@@ -601,10 +645,16 @@ class DNSService:
         self._recurse(_Query(
             reply, request.header.id, data[2] << 8 | data[3], question,
             wire_to_name(wire.lower()),
-            q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None))
+            q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None,
+            opt is not None and bool(opt.ttl & 0x8000)))
 
     def _recurse(self, query: _Query) -> None:
         self.cache_misses += 1  # not in the answer cache: the resolver (its cache, or out)
+        if query.flags & 0x0010 and self.unchecked is not None:  # CD: checking disabled
+            query.key = None  # never into the answer cache
+            self.unchecked.start(query.qname, query.qtype,
+                                 lambda result: self._answer(query, result))
+            return
         if self.shared is not None and query.key is not None:
             task = asyncio.get_running_loop().create_task(self._shared_first(query))
             self.tasks.add(task)
@@ -647,11 +697,14 @@ class DNSService:
         ttls: list[tuple[int, int]] = []
         data = dnsmsg.encode_reply(query.ident, query.flags, query.question, result.rcode,
                                    result.answer, result.authority, edns=query.edns,
-                                   ede=result.ede, max_size=limit, ttls=ttls)
+                                   ede=result.ede, max_size=limit, ttls=ttls,
+                                   ad=result.secure and bool(query.flags & 0x0020 or
+                                                             query.dnssec_ok))
         if query.key is not None and result.rcode in (dnsmsg.NOERROR, dnsmsg.NXDOMAIN) \
                 and not data[2] & 0x02:  # never a truncated answer
             now = time.monotonic()
-            self.answers.store(query.key, data, 12 + len(query.question), now, ttls)
+            self.answers.store(query.key, data, 12 + len(query.question), now, ttls,
+                               secure=result.secure)
             if self.shared is not None:
                 exported = self.answers.export(query.key, time.time(), now)
                 if exported is not None:
@@ -688,6 +741,7 @@ class _Query:
     edns: bool
     max_size: int | None  # None: TCP
     key: tuple[bytes, int, bool] | None  # where the answer cache keeps the answer
+    dnssec_ok: bool = False  # the DO bit of the client's OPT record
 
 
 def _error(request: DNSRecord, rcode: int, data: bytes, ra: bool = True) -> bytes:
