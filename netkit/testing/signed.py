@@ -83,8 +83,12 @@ def _stamp(t: float) -> str:
 
 
 class SignedHierarchy:
-    def __init__(self, base: Path, prefix: str | None = None) -> None:
+    def __init__(self, base: Path, prefix: str | None = None,
+                 extra: dict[str, list[str]] | None = None) -> None:
+        """`extra`: more records for a zone, before it is signed (the benchmarks add
+        thousands to secure.lab.)."""
         self.base = base
+        self.extra = extra or {}
         self.prefix = prefix or random_prefix()
         self.hierarchy: Hierarchy | None = None
         self.root_hints = base / "root.hints"
@@ -128,7 +132,7 @@ class SignedHierarchy:
         leaves: dict[str, str] = {}
         ds_lines: list[str] = []
         for zone, (algorithm, nsec3, records) in LEAVES.items():
-            text = self._here(_leaf(zone, *records))
+            text = self._here(_leaf(zone, *records, *self.extra.get(zone, [])))
             if not algorithm:
                 leaves[zone] = text
                 continue

@@ -3,7 +3,8 @@
     python -m netkit.clients.dns [@server] [-p port] [-t type] [-c class] [-x addr]
                                  [name] [type] [class] [+short] [+tcp] [+norecurse]
                                  [+time=T] [+tries=N] [+trace] [+tls] [+https]
-                                 [+tls-ca=FILE] [+tls-hostname=NAME]
+                                 [+tls-ca=FILE] [+tls-hostname=NAME] [+dnssec] [+cd]
+                                 [--trust-anchor FILE]
 
 Without @server it asks the first nameserver of /etc/resolv.conf, as dig does. The
 output has dig's sections; `+short` prints only the answers' data. `+trace` does the
@@ -19,9 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import struct
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from dnslib import CLASS, QTYPE, RCODE
 
@@ -29,6 +32,7 @@ from ...config import Address
 from ...errors import ConnectError, ResolveTimeout
 from ...proto.dns.cache import Cache
 from ...proto.dns.classify import Classified, Kind
+from ...proto.dns.dnssec import DS, IANA_ROOT_ANCHORS, parse_trust_anchors
 from ...proto.dns.message import name_to_wire
 from ...proto.dns.names import IANA_ROOT_HINTS, name_key
 from ...servers.dns.resolver import Resolver as IterativeResolver
@@ -47,9 +51,13 @@ Where:  domain    is in the Domain Name System
                   -t type             (specify query type)
                   -c class            (specify query class)
                   --root-hints file   (named.root for +trace; default IANA's)
+                  --trust-anchor file (the root's DS/DNSKEY for +trace: validate the
+                                       chain; default IANA's with IANA's root hints)
         d-opt     is of the form +keyword[=value], where keyword is:
                   +[no]short          (display nothing except short form of answers)
                   +[no]tcp            (TCP mode)
+                  +[no]dnssec         (request DNSSEC records: the DO bit)
+                  +[no]cdflag         (set checking disabled flag in query)
                   +[no]tls            (DNS over TLS mode)
                   +[no]https[=###]    (DNS over HTTPS mode, POST) [/dns-query]
                   +tls-ca=###         (verify the server's certificate with this CA)
@@ -77,6 +85,8 @@ class _Query:
         self.server: str | None = None
         self.port: int | None = None
         self.tls = False
+        self.dnssec = self.cd = False
+        self.trust_anchor: Path | None = None
         self.https: str = ""
         self.tls_ca: str | None = None
         self.tls_hostname: str | None = None
@@ -95,7 +105,8 @@ class _Query:
                 self.server = arg[1:].strip("[]")
             elif arg.startswith("+"):
                 self._plus(arg[1:])
-            elif arg in ("-p", "-t", "-c", "-x", "--root-hints", "--timeout"):
+            elif arg in ("-p", "-t", "-c", "-x", "--root-hints", "--timeout",
+                         "--trust-anchor"):
                 if not args:
                     raise _Usage(f"option {arg} needs a value")
                 self._dash(arg, args.pop(0))
@@ -128,6 +139,10 @@ class _Query:
             self.tcp = flag
         elif word == "tls":
             self.tls = flag
+        elif word == "dnssec":
+            self.dnssec = flag
+        elif word in ("cd", "cdflag"):
+            self.cd = flag
         elif word in ("https", "https-post"):
             self.https = (value or "/dns-query") if flag else ""
         elif word == "tls-ca" and flag:
@@ -170,6 +185,8 @@ class _Query:
                 raise _Usage(f"-x {value}: not an address") from None
         elif option == "--root-hints":
             self.root_hints = Path(value)
+        elif option == "--trust-anchor":
+            self.trust_anchor = Path(value)
         elif option == "--timeout":
             self.time = float(value)
 
@@ -213,13 +230,23 @@ def print_answer(answer: Answer, argv: list[str], elapsed: float) -> None:
     print(f";; MSG SIZE  rcvd: {answer.size}\n")
 
 
-async def trace(name: str, rdtype: str, hints: str, timeout: float) -> int:
-    """Iterate from the root like `dig +trace`, printing every server's answer."""
+async def trace(name: str, rdtype: str, hints: str, timeout: float,
+                anchors: list[Any] | None = None) -> int:
+    """Iterate from the root like `dig +trace`, printing every server's answer; with
+    trust `anchors` the DNSSEC chain is validated on the way (the DNSKEY questions and
+    each referral's DS show)."""
+    def ds_of(outcome: Classified) -> str:
+        if anchors is None or outcome.response is None:
+            return ""
+        tags = [str(struct.unpack_from("!H", rr.rdata)[0]) for rr in outcome.response.authority
+                if rr.rtype == DS and rr.name == outcome.zone and len(rr.rdata) >= 2]
+        return f", DS {'/'.join(tags)}" if tags else ", no DS (unsigned below)"
+
     def step(zone: str, server: str, qname: str, qtype: int, outcome: Classified) -> None:
         what = {
             Kind.REFERRAL: lambda: f"referral to {outcome.zone} "
                                    f"({', '.join(outcome.ns_names)})"
-                                   f"{'' if outcome.glue else ', no glue'}",
+                                   f"{'' if outcome.glue else ', no glue'}{ds_of(outcome)}",
             Kind.ANSWER: lambda: "answer: " + "; ".join(
                 f"{rr.name} {rr.ttl} {QTYPE.get(rr.rtype)} {rr.rdata_text()}"
                 for rr in outcome.answer),
@@ -232,8 +259,11 @@ async def trace(name: str, rdtype: str, hints: str, timeout: float) -> int:
 
     resolver = IterativeResolver(root_hints=hints, cache=Cache(max_entries=0),
                                  server_timeout=timeout, total_timeout=timeout * 10,
-                                 query_private_authorities=True, on_step=step)
+                                 query_private_authorities=True, on_step=step,
+                                 trust_anchors=anchors)
     result = await resolver.resolve(name_key(name), getattr(QTYPE, rdtype.upper()))
+    if anchors is not None:
+        print(f";; DNSSEC: {'secure' if result.secure else 'insecure or bogus'}")
     print(f";; status: {RCODE.get(result.rcode)}"
           + (f" (EDE {int(result.ede[0])}: {result.ede[1]})" if result.ede else ""))
     return 0 if result.rcode != RCODE.SERVFAIL else 1
@@ -259,7 +289,13 @@ def main(argv: list[str] | None = None) -> int:
         return 10
     if q.trace:
         hints = q.root_hints.read_text() if q.root_hints else IANA_ROOT_HINTS
-        return asyncio.run(trace(q.name, q.rdtype, hints, q.time))  # type: ignore[arg-type]
+        anchors = None
+        if q.trust_anchor is not None:
+            anchors = parse_trust_anchors(q.trust_anchor.read_text())
+        elif q.root_hints is None:
+            anchors = parse_trust_anchors(IANA_ROOT_ANCHORS)
+        return asyncio.run(trace(q.name, q.rdtype, hints, q.time,  # type: ignore[arg-type]
+                                 anchors))
     if q.server is not None:
         try:
             ipaddress.ip_address(q.server)
@@ -274,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     # dig sends the name as given, without the search list
     resolver = Resolver(Address(host, port), timeout=q.time, attempts=q.tries, tcp=q.tcp,
                         recurse=q.recurse, tls=q.tls, https=q.https or False,
-                        verify=q.tls_ca or False, tls_hostname=q.tls_hostname)
+                        verify=q.tls_ca or False, tls_hostname=q.tls_hostname,
+                        dnssec=q.dnssec, cd=q.cd)
     started = time.perf_counter()
     try:
         answer = asyncio.run(resolver.lookup(q.name, q.rdtype,  # type: ignore[arg-type]

@@ -195,8 +195,10 @@ class Resolver:
                  ndots: int | None = None, tcp: bool = False, recurse: bool = True,
                  cache: StubCache | bool = False, tls: bool = False,
                  https: bool | str = False, verify: bool | str | Path | ssl.SSLContext = True,
-                 tls_hostname: str | None = None) -> None:
+                 tls_hostname: str | None = None, dnssec: bool = False,
+                 cd: bool = False) -> None:
         self.tls, self.verify, self.tls_hostname = tls, verify, tls_hostname
+        self.dnssec, self.cd = dnssec, cd  # the DO bit (signatures too), checking disabled
         self.https_path = (https if isinstance(https, str) else "/dns-query") if https \
             else ""
         if port is None:
@@ -327,7 +329,8 @@ class Resolver:
         request = DNSRecord(q=DNSQuestion(qname, qtype, getattr(CLASS, rdclass)))
         request.header.id = _rng.randrange(65536)
         request.header.rd = int(self.recurse)
-        request.add_ar(EDNS0(udp_len=1232))
+        request.header.cd = int(self.cd)
+        request.add_ar(EDNS0(udp_len=1232, flags="do" if self.dnssec else ""))
         query = request.pack()
         servers = list(self.servers)
         if self.rotate:
@@ -387,7 +390,8 @@ class Resolver:
 
 def _resolver(kw: dict[str, Any]) -> Resolver:
     keys = ("server", "resolv_conf", "port", "timeout", "attempts", "lifetime", "search",
-            "ndots", "tcp", "recurse", "cache", "tls", "https", "verify", "tls_hostname")
+            "ndots", "tcp", "recurse", "cache", "tls", "https", "verify", "tls_hostname",
+            "dnssec", "cd")
     return Resolver(**{k: kw.pop(k) for k in keys if k in kw})
 
 
