@@ -122,6 +122,14 @@ def test_the_same_verdict_as_unbound(ours, unbound: int, name: str, qtype: str) 
     # happens to have cached, 7 or 9 for the same expired zone in two runs)
     assert mine[:3] == theirs[:3], f"ours {mine[:4]}, unbound {theirs[:4]}"
     assert bool(mine[3]) == bool(theirs[3])  # an EDE from both, or from neither
+    # DO was set: the same RRSIGs (by the type they cover) in the answer, and a denial's
+    # NSEC/NSEC3 records in the authority section
+    assert _dnssec_records(mine[4]) == _dnssec_records(theirs[4])
+
+
+def _dnssec_records(r: DNSRecord) -> tuple[list[str], list[str]]:
+    return (sorted(str(rr.rdata).split()[0] for rr in r.rr if rr.rtype == 46),
+            sorted(f"{rr.rname} {rr.rtype}" for rr in r.auth if rr.rtype in (47, 50)))
 
 
 def test_bogus_answers_say_why_and_cd_gets_the_data(ours) -> None:  # type: ignore[no-untyped-def]
@@ -165,7 +173,7 @@ def test_the_client_sets_do_and_cd_and_traces_the_chain(ours, signed) -> None:  
     out = subprocess.run([sys.executable, "-m", "netkit.clients.dns", "@127.0.0.1", "-p", port,
                           "+dnssec", "www.secure.lab"], capture_output=True, text=True,
                          timeout=30).stdout
-    assert " ad" in out.split("flags:")[1].split(";")[0], out  # (no RRSIGs yet: see docs)
+    assert " ad" in out.split("flags:")[1].split(";")[0] and "RRSIG" in out, out
     out = subprocess.run([sys.executable, "-m", "netkit.clients.dns", "@127.0.0.1", "-p", port,
                           "+cd", "+short", "www.badsig.lab"], capture_output=True, text=True,
                          timeout=30).stdout

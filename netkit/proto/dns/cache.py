@@ -22,6 +22,8 @@ class CacheEntry:
     hits: int = 0
     stored: float = 0.0
     secure: bool = False  # DNSSEC validated (a resolver that validates only)
+    sigs: list[Record] = field(default_factory=list)  # RRSIGs, or a denial's proofs
+    proofs: list[Record] = field(default_factory=list)  # a wildcard answer's NSEC(3)s
 
 
 @dataclass
@@ -43,23 +45,27 @@ class Cache:
         return max(self.min_ttl, min(self.max_ttl, ttl))
 
     def put(self, name: str, rtype: int, rrs: list[Record], now: float, *,
-            secure: bool = False) -> None:
+            secure: bool = False, sigs: list[Record] | None = None,
+            proofs: list[Record] | None = None) -> None:
         if not rrs:
             return
         ttl = self._ttl(min(rr.ttl for rr in rrs))
         self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, stored=now,
-                                                        secure=secure))
+                                                        secure=secure, sigs=sigs or [],
+                                                        proofs=proofs or []))
 
     def put_negative(self, name: str, rtype: int, rcode: int, soa: Record | None,
-                     now: float, *, secure: bool = False) -> None:
+                     now: float, *, secure: bool = False,
+                     sigs: list[Record] | None = None) -> None:
         ttl = 0
         if soa is not None:
             ttl = min(soa.ttl, soa.soa_minimum, self.max_negative_ttl)
         ttl = self._ttl(ttl)
         # the SOA goes out (and into the answer cache) with the negative TTL, not its own
         rrs = [soa.with_ttl(ttl)] if soa else []
-        self._store((name_key(name), rtype), CacheEntry(now + ttl, rrs, rcode, True, stored=now,
-                                                        secure=secure))
+        self._store((name_key(name), rtype), CacheEntry(
+            now + ttl, rrs, rcode, True, stored=now, secure=secure,
+            sigs=[rr.with_ttl(min(rr.ttl, ttl)) for rr in sigs or []]))
 
     def _store(self, key: tuple[str, int], entry: CacheEntry) -> None:
         self.entries[key] = entry
@@ -120,5 +126,11 @@ class Cache:
         """The entry's records with TTLs counted down to what is left."""
         left = max(0, int(entry.expires - now))
         return [rr.with_ttl(min(rr.ttl, left)) for rr in entry.rrs]
+
+    def sigs_with_ttls(self, entry: CacheEntry, now: float, *, proofs: bool = False
+                       ) -> list[Record]:
+        left = max(0, int(entry.expires - now))
+        return [rr.with_ttl(min(rr.ttl, left))
+                for rr in (entry.proofs if proofs else entry.sigs)]
 
 

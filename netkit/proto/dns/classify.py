@@ -48,6 +48,8 @@ class Classified:
     why: str = ""
     response: Message | None = None  # what the server said (the validator reads it)
     secure: bool = False  # DNSSEC-validated
+    signatures: list[Record] = field(default_factory=list)  # RRSIGs of the answer
+    proofs: list[Record] = field(default_factory=list)  # NSEC/NSEC3, RRSIGs: a denial's
 
 
 def classify(response: Message, qname: str, qtype: int, zone: str) -> Classified:

@@ -26,7 +26,15 @@ from netkit.proto.dns import message as dnsmsg
 from netkit.proto.dns import validate
 from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.classify import Classified, Kind, classify
-from netkit.proto.dns.dnssec import DNSKEY, DS, Dnskey, Ds, Verdict, verify_dnskeys
+from netkit.proto.dns.dnssec import (
+    DNSKEY,
+    DS,
+    RRSIG,
+    Dnskey,
+    Ds,
+    Verdict,
+    verify_dnskeys,
+)
 from netkit.proto.dns.message import CNAME, NOERROR, NXDOMAIN, SERVFAIL, SOA, A, Message, Record
 from netkit.proto.dns.names import EDE, in_bailiwick, minimised, name_key
 from netkit.proto.dns.validate import INSECURE, SECURE, Bogus, ZoneKeys
@@ -74,6 +82,8 @@ class Result:
     authority: list[Record] = field(default_factory=list)
     ede: tuple[int, str] | None = None
     secure: bool = False  # every part DNSSEC-validated (the AD bit)
+    signatures: list[Record] = field(default_factory=list)  # the answer's RRSIGs (for DO)
+    proofs: list[Record] = field(default_factory=list)  # a denial's NSEC(3)s and RRSIGs
 
 
 class Failure(Exception):
@@ -197,6 +207,7 @@ class Recursion:
         name = qname
         seen = {name}
         secure = self.trust_anchors is not None  # until a part is not
+        sigs: list[Record] = []  # RRSIGs along the chain, for clients that set DO
         for _ in range(MAX_CNAME_CHAIN + 1):
             if self.bogus:
                 self._still_bogus(name, qtype, run.now)
@@ -224,21 +235,28 @@ class Recursion:
                 rrs = self.cache.with_ttls(hit, now)
                 secure = secure and hit.secure
                 if hit.negative:
-                    return Result(hit.rcode, chain, rrs, secure=secure)
-                return Result(NOERROR, chain + rrs, secure=secure)
+                    return Result(hit.rcode, chain, rrs, secure=secure, signatures=sigs,
+                                  proofs=self.cache.sigs_with_ttls(hit, now))
+                return Result(NOERROR, chain + rrs, secure=secure,
+                              signatures=sigs + self.cache.sigs_with_ttls(hit, now),
+                              proofs=self.cache.sigs_with_ttls(hit, now, proofs=True))
             cached_cname = self.cache.get(name, CNAME, now) if qtype != CNAME \
                 else None
             if cached_cname is not None:
                 cname = self.cache.with_ttls(cached_cname, now)[0]
                 secure = secure and cached_cname.secure
+                sigs += self.cache.sigs_with_ttls(cached_cname, now)
             else:
                 outcome = yield from self._iterate(name, qtype, depth, resolving, run)
                 secure = secure and outcome.secure
+                sigs += outcome.signatures
                 if outcome.kind is not Kind.CNAME:
                     if outcome.kind is Kind.ANSWER:
-                        return Result(NOERROR, chain + outcome.answer, secure=secure)
+                        return Result(NOERROR, chain + outcome.answer, secure=secure,
+                                      signatures=sigs, proofs=outcome.proofs)
                     rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
-                    return Result(rcode, chain, negative_soa(outcome.soa), secure=secure)
+                    return Result(rcode, chain, negative_soa(outcome.soa), secure=secure,
+                                  signatures=sigs, proofs=outcome.proofs)
                 cname = outcome.cname
                 assert cname is not None
                 chain.extend(outcome.answer)  # a DNAME that synthesised the CNAME
@@ -267,23 +285,25 @@ class Recursion:
                     # RFC 8020: nothing exists below a name that does not exist
                     self._validate(outcome, ask, asked_type, zone, keys, now)
                     self.cache.put_negative(name, qtype, NXDOMAIN, outcome.soa, now,
-                                            secure=outcome.secure)
+                                            secure=outcome.secure, sigs=outcome.proofs)
                     return outcome
                 extra += 1  # the name exists here (or is an empty non-terminal): go deeper
                 continue
             if outcome.kind is not Kind.REFERRAL:
                 self._validate(outcome, name, qtype, zone, keys, now)
             if outcome.kind is Kind.ANSWER:
-                self.cache.put(name, qtype, outcome.answer, now, secure=outcome.secure)
+                self.cache.put(name, qtype, outcome.answer, now, secure=outcome.secure,
+                               sigs=outcome.signatures, proofs=outcome.proofs)
                 return outcome
             if outcome.kind is Kind.CNAME:
                 assert outcome.cname is not None
-                self.cache.put(name, CNAME, [outcome.cname], now, secure=outcome.secure)
+                self.cache.put(name, CNAME, [outcome.cname], now, secure=outcome.secure,
+                               sigs=[s for s in outcome.signatures if s.name == name])
                 return outcome
             if outcome.kind in (Kind.NXDOMAIN, Kind.NODATA):
                 rcode = NXDOMAIN if outcome.kind is Kind.NXDOMAIN else NOERROR
                 self.cache.put_negative(name, qtype, rcode, outcome.soa, now,
-                                        secure=outcome.secure)
+                                        secure=outcome.secure, sigs=outcome.proofs)
                 return outcome
             # a referral: find the new zone's servers' addresses, with glue or without
             addresses = [a for n in outcome.ns_names for a in outcome.glue.get(n, [])]
@@ -458,14 +478,23 @@ class Recursion:
                 ttl = validate.check_answer(outcome.response, qname, qtype, zone, keys.keys,
                                             self._wall())
                 outcome.answer = [rr.with_ttl(min(rr.ttl, ttl)) for rr in outcome.answer]
+                owners = {rr.name for rr in outcome.answer}
                 if outcome.cname is not None:
                     outcome.cname = outcome.cname.with_ttl(min(outcome.cname.ttl, ttl))
+                    owners.add(outcome.cname.name)
+                outcome.signatures = [rr.with_ttl(min(rr.ttl, ttl))
+                                      for rr in outcome.response.answer
+                                      if rr.rtype == RRSIG and rr.name in owners]
+                # a wildcard expansion's proof that the name itself does not exist
+                outcome.proofs = [rr.with_ttl(min(rr.ttl, ttl)) for rr in
+                                  validate.denial_records(outcome.response, zone, ())]
                 outcome.secure = True
             elif outcome.kind in (Kind.NXDOMAIN, Kind.NODATA):
                 state = validate.check_negative(outcome.response, qname, qtype, zone,
                                                 keys.keys, self._wall(),
                                                 nxdomain=outcome.kind is Kind.NXDOMAIN)
                 outcome.secure = state == SECURE
+                outcome.proofs = validate.denial_records(outcome.response, zone, (SOA,))
         except Bogus as exc:
             self.bogus[(qname, qtype)] = (now + BOGUS_TTL, int(exc.verdict), exc.why)
             if len(self.bogus) > MAX_ZONE_KEYS:

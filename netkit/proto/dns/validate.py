@@ -57,8 +57,20 @@ def _parent(name: str) -> str:
     return name.split(".", 1)[1] or "." if name != "." else "."
 
 
-def _under(name: str, zone: str) -> bool:
+def in_zone(name: str, zone: str) -> bool:
     return zone == "." or name == zone or name.endswith("." + zone)
+
+
+_under = in_zone
+
+
+def denial_records(response: Message, zone: str, also: tuple[int, ...]) -> list[Record]:
+    """The authority section's NSEC and NSEC3 records and the RRSIGs covering them (and
+    the types in `also`): what a DO client gets with a denial or a wildcard answer."""
+    wanted = (NSEC, NSEC3, *also)
+    return [rr for rr in response.authority if in_zone(rr.name, zone) and (
+        rr.rtype in (NSEC, NSEC3) or (rr.rtype == RRSIG and len(rr.rdata) >= 2 and
+                                      int.from_bytes(rr.rdata[:2], "big") in wanted))]
 
 
 def rrsets(records: Sequence[Record]) -> dict[tuple[str, int], list[Record]]:

@@ -38,8 +38,9 @@ def wire_to_name(wire: bytes) -> str:
     return ".".join(escape_label(label) for label in labels) + "."
 
 
-def parse_question(data: bytes) -> tuple[bytes, int, int, bool] | None:
-    """(lower-case qname in wire form, qtype, end of question, has OPT) for a plain query
+def parse_question(data: bytes) -> tuple[bytes, int, int, int] | None:
+    """(lower-case qname in wire form, qtype, end of question, EDNS: 0 no OPT, 1 an OPT,
+    2 an OPT with the DO bit, whose answers carry DNSSEC records) for a plain query
     (QR=0, opcode QUERY, one question, class IN, no answer/authority, at most an OPT);
     None for anything else, which then takes the slow path."""
     if len(data) < 17:
@@ -68,14 +69,14 @@ def parse_question(data: bytes) -> tuple[bytes, int, int, bool] | None:
     if qclass != 1:
         return None
     i += 4
-    has_opt = False
+    has_opt = 0
     if ar:
         # the one additional record must be an OPT with the root name
         if i + 11 > end or data[i] != 0 or struct.unpack_from("!H", data, i + 1)[0] != 41:
             return None
         if data[i + 6]:
             return None  # an EDNS version we do not speak: the slow path says BADVERS
-        has_opt = True
+        has_opt = 2 if data[i + 7] & 0x80 else 1
     return qname, qtype, i, has_opt
 
 
@@ -134,11 +135,11 @@ class AnswerCache:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
-        self.entries: OrderedDict[tuple[bytes, int, bool], WireAnswer] = OrderedDict()
+        self.entries: OrderedDict[tuple[bytes, int, int], WireAnswer] = OrderedDict()
         self.hits = 0
-        self.due: list[tuple[bytes, int, bool]] = []  # popular answers near expiry: refresh
+        self.due: list[tuple[bytes, int, int]] = []  # popular answers near expiry: refresh
 
-    def store(self, key: tuple[bytes, int, bool], message: bytes, question_end: int,
+    def store(self, key: tuple[bytes, int, int], message: bytes, question_end: int,
               now: float, ttls: list[tuple[int, int]] | None = None, *,
               secure: bool = False) -> None:
         """Keep `message` (a whole answer) for `key`. `ttls`: (offset after the question,
@@ -162,7 +163,7 @@ class AnswerCache:
         while len(self.entries) > self.max_entries:
             self.entries.popitem(last=False)
 
-    def export(self, key: tuple[bytes, int, bool], wall: float, now: float
+    def export(self, key: tuple[bytes, int, int], wall: float, now: float
                ) -> tuple[bytes, int] | None:
         """An entry as bytes for a cache shared between resolvers, and the seconds it
         has left; None if it is not here. `wall`: the wall clock (resolvers share it,
@@ -175,7 +176,7 @@ class AnswerCache:
         ttls = b"".join(struct.pack("!HI", off, ttl) for off, ttl in entry.ttls)
         return head + ttls + entry.body, int(entry.expires - now)
 
-    def adopt(self, key: tuple[bytes, int, bool], blob: bytes, wall: float,
+    def adopt(self, key: tuple[bytes, int, int], blob: bytes, wall: float,
               now: float) -> bool:
         """Take an entry another resolver exported; False when it is malformed or has
         expired meanwhile (a shared cache is data from elsewhere: checked, not trusted
@@ -201,7 +202,7 @@ class AnswerCache:
             self.entries.popitem(last=False)
         return True
 
-    def answer(self, query: bytes, key: tuple[bytes, int, bool], question_end: int,
+    def answer(self, query: bytes, key: tuple[bytes, int, int], question_end: int,
                now: float) -> bytes | None:
         entry = self.entries.get(key)
         if entry is None:
@@ -224,8 +225,7 @@ class AnswerCache:
         flags = entry.flags | (asked & 0x0110)  # RD and CD echoed
         # AD only for a validated answer, to a client that said it understands it (set
         # AD, or DO in its OPT record: RFC 6840 5.7)
-        if entry.secure and (asked & 0x0020 or (key[2] and len(query) > question_end + 7
-                                                and query[question_end + 7] & 0x80)):
+        if entry.secure and (asked & 0x0020 or key[2] == 2):
             flags |= 0x0020
         return query[:2] + struct.pack("!H", flags) + entry.counts + \
             query[12:question_end] + body

@@ -569,7 +569,7 @@ class DNSService:
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
 
-    async def _refresh(self, key: tuple[bytes, int, bool]) -> None:
+    async def _refresh(self, key: tuple[bytes, int, int]) -> None:
         qname, qtype, has_opt = key
         name = wire_to_name(qname)
         # the resolver's own copy is near expiry too: drop it so the refresh asks upstream
@@ -578,15 +578,16 @@ class DNSService:
         if result.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN) and result.ede is None:
             question = qname + struct.pack("!HH", qtype, 1)
             ttls: list[tuple[int, int]] = []
-            data = dnsmsg.encode_reply(0, 0x0100, question, result.rcode, result.answer,
-                                       result.authority, edns=has_opt, ttls=ttls)
+            data = dnsmsg.encode_reply(0, 0x0100, question, result.rcode,
+                                       *_sections(result, has_opt == 2), edns=bool(has_opt),
+                                       ttls=ttls)
             if not data[2] & 0x02:
                 self.answers.store(key, data, 12 + len(question), time.monotonic(), ttls,
                                    secure=result.secure)
                 log.debug("dns: prefetched %s %s", name, QTYPE.get(qtype))
 
     def handle(self, data: bytes, client: str, reply: Any, max_size: int | None,
-               plain: tuple[bytes, int, int, bool] | None = None) -> None:
+               plain: tuple[bytes, int, int, int] | None = None) -> None:
         """Answer `data` (reply(bytes) sends); max_size None means TCP. `plain` is the
         question of a plain query from an allowed client (`fast_answer`): unless a local
         answer applies, it goes to the resolver without dnslib seeing it."""
@@ -598,7 +599,7 @@ class DNSService:
                 self._recurse(_Query(
                     reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
                     data[12:qend], name, qtype, edns_size, has_opt, max_size,
-                    (qname, qtype, has_opt), has_opt and bool(data[qend + 7] & 0x80)))
+                    (qname, qtype, has_opt), has_opt == 2))
                 return
         try:
             request = DNSRecord.parse(data)
@@ -646,7 +647,7 @@ class DNSService:
             reply, request.header.id, data[2] << 8 | data[3], question,
             wire_to_name(wire.lower()),
             q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None,
-            opt is not None and bool(opt.ttl & 0x8000)))
+            opt is not None and bool(opt.ttl & 0x8000)))  # (no key: not cached)
 
     def _recurse(self, query: _Query) -> None:
         self.cache_misses += 1  # not in the answer cache: the resolver (its cache, or out)
@@ -696,7 +697,7 @@ class DNSService:
             limit = 512
         ttls: list[tuple[int, int]] = []
         data = dnsmsg.encode_reply(query.ident, query.flags, query.question, result.rcode,
-                                   result.answer, result.authority, edns=query.edns,
+                                   *_sections(result, query.dnssec_ok), edns=query.edns,
                                    ede=result.ede, max_size=limit, ttls=ttls,
                                    ad=result.secure and bool(query.flags & 0x0020 or
                                                              query.dnssec_ok))
@@ -740,8 +741,16 @@ class _Query:
     edns_size: int
     edns: bool
     max_size: int | None  # None: TCP
-    key: tuple[bytes, int, bool] | None  # where the answer cache keeps the answer
+    key: tuple[bytes, int, int] | None  # where the answer cache keeps the answer
     dnssec_ok: bool = False  # the DO bit of the client's OPT record
+
+
+def _sections(result: Result, dnssec_ok: bool) -> tuple[list[Any], list[Any]]:
+    """The answer and authority sections; with DO, the RRSIGs and denial proofs too
+    (RFC 4035 3.2.1)."""
+    if not dnssec_ok or not (result.signatures or result.proofs):
+        return result.answer, result.authority
+    return result.answer + result.signatures, result.authority + result.proofs
 
 
 def _error(request: DNSRecord, rcode: int, data: bytes, ra: bool = True) -> bytes:

@@ -16,7 +16,7 @@ log = logging.getLogger("netkit.dns")
 PREFIX = b"netkit:dns:"
 
 
-def redis_key(key: tuple[bytes, int, bool]) -> bytes:
+def redis_key(key: tuple[bytes, int, int]) -> bytes:
     qname, qtype, edns = key
     return PREFIX + qname.lower().hex().encode() + b":%d:%d" % (qtype, int(edns))
 
@@ -31,7 +31,7 @@ class SharedCache:
                                     "shared_cache_errors"), 0)
         self._last_error_log = 0.0
 
-    async def get(self, key: tuple[bytes, int, bool]) -> bytes | None:
+    async def get(self, key: tuple[bytes, int, int]) -> bytes | None:
         try:
             async with asyncio.timeout(self.deadline):
                 blob = await self.client.get(redis_key(key))
@@ -41,7 +41,7 @@ class SharedCache:
         self.stats["shared_cache_hits" if blob else "shared_cache_misses"] += 1
         return blob
 
-    async def put(self, key: tuple[bytes, int, bool], blob: bytes, ttl: int) -> None:
+    async def put(self, key: tuple[bytes, int, int], blob: bytes, ttl: int) -> None:
         if ttl <= 0:
             return
         try:
