@@ -27,7 +27,7 @@ def resolver(hierarchy, netkit_ca):  # type: ignore[no-untyped-def]
     cert, key = netkit_ca.issue("dns.test", "127.0.0.1")
     with serve_in_thread("dns", {"dns": {
             "root_hints": str(hierarchy.root_hints), "query_private_authorities": True,
-            "tls_listen": ["127.0.0.1:0"], "https_listen": ["127.0.0.1:0"],
+            "server_timeout": 0.3, "total_timeout": 1.5, "tls_listen": ["127.0.0.1:0"], "https_listen": ["127.0.0.1:0"],
             "tls": {"cert": str(cert), "key": str(key)},
             "tcp": {"idle_timeout": "2s"}}}) as server:
         yield server
@@ -144,6 +144,16 @@ def test_pipelined_queries_over_tls_are_all_answered(resolver, netkit_ca) -> Non
         assert set(replies) == {100, 101, 102, 103}
         assert str(replies[100].a.rdata) == "192.0.2.10"
         assert replies[102].header.rcode == 3  # NXDOMAIN
+        # out of order (RFC 7766 6.2.1.1): a slow question first, a cached one after it;
+        # the cached answer comes first
+        slow, fast = DNSRecord.question("www.dead.com", "A"), \
+            DNSRecord.question("www.example.com", "A")
+        slow.header.id, fast.header.id = 200, 201
+        sock.sendall(b"".join(struct.pack("!H", len(q.pack())) + q.pack()
+                              for q in (slow, fast)))
+        first, second = _read(sock), _read(sock)
+        assert (first.header.id, second.header.id) == (201, 200)
+        assert second.header.rcode == 2  # the dead server's name: SERVFAIL, later
         # idle: the server closes after tcp.idle_timeout (2 s here)
         t0 = time.monotonic()
         sock.settimeout(10)
