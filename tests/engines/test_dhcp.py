@@ -366,7 +366,10 @@ def test_without_the_database_renewals_only_and_never_past_what_it_granted() -> 
     client = ClientSession(mac(1), xid=1)
     ack = dora(engine, client, now=0.0)
     lease = lease_from(ack, mac(1))
+    bound = engine.by_address[lease.address]
     engine.new_leases = False
+    assert engine.handle(client.renew(lease), 200.0).reply is None  # never confirmed
+    bound.durable = bound.expires  # the store confirmed it
     out = engine.handle(client.renew(lease), 200.0)
     assert out.reply is not None and out.reply.type == o.ACK and not out.changed
     assert struct.unpack("!I", out.reply.options[51])[0] == 400  # 600 granted at 0

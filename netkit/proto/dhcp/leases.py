@@ -36,6 +36,9 @@ class Lease:
     expires: float
     subnet: str
     version: int = 0  # a shared store's row version this server last saw at the address
+    durable: float = 0.0
+    """The expiry of this client's bound lease as the store last confirmed it (0: none):
+    all a server may vouch for while the store is out of reach."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +163,7 @@ class Leases:
             cur = self.by_address.get(row.address)
             if row.address in skip or (cur is not None and cur.version >= row.version):
                 continue
+            row.durable = row.expires if row.state == "bound" else 0.0
             # no other lease changes: another server's offer to a client does not end
             # this server's lease for it (that write could free an address in use)
             if cur is not None and cur.client and self.by_client.get(cur.client) is cur:
@@ -176,6 +180,8 @@ class Leases:
         old = self.by_address.get(lease.address)
         if old is not None and not lease.version:
             lease.version = old.version  # the row this change was made from
+        if old is not None and not lease.durable and old.client == lease.client:
+            lease.durable = old.durable
         if old is not None and old.client and self.by_client.get(old.client) is old:
             del self.by_client[old.client]
         self.by_address[lease.address] = lease
@@ -321,11 +327,11 @@ class Leases:
         client = msg.client_key
         current = self.by_client.get(client)
         if not self.new_leases:
-            if current is None or current.state != "bound" or current.expires <= now or \
+            if current is None or current.state != "bound" or current.durable <= now or \
                     not subnet.contains(current.address):
                 return Outcome(dropped=NO_DATABASE)
             return Outcome(reply=self._reply(msg, subnet, OFFER, current.address,
-                                             int(current.expires - now)))
+                                             int(current.durable - now)))
         has_offer = current is not None and current.state == "offered" and \
             current.expires > now
         if not has_offer and self.offers >= self.max_offers:
@@ -382,12 +388,12 @@ class Leases:
             # RFC 2131 4.3.2: INIT-REBOOT from a client we know nothing of: silence
             return Outcome(dropped="INIT-REBOOT from an unknown client")
         if not self.new_leases:  # no NAK either: this view may be out of date
-            if lease is None or not mine or lease.state != "bound" or lease.expires <= now:
+            # only what the database confirmed (not a change whose commit failed), and no
+            # longer than it grants: once that runs out another server may hand it out
+            if lease is None or not mine or lease.state != "bound" or lease.durable <= now:
                 return Outcome(dropped=NO_DATABASE)
-            # what the database already grants, no more: once it runs out another server
-            # may hand the address out
             return Outcome(reply=self._reply(msg, subnet, ACK, address,
-                                             int(lease.expires - now)))
+                                             int(lease.durable - now)))
         reservation = subnet.reservation_for(msg)
         if reservation is not None and reservation.address != address:
             return self._nak(msg, subnet, "reserved for you: another address")

@@ -72,7 +72,8 @@ ON CONFLICT (address) DO UPDATE SET
     written = now()
 WHERE l.version = EXCLUDED.prior
    OR (l.client = EXCLUDED.client AND l.client <> ''
-       AND NOT (EXCLUDED.state = 'offered' AND l.state = 'bound' AND l.expires > $10))
+       AND (EXCLUDED.state IN ('bound', 'released', 'declined')
+            OR l.state <> 'bound' OR l.expires <= $10))
    OR l.state IN ('released', 'expired')
    OR l.expires <= $10
 RETURNING l.address, l.version"""

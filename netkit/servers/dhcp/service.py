@@ -296,6 +296,8 @@ class DHCPService:
             leases = await self.store.load()
         except StoreUnavailable as exc:
             raise ConfigError([f"dhcp.lease_db: {self.store!r}: {exc}"]) from exc
+        for lease in leases:
+            lease.durable = lease.expires if lease.state == "bound" else 0.0
         self.engine.load(leases)
         log.info("dhcp: %d lease(s) from %s", len(leases), self.store)
         if self.store.shared:
@@ -451,7 +453,7 @@ class DHCPService:
                  addr: tuple[str, int], tries: int = 0) -> None:
         self._account(msg, outcome)
         if outcome.changed or outcome.events:
-            self._uncommitted.extend(outcome.changed)
+            self._keep(outcome.changed)
             self._events.extend(outcome.events)
             if outcome.reply is not None:  # an ACK goes out once its lease is on disk
                 self._held_replies.append(_Held(iface, msg, outcome.reply, addr, tries))
@@ -459,6 +461,12 @@ class DHCPService:
             self._schedule_flush()
         elif outcome.reply is not None:
             self._send(iface, msg, outcome.reply, addr)
+
+    def _keep(self, changed: list[Lease]) -> None:
+        """Changes to commit, as the engine made them now: a copy, since the engine goes
+        on changing its own leases (a later change in memory only, such as an offer
+        withdrawn because the client took another server's, must never be written)."""
+        self._uncommitted.extend(dataclasses.replace(x) for x in changed)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -485,7 +493,7 @@ class DHCPService:
             log.warning("dhcp: %s answered a ping but nobody holds a lease for it: not "
                         "offered, set aside", reply.yiaddr)
             self.stats["ping_conflicts"] += 1
-            self._uncommitted.append(self.engine.conflict(reply.yiaddr, time.time()))
+            self._keep([self.engine.conflict(reply.yiaddr, time.time())])
             self._schedule_flush()
         else:
             return  # three addresses in use: the client asks again
@@ -543,7 +551,7 @@ class DHCPService:
             self._answered(replies)
             self._deliver(replies, happened)
             return
-        batch = [dataclasses.replace(x) for x in leases]  # the engine goes on changing them
+        batch = leases
         self._in_flight = frozenset(x.address for x in batch)
         self._committing = asyncio.get_running_loop().create_task(
             self._commit(self.store, batch, replies, happened))
@@ -586,6 +594,8 @@ class DHCPService:
             if version is not None and current is not None and \
                     current.client == lease.client:
                 current.version = version
+                if lease.state == "bound":
+                    current.durable = lease.expires
         if not saved.refused:
             self._deliver(replies, happened)
             return
@@ -653,7 +663,7 @@ class DHCPService:
             outcome = self.engine.expire(time.time())
             if outcome.changed:
                 if self.store is None or not self.store.shared:
-                    self._uncommitted.extend(outcome.changed)
+                    self._keep(outcome.changed)
                 # else: a row past its expiry is free as it is; writing "expired" from
                 # every server's clock would only race with a renewal on another server
                 self._events.extend(outcome.events)
@@ -698,7 +708,7 @@ def release_view(service: DHCPService, args: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"no lease held on {address!r}")
     lease.state = "released"
     lease.expires = time.time()
-    service._uncommitted.append(lease)
+    service._keep([lease])
     service._events.append(Event("released", lease))
     service._schedule_flush()
     log.warning("dhcp: %s released by the operator (%s)", address, lease.mac)

@@ -69,6 +69,8 @@ class DoH:
         answer = await self.answer(query, request.client[0])
         if answer is None:
             return _plain(400, "not a DNS query")
+        if not answer:
+            return _plain(403, "dropped by policy")
         ttl = smallest_ttl(answer)
         return AppResponse(200, [(b"content-type", MESSAGE),
                                  (b"cache-control", b"max-age=%d" % ttl)], answer)
@@ -92,7 +94,8 @@ class DoH:
         if not future.done() and service.stats["dropped"] != before:
             return None
         data = await future
-        service.rcodes[data[3] & 15] += 1
+        if data:
+            service.rcodes[data[3] & 15] += 1
         return data
 
 

@@ -43,6 +43,7 @@ from netkit.contract import ServerSpec
 from netkit.errors import ConfigError
 from netkit.proto.addresses import PRIVATE
 from netkit.proto.dns import message as dnsmsg
+from netkit.proto.dns import rpz
 from netkit.proto.dns.cache import Cache
 from netkit.proto.dns.dnssec import IANA_ROOT_ANCHORS, parse_trust_anchors
 from netkit.proto.dns.names import IANA_ROOT_HINTS, name_key
@@ -61,6 +62,8 @@ from netkit.transport.listeners import (
     bind_udp_tcp,
     listen_changes,
 )
+
+from .policies import EDE_BLOCKED, EDE_FILTERED, Hit, Policies, PolicyConfig
 
 log = logging.getLogger("netkit.dns")
 
@@ -194,6 +197,10 @@ class Config:
     tls: ListenerTLS | None = None
     """``[dns.tls]``: the certificate and key of the DoT and DoH listeners (the shared TLS
     table; files watched and reloaded)."""
+    policy: tuple[PolicyConfig, ...] = ()
+    """``[[dns.policy]]``: RPZ zones and blocklists (servers/dns/policies.py)."""
+    policy_watch: Duration = field(Duration(2), min=0.1)
+    """How often the policy files are looked at for changes."""
     shutdown_timeout: Duration = Duration(5)
 
     def __post_init__(self) -> None:
@@ -282,6 +289,8 @@ class DNSService:
             if config.dnssec == "validate" else None
         self.policy = _build_policy(config)
         self.answers = AnswerCache(config.cache.max_entries)
+        self.policies = Policies(config.policy)
+        self.policies.on_change = self.answers.entries.clear
         self.transport_counters = Counters()
         self.stats = {"formerr": 0, "notimp": 0, "acl_refused": 0, "dropped": 0, "servfail": 0,
                       "ratelimited": 0}
@@ -433,6 +442,13 @@ class DNSService:
             tg.start_soon(self.tls.watch_files)
         if self.doh is not None:
             await self.doh.start(tg, presets)
+        tg.start_soon(self._follow_policies)
+
+    async def _follow_policies(self) -> None:
+        while True:
+            if self.policies:
+                await self.policies.tick()
+            await anyio.sleep(float(self.config.policy_watch))
 
     def reload(self, config: Config) -> None:
         """SIGHUP: rules, local records, forward zones, timeouts, limits and listen
@@ -450,6 +466,7 @@ class DNSService:
                                         Cache(max_entries=10_000), validating=False) \
                 if config.dnssec == "validate" else None
             policy = _build_policy(config)
+            policies = Policies(config.policy, self.policies)
             if self.tls is not None and config.tls is not None:
                 self.tls.replace(_with_alpn(config.tls, ("dot",)))
             if self.doh is not None:
@@ -481,6 +498,8 @@ class DNSService:
             self.tg.start_soon(self.udp.relisten, config.listen, presets)
             self.tg.start_soon(self.tcp.relisten, config.listen, presets)
         self.config, self.resolver, self.policy = config, resolver, policy
+        self.policies = policies
+        policies.on_change = self.answers.entries.clear
         for name, address in self.dhcp_names.items():  # the leases outlive a reload
             self._serve_dhcp_name(name, address)
         self.answers.entries.clear()  # answers may differ now (local records, forwards)
@@ -523,7 +542,10 @@ class DNSService:
         names = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED")
         by = {name: self.rcodes[i] for i, name in enumerate(names)}
         by.update({f"RCODE{i}": n for i, n in enumerate(self.rcodes) if i >= 6 and n})
-        return {"queries": ("rcode", by)}
+        out = {"queries": ("rcode", by)}
+        if self.policies:
+            out["policy_hits"] = ("policy", self.policies.counts())
+        return out
 
     def histograms(self) -> dict[str, Any]:
         """For the admin endpoint: the upstream answers' latency, in seconds."""
@@ -599,7 +621,7 @@ class DNSService:
                 self._recurse(_Query(
                     reply, struct.unpack_from("!H", data)[0], data[2] << 8 | data[3],
                     data[12:qend], name, qtype, edns_size, has_opt, max_size,
-                    (qname, qtype, has_opt), has_opt == 2))
+                    (qname, qtype, has_opt), has_opt == 2, client))
                 return
         try:
             request = DNSRecord.parse(data)
@@ -647,10 +669,17 @@ class DNSService:
             reply, request.header.id, data[2] << 8 | data[3], question,
             wire_to_name(wire.lower()),
             q.qtype, opt.rclass if opt is not None else 0, opt is not None, max_size, None,
-            opt is not None and bool(opt.ttl & 0x8000)))  # (no key: not cached)
+            opt is not None and bool(opt.ttl & 0x8000), client))  # (no key: not cached)
 
     def _recurse(self, query: _Query) -> None:
         self.cache_misses += 1  # not in the answer cache: the resolver (its cache, or out)
+        if self.policies:
+            hit = self.policies.match(query.client, query.qname)
+            if hit is not None:
+                self._apply_policy(query, hit)
+                return
+            if query.key is not None and self.policies.touches(query.qname, []):
+                query.key = None  # a name some client's policy names: never shared
         if query.flags & 0x0010 and self.unchecked is not None:  # CD: checking disabled
             query.key = None  # never into the answer cache
             self.unchecked.start(query.qname, query.qtype,
@@ -663,6 +692,40 @@ class DNSService:
             return
         self.resolver.start(query.qname, query.qtype,
                             lambda result: self._answer(query, result))
+
+    def _apply_policy(self, query: _Query, hit: Hit) -> None:
+        """Answer as the policy says: NXDOMAIN, NODATA, its own records, a CNAME to
+        follow, or nothing at all (DROP); with the Extended DNS Error naming it."""
+        policy, rule = hit.policy, hit.rule
+        if policy.level:
+            log.log(policy.level, "dns: policy %s: %s asked %s %s -> %s (%s)", policy.name,
+                    query.client, query.qname, QTYPE.get(query.qtype), rule.action,
+                    hit.trigger)
+        query.key = None  # a policy's answer is for this client: never shared
+        query.policy_done = True
+        ede = (EDE_FILTERED if policy.config.ede == "filtered" else EDE_BLOCKED,
+               f"blocked by policy {policy.name}")
+        if rule.action == rpz.DROP:
+            if query.max_size is None:
+                query.reply(b"")  # a stream: nothing sent, the query's slot freed
+            return
+        if rule.action == rpz.REDIRECT:
+            cname = rpz.cname_record(query.qname, rule.target)
+            if query.qtype == dnsmsg.CNAME:
+                self._answer(query, Result(dnsmsg.NOERROR, [cname], ede=ede))
+                return
+            self.resolver.start(rule.target, query.qtype, lambda result: self._answer(
+                query, Result(result.rcode, [cname, *result.answer], result.authority,
+                              result.ede or ede)))
+            return
+        if rule.action == rpz.LOCAL:
+            result = Result(dnsmsg.NOERROR, rpz.local_answer(rule, query.qname, query.qtype),
+                            ede=ede)
+        elif rule.action == rpz.NODATA:
+            result = Result(dnsmsg.NOERROR, ede=ede)
+        else:
+            result = Result(dnsmsg.NXDOMAIN, ede=ede)
+        self._answer(query, result)
 
     async def _shared_first(self, query: _Query) -> None:
         """The shared cache before recursion; what it has becomes a local entry too."""
@@ -682,6 +745,13 @@ class DNSService:
                             lambda result: self._answer(query, result))
 
     def _answer(self, query: _Query, result: Result) -> None:
+        if self.policies and not query.policy_done and result.answer:
+            hit = self.policies.match_answer(query.client, result.answer)
+            if hit is not None:
+                self._apply_policy(query, hit)
+                return
+            if query.key is not None and self.policies.touches(query.qname, result.answer):
+                query.key = None
         if result.rcode == dnsmsg.SERVFAIL:
             self.stats["servfail"] += 1
             log.info("dns: SERVFAIL for %s %s: %s", query.qname, QTYPE.get(query.qtype),
@@ -743,6 +813,8 @@ class _Query:
     max_size: int | None  # None: TCP
     key: tuple[bytes, int, int] | None  # where the answer cache keeps the answer
     dnssec_ok: bool = False  # the DO bit of the client's OPT record
+    client: str = ""
+    policy_done: bool = False  # a policy already decided this answer
 
 
 def _sections(result: Result, dnssec_ok: bool) -> tuple[list[Any], list[Any]]:
@@ -921,6 +993,8 @@ class _TCP(Handler):
         self._take()
 
     def _send(self, data: bytes) -> None:
+        if not data:
+            return  # dropped by a policy: no answer at all
         self.service.rcodes[data[3] & 15] += 1
         self.conn.write(struct.pack("!H", len(data)) + data)
 
