@@ -27,7 +27,8 @@ def resolver(hierarchy, netkit_ca):  # type: ignore[no-untyped-def]
     cert, key = netkit_ca.issue("dns.test", "127.0.0.1")
     with serve_in_thread("dns", {"dns": {
             "root_hints": str(hierarchy.root_hints), "query_private_authorities": True,
-            "server_timeout": 0.3, "total_timeout": 1.5, "tls_listen": ["127.0.0.1:0"], "https_listen": ["127.0.0.1:0"],
+            "server_timeout": 0.3, "total_timeout": 1.5, "tls_listen": ["127.0.0.1:0"],
+            "https_listen": ["127.0.0.1:0"],
             "tls": {"cert": str(cert), "key": str(key)},
             "tcp": {"idle_timeout": "2s"}}}) as server:
         yield server

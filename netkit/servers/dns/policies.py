@@ -30,7 +30,7 @@ from netkit.config import Duration, Network, Size
 from netkit.config import field as cfield
 from netkit.errors import ConfigError
 from netkit.proto.addresses import in_networks
-from netkit.proto.dns.message import AAAA, CNAME, A, Record
+from netkit.proto.dns.message import AAAA, CNAME, DNAME, A, Record
 from netkit.proto.dns.names import name_key
 from netkit.proto.dns.rpz import PASSTHRU, SIMPLE, Lists, PolicyError, Rule, parse_plain, parse_rpz
 from netkit.tlsconf import FileWatch
@@ -62,7 +62,9 @@ class PolicyConfig:
     url: str = ""
     """An https URL to fetch the list from every `refresh` (verified TLS; If-None-Match,
     If-Modified-Since; at most `max_size`)."""
-    refresh: Duration = cfield(Duration(86400), min=60)
+    ca: Path | None = None
+    """The CA bundle the URL's certificate is checked with (default: the system's)."""
+    refresh: Duration = cfield(Duration(86400), min=1)
     max_size: Size = cfield(Size(64 << 20), min=1)
     log: Literal["debug", "info", "warning", "none"] = "info"
     """The level a blocked question is logged at."""
@@ -75,6 +77,9 @@ class Hit:
     policy: Policy
     rule: Rule
     trigger: str  # the name or address that matched
+    chain: list[Record] = field(default_factory=list)
+    """The answer's CNAMEs up to the name that matched (kept in the reply, as Unbound
+    does): the action applies to that name, the target of the last of them."""
 
 
 @dataclass(slots=True)
@@ -186,10 +191,13 @@ class Policies:
     def match_answer(self, client: str, answer: list[Record]) -> Hit | None:
         """A hit on an answer: a CNAME's target (each step of the chain), or an address
         (Response-IP triggers)."""
-        for rr in answer:
-            if rr.rtype == CNAME:
+        # a chain that ends in no data gives nothing away: left alone, as Unbound does
+        data = any(rr.rtype not in (CNAME, DNAME) for rr in answer)
+        for i, rr in enumerate(answer):
+            if rr.rtype == CNAME and data:
                 hit = self.match(client, rr.target)
                 if hit is not None:
+                    hit.chain = answer[:i + 1]
                     return hit
         addresses = [rr.address for rr in answer if rr.rtype in (A, AAAA)]
         if not addresses:
@@ -275,7 +283,8 @@ async def fetch(config: PolicyConfig) -> bool:
             headers["if-modified-since"] = meta["last_modified"]
     tmp = config.source.with_name(f".{config.source.name}.{os.getpid()}.tmp")
     try:
-        async with Client(timeout=60, follow_redirects=True) as client, \
+        verify: bool | str = str(config.ca) if config.ca else True
+        async with Client(timeout=60, follow_redirects=True, verify=verify) as client, \
                 client.stream("GET", config.url, headers=headers) as r:
             if r.status_code == 304:
                 return False

@@ -522,7 +522,11 @@ class DNSService:
                 "https_listen": [str(a) for a in self.https_addresses], **self.counters(),
                 "cached_rrsets": len(self.resolver.cache.entries),
                 "cached_answers": len(self.answers.entries),
-                "zone_records": len(self.policy.zones)}
+                "zone_records": len(self.policy.zones),
+                "policies": [{"name": p.name, "entries": len(p.lists), "hits": p.hits,
+                              "skipped_lines": p.lists.skipped,
+                              "unsupported_triggers": p.lists.unsupported}
+                             for p in self.policies.all]}
 
     def addresses(self) -> list[Address]:
         return list(self.tcp.addresses)  # UDP listens on the same ports
@@ -709,22 +713,23 @@ class DNSService:
             if query.max_size is None:
                 query.reply(b"")  # a stream: nothing sent, the query's slot freed
             return
+        owner = hit.chain[-1].target if hit.chain else query.qname  # the name that matched
         if rule.action == rpz.REDIRECT:
-            cname = rpz.cname_record(query.qname, rule.target)
+            cname = rpz.cname_record(owner, rule.target)
             if query.qtype == dnsmsg.CNAME:
-                self._answer(query, Result(dnsmsg.NOERROR, [cname], ede=ede))
+                self._answer(query, Result(dnsmsg.NOERROR, [*hit.chain, cname], ede=ede))
                 return
             self.resolver.start(rule.target, query.qtype, lambda result: self._answer(
-                query, Result(result.rcode, [cname, *result.answer], result.authority,
-                              result.ede or ede)))
+                query, Result(result.rcode, [*hit.chain, cname, *result.answer],
+                              result.authority, result.ede or ede)))
             return
         if rule.action == rpz.LOCAL:
-            result = Result(dnsmsg.NOERROR, rpz.local_answer(rule, query.qname, query.qtype),
-                            ede=ede)
+            result = Result(dnsmsg.NOERROR,
+                            [*hit.chain, *rpz.local_answer(rule, owner, query.qtype)], ede=ede)
         elif rule.action == rpz.NODATA:
-            result = Result(dnsmsg.NOERROR, ede=ede)
+            result = Result(dnsmsg.NOERROR, list(hit.chain), ede=ede)
         else:
-            result = Result(dnsmsg.NXDOMAIN, ede=ede)
+            result = Result(dnsmsg.NXDOMAIN, list(hit.chain), ede=ede)
         self._answer(query, result)
 
     async def _shared_first(self, query: _Query) -> None:
