@@ -27,34 +27,8 @@ from dns import dnsperf, wait_dns
 
 sys.path.insert(0, str(ROOT))
 from netkit.testing.nsd import free_udp_tcp_port as free_port
+from netkit.testing.nsd import unbound_config
 from netkit.testing.signed import SignedHierarchy
-
-
-def unbound_conf(d: Path, port: int, h: SignedHierarchy) -> Path:
-    d.mkdir(parents=True, exist_ok=True)
-    conf = d / "unbound.conf"
-    conf.write_text(f"""server:
-  username: ""
-  chroot: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound.pid"
-  interface: 127.0.0.1@{port}
-  root-hints: "{h.root_hints}"
-  trust-anchor-file: "{h.trust_anchor}"
-  do-not-query-localhost: no
-  do-ip6: no
-  use-syslog: no
-  logfile: "{d}/unbound.log"
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "validator iterator"
-  qname-minimisation: yes
-  msg-cache-size: 64m
-  rrset-cache-size: 64m
-remote-control:
-  control-enable: no
-""")
-    return conf
 
 
 def main() -> int:
@@ -83,8 +57,9 @@ def main() -> int:
             for who in ("netkit", "unbound"):
                 port = free_port()
                 if who == "unbound":
-                    argv = [require("unbound"), "-d", "-c",
-                            str(unbound_conf(tmp / f"unbound-{port}", port, hierarchy))]
+                    conf = unbound_config(tmp / f"unbound-{port}", port, hierarchy.root_hints,
+                                          trust_anchor=hierarchy.trust_anchor)
+                    argv = [require("unbound"), "-d", "-c", str(conf)]
                 else:
                     argv = [sys.executable, "-m", "netkit.servers.dns", "--listen",
                             f"127.0.0.1:{port}", "--set",

@@ -80,13 +80,8 @@ def main() -> int:
             for who in ("netkit", "netkit+list", "unbound", "unbound+rpz"):
                 port = free_port()
                 if who.startswith("unbound"):
-                    conf = unbound_config(tmp / f"unbound-{port}", port, hierarchy.root_hints)
-                    if who == "unbound+rpz":
-                        text = conf.read_text().replace('module-config: "iterator"',
-                                                        'module-config: "respip iterator"')
-                        text = text.replace("remote-control:", f'rpz:\n  name: "rpz.bench."\n'
-                                            f'  zonefile: "{zone}"\nremote-control:')
-                        conf.write_text(text)
+                    conf = unbound_config(tmp / f"unbound-{port}", port, hierarchy.root_hints,
+                                          rpz=zone if who == "unbound+rpz" else None)
                     argv = [require("unbound"), "-d", "-c", str(conf)]
                 else:
                     argv = ours_argv(port, hierarchy.root_hints)

@@ -139,7 +139,6 @@ def start_hierarchy(base: Path, extra: dict[str, str] | None = None,
     def here(text: str) -> str:
         return text.replace("127.0.0.", prefix + ".")
 
-    nsd = shutil.which("nsd") or "/usr/sbin/nsd"
     by_server: dict[str, list[tuple[str, str]]] = {}
     for zone, (server, text) in ZONES.items():
         text += (extra or {}).get(zone, "")
@@ -150,11 +149,22 @@ def start_hierarchy(base: Path, extra: dict[str, str] | None = None,
     by_server.setdefault(here(LAME_SERVER), [])
     # reads nothing, answers nothing
     blackhole = bind_socket("udp", Address(here(DEAD_SERVER), 53))
-    processes = []
-    for server, zones in by_server.items():
-        d = base / server
-        d.mkdir(parents=True, exist_ok=True)
-        conf = [f"""server:
+    processes = [start_nsd(base / server, server, zones) for server, zones in by_server.items()]
+    hints = base / "root.hints"
+    hints.write_text(".                        3600000      NS    A.ROOT.\n"
+                     f"A.ROOT.                  3600000      A     {prefix}.2\n")
+    h = Hierarchy(hints, processes, blackhole, prefix)
+    wait_ready(h, base, [(h.addr(int(server.rsplit(".", 1)[1])), zone)
+                         for zone, (server, _) in ZONES.items()])
+    return h
+
+
+def start_nsd(d: Path, server: str, zones: list[tuple[str, str]]) -> subprocess.Popen:
+    """One NSD in the foreground on `server` port 53 serving (zone, zone-file text) pairs,
+    its config and files in `d`."""
+    nsd = shutil.which("nsd") or "/usr/sbin/nsd"
+    d.mkdir(parents=True, exist_ok=True)
+    conf = [f"""server:
   ip-address: {server}@53
   username: ""
   chroot: ""
@@ -172,29 +182,23 @@ def start_hierarchy(base: Path, extra: dict[str, str] | None = None,
 remote-control:
   control-enable: no
 """]
-        for zone, text in zones:
-            fname = "root.zone" if zone == "." else f"{zone}zone"
-            (d / fname).write_text(text)
-            conf.append(f'zone:\n  name: "{zone}"\n  zonefile: "{fname}"\n')
-        (d / "nsd.conf").write_text("".join(conf))
-        log = open(d / "nsd.log", "wb")  # noqa: SIM115
-        processes.append(subprocess.Popen([nsd, "-d", "-c", str(d / "nsd.conf")],
-                                          stdout=log, stderr=subprocess.STDOUT))
-        log.close()
-    hints = base / "root.hints"
-    hints.write_text(".                        3600000      NS    A.ROOT.\n"
-                     f"A.ROOT.                  3600000      A     {prefix}.2\n")
-    h = Hierarchy(hints, processes, blackhole, prefix)
-    _wait_ready(h, base)
-    return h
+    for zone, text in zones:
+        fname = "root.zone" if zone == "." else f"{zone}zone"
+        (d / fname).write_text(text)
+        conf.append(f'zone:\n  name: "{zone}"\n  zonefile: "{fname}"\n')
+    (d / "nsd.conf").write_text("".join(conf))
+    with open(d / "nsd.log", "wb") as log:
+        return subprocess.Popen([nsd, "-d", "-c", str(d / "nsd.conf")], stdout=log,
+                                stderr=subprocess.STDOUT)
 
 
-def _wait_ready(h: Hierarchy, base: Path) -> None:
+def wait_ready(h: Hierarchy, base: Path, zones: list[tuple[str, str]]) -> None:
+    """Until every (server, zone) answers its SOA; RuntimeError with NSD's logs when one
+    exits or does not answer within 20 s."""
     import dnslib
 
     deadline = time.monotonic() + 20
-    for zone, (server, _) in ZONES.items():
-        server = h.addr(int(server.rsplit(".", 1)[1]))
+    for server, zone in zones:
         q = dnslib.DNSRecord.question(zone, "SOA")
         while True:
             for p in h.processes:
@@ -224,10 +228,21 @@ def free_udp_tcp_port() -> int:
     return port
 
 
-def unbound_config(directory: Path, port: int, root_hints: Path) -> Path:
-    """An Unbound config: one thread, iterator only, asking our 127.0.0.x authorities."""
+def unbound_config(directory: Path, port: int, root_hints: Path, *,
+                   trust_anchor: Path | None = None, rpz: Path | None = None) -> Path:
+    """An Unbound config: one thread, asking our 127.0.0.x authorities; iterator only, or
+    validating from `trust_anchor` (EDE on), or applying the RPZ zone file `rpz` (named
+    rpz.local.)."""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "unbound.conf"
+    modules = "iterator"
+    extra = rpz_section = ""
+    if trust_anchor is not None:
+        modules = "validator iterator"
+        extra = f'  trust-anchor-file: "{trust_anchor}"\n  ede: yes\n'
+    if rpz is not None:
+        modules = "respip " + modules
+        rpz_section = f'rpz:\n  name: "rpz.local."\n  zonefile: "{rpz}"\n'
     conf.write_text(f"""server:
   username: ""
   chroot: ""
@@ -241,11 +256,11 @@ def unbound_config(directory: Path, port: int, root_hints: Path) -> Path:
   logfile: "{directory}/unbound.log"
   num-threads: 1
   access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
+  module-config: "{modules}"
   qname-minimisation: yes
   msg-cache-size: 64m
   rrset-cache-size: 64m
-remote-control:
+{extra}{rpz_section}remote-control:
   control-enable: no
 """)
     return conf

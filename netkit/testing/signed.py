@@ -33,7 +33,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from .nsd import Hierarchy, random_prefix
+from .nsd import Hierarchy, random_prefix, start_nsd, wait_ready
 
 SOA = "{z} 3600 IN SOA ns.{z} admin.{z} 1 3600 600 86400 60\n"
 
@@ -211,67 +211,12 @@ def _start_nsd(base: Path, zones_by_server: dict[str, list[tuple[str, str]]]) ->
     from netkit.config import Address
     from netkit.transport.listeners import bind_socket
 
-    nsd = shutil.which("nsd") or "/usr/sbin/nsd"
-    processes = []
-    for server, zones in zones_by_server.items():
-        d = base / server
-        d.mkdir(parents=True, exist_ok=True)
-        conf = [f"""server:
-  ip-address: {server}@53
-  username: ""
-  chroot: ""
-  server-count: 1
-  pidfile: "{d}/nsd.pid"
-  zonesdir: "{d}"
-  database: ""
-  xfrdfile: "{d}/xfrd.state"
-  xfrdir: "{d}"
-  zonelistfile: "{d}/zone.list"
-  do-ip6: no
-  verbosity: 1
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-"""]
-        for zone, text in zones:
-            fname = "root.zone" if zone == "." else f"{zone}zone"
-            (d / fname).write_text(text)
-            conf.append(f'zone:\n  name: "{zone}"\n  zonefile: "{fname}"\n')
-        (d / "nsd.conf").write_text("".join(conf))
-        log = open(d / "nsd.log", "wb")  # noqa: SIM115
-        processes.append(subprocess.Popen([nsd, "-d", "-c", str(d / "nsd.conf")],
-                                          stdout=log, stderr=subprocess.STDOUT))
-        log.close()
+    processes = [start_nsd(base / server, server, zones)
+                 for server, zones in zones_by_server.items()]
     prefix = next(iter(zones_by_server)).rsplit(".", 1)[0]
     # the Hierarchy type wants a socket to close; nothing here needs a black hole
     placeholder = bind_socket("udp", Address("127.0.0.1", 0))
     h = Hierarchy(base / "unused.hints", processes, placeholder, prefix)
-    _wait_signed(h, zones_by_server, base)
+    wait_ready(h, base, [(server, zone) for server, zones in zones_by_server.items()
+                         for zone, _ in zones])
     return h
-
-
-def _wait_signed(h: Hierarchy, zones_by_server: dict[str, list[tuple[str, str]]],
-                 base: Path) -> None:
-    import dnslib
-
-    deadline = time.monotonic() + 20
-    for server, zones in zones_by_server.items():
-        for zone, _ in zones:
-            q = dnslib.DNSRecord.question(zone, "SOA")
-            while True:
-                for p in h.processes:
-                    if p.poll() is not None:
-                        h.stop()
-                        logs = "\n".join(f.read_text() for f in base.glob("*/nsd.log"))
-                        raise RuntimeError(f"nsd exited ({p.returncode}):\n{logs}")
-                try:
-                    if dnslib.DNSRecord.parse(q.send(server, 53, timeout=0.2)).header.rcode \
-                            == 0:
-                        break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    h.stop()
-                    raise RuntimeError(f"nsd for {zone} on {server} did not answer")
-                time.sleep(0.05)
-

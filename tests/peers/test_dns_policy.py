@@ -15,7 +15,7 @@ import pytest
 from dnslib import DNSRecord
 
 from netkit.running import serve_in_thread
-from netkit.testing.nsd import free_udp_tcp_port
+from netkit.testing.nsd import free_udp_tcp_port, unbound_config
 
 pytestmark = pytest.mark.peer
 
@@ -91,28 +91,8 @@ def unbound(hierarchy, rpz_file: Path) -> Iterator[int]:
     if binary is None:
         pytest.skip("no unbound")
     port = free_udp_tcp_port()
-    d = rpz_file.parent
-    conf = d / "unbound.conf"
-    conf.write_text(f"""server:
-  username: ""
-  chroot: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound.pid"
-  interface: 127.0.0.1@{port}
-  root-hints: "{hierarchy.root_hints}"
-  do-not-query-localhost: no
-  do-ip6: no
-  use-syslog: no
-  logfile: "{d}/unbound.log"
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "respip iterator"
-rpz:
-  name: "rpz.local."
-  zonefile: "{rpz_file}"
-remote-control:
-  control-enable: no
-""")
+    conf = unbound_config(rpz_file.parent / "unbound", port, hierarchy.root_hints,
+                          rpz=rpz_file)
     proc = subprocess.Popen([binary, "-d", "-c", str(conf)])
     try:
         deadline = time.monotonic() + 15
@@ -245,13 +225,21 @@ def test_a_list_fetched_over_https(hierarchy, tmp_path: Path, netkit_ca) -> None
                 "root_hints": str(hierarchy.root_hints), "query_private_authorities": True,
                 "policy_watch": 0.1,
                 "policy": [{"name": "remote", "source": str(target), "url": url,
-                            "ca": str(netkit_ca.ca_file), "refresh": 1}]}}) as s:
+                            "ca": str(netkit_ca.ca_file), "refresh": 1},
+                           {"name": "capped", "source": str(tmp_path / "capped.txt"),
+                            "url": url, "ca": str(netkit_ca.ca_file), "max_size": 5},
+                           {"name": "untrusted", "source": str(tmp_path / "untrusted.txt"),
+                            "url": url}]}}) as s:
             port = s.addresses[0][1]
             deadline = time.monotonic() + 10
             while verdict(ask(port, "www.glueless.com"))[0] != 3:
                 assert time.monotonic() < deadline, "the fetched list did not apply"
                 time.sleep(0.1)
             assert target.read_text() == "glueless.com\n"
+            # over max_size, or a certificate the system's CAs do not know: not written
+            assert not (tmp_path / "capped.txt").exists()
+            assert not (tmp_path / "untrusted.txt").exists()
+            assert not list(tmp_path.glob(".*.tmp"))  # no half-written file left
             meta = (target.parent / "list.txt.meta").read_text()
             assert '"etag": "\\"' in meta  # kept for If-None-Match
             mtime = target.stat().st_mtime_ns

@@ -17,7 +17,7 @@ import pytest
 from dnslib import EDNS0, DNSRecord
 
 from netkit.running import serve_in_thread
-from netkit.testing.nsd import free_udp_tcp_port
+from netkit.testing.nsd import free_udp_tcp_port, unbound_config
 from netkit.testing.signed import SignedHierarchy
 from tests.support.fixtures import need
 
@@ -65,28 +65,8 @@ def unbound(signed: SignedHierarchy) -> Iterator[int]:
     if binary is None:
         pytest.skip("no unbound")
     port = free_udp_tcp_port()
-    d = signed.base / "unbound"
-    d.mkdir()
-    conf = d / "unbound.conf"
-    conf.write_text(f"""server:
-  username: ""
-  chroot: ""
-  directory: "{d}"
-  pidfile: "{d}/unbound.pid"
-  interface: 127.0.0.1@{port}
-  root-hints: "{signed.root_hints}"
-  trust-anchor-file: "{signed.trust_anchor}"
-  do-not-query-localhost: no
-  do-ip6: no
-  use-syslog: no
-  logfile: "{d}/unbound.log"
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "validator iterator"
-  ede: yes
-remote-control:
-  control-enable: no
-""")
+    conf = unbound_config(signed.base / "unbound", port, signed.root_hints,
+                          trust_anchor=signed.trust_anchor)
     proc = subprocess.Popen([binary, "-d", "-c", str(conf)])
     try:
         deadline = time.monotonic() + 15
