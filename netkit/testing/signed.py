@@ -6,7 +6,9 @@ the trust anchor. For validators' tests: every case a validator must tell apart.
     PREFIX.3  lab.                 signed (RSASHA256, NSEC); delegates the zones below,
                                    with DS records except for insecure.lab.
     PREFIX.4  secure.lab.         ED25519, NSEC: www A, *.wild A, txt-only TXT (NODATA for
-                                   A), alias CNAME www.insecure.lab.
+                                   A), alias CNAME www.insecure.lab.; two children on the
+                                   same server (no referral): child.secure.lab. (signed,
+                                   its DS in secure.lab.) and plain.secure.lab. (unsigned)
               nsec3.lab.          ECDSAP384SHA384, NSEC3 (salt, 5 iterations): www A,
                                    *.wild A
               optout.lab.         NSEC3 with opt-out: www A
@@ -131,6 +133,20 @@ class SignedHierarchy:
         now = time.time()
         leaves: dict[str, str] = {}
         ds_lines: list[str] = []
+        # two children of secure.lab. on its own server (answered with no referral): one
+        # signed (DS in secure.lab.), one not
+        child, child_ds = self._sign("child.secure.lab.", self._here(_leaf(
+            "child.secure.lab.", "www.child.secure.lab. 300 IN A 192.0.2.15")),
+            "ECDSAP256SHA256", None)
+        leaves["child.secure.lab."] = child
+        leaves["plain.secure.lab."] = self._here(_leaf(
+            "plain.secure.lab.", "www.plain.secure.lab. 300 IN A 192.0.2.16"))
+        self.extra["secure.lab."] = [*self.extra.get("secure.lab.", []),
+                                     "child.secure.lab. 3600 IN NS ns.child.secure.lab.",
+                                     self._here("ns.child.secure.lab. 3600 IN A @4"),
+                                     "plain.secure.lab. 3600 IN NS ns.plain.secure.lab.",
+                                     self._here("ns.plain.secure.lab. 3600 IN A @4"),
+                                     *child_ds.strip().splitlines()]
         for zone, (algorithm, nsec3, records) in LEAVES.items():
             text = self._here(_leaf(zone, *records, *self.extra.get(zone, [])))
             if not algorithm:
@@ -152,8 +168,7 @@ class SignedHierarchy:
             leaves[zone] = signed
             ds_lines.append(ds)
         # the unsigned zone delegated from inside optout.lab.'s opt-out span
-        # (on a server of its own: one serving parent and child answers for the child
-        # when asked the parent, and this validator does not probe for the cut)
+        # (on a server of its own: the referral and its opt-out proof are what is tested)
         unsigned = self._here(_leaf("unsigned.optout.lab.",
                                     "www.unsigned.optout.lab. 300 IN A 192.0.2.14")
                               .replace("IN A @4", "IN A @5"))

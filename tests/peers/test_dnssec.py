@@ -37,6 +37,9 @@ CASES = [
     ("txt-only.nsec3.lab.", "A"),
     ("alias.secure.lab.", "A"),  # a signed CNAME into an insecure zone
     ("secure.lab.", "DNSKEY"), ("secure.lab.", "DS"), ("insecure.lab.", "DS"),
+    # children served by their parent's server (no referral): the cut found all the same
+    ("www.child.secure.lab.", "A"), ("nope.child.secure.lab.", "A"),
+    ("www.plain.secure.lab.", "A"), ("child.secure.lab.", "DS"),
 ]
 
 

@@ -30,6 +30,7 @@ from netkit.proto.dns.dnssec import (
     DNSKEY,
     DS,
     RRSIG,
+    BadRecord,
     Dnskey,
     Ds,
     Verdict,
@@ -280,6 +281,15 @@ class Recursion:
             asked_type = qtype if ask == name else A
             outcome = yield from self._ask(zone, servers, ask, asked_type, run)
             now = run.now
+            if keys is not None and keys.state == SECURE and outcome.response is not None \
+                    and outcome.kind is not Kind.REFERRAL:
+                # a server for the parent that serves the child too answers from the
+                # child with no referral: its signatures name the cut (Unbound probes
+                # for it with DS questions the same way)
+                signer = validate.cut_below(outcome.response, zone)
+                if signer is not None and in_bailiwick(ask, signer):
+                    keys = yield from self._cut_at(signer, zone, keys, servers, run)
+                    zone, extra = signer, max(1, ask.count(".") - signer.count("."))
             if ask != name and outcome.kind is not Kind.REFERRAL:
                 if outcome.kind is Kind.NXDOMAIN:
                     # RFC 8020: nothing exists below a name that does not exist
@@ -466,6 +476,40 @@ class Recursion:
         child_keys = yield from self._fetch_keys(child, addresses, list(ds), run)
         child_keys.expires = min(child_keys.expires, run.now + max(ds_ttl, 1))
         return self._store_keys(child, child_keys)
+
+    def _cut_at(self, child: str, zone: str, keys: ZoneKeys, servers: list[str],
+                run: _Run) -> Steps[ZoneKeys]:
+        """The standing of a zone cut found inside `zone` (same servers): its DS asked of
+        them and validated with the parent's keys, then its DNSKEYs; or proven none."""
+        known = self._known_keys(child, run.now)
+        if known is not None:
+            return known
+        outcome = yield from self._ask(zone, servers, child, DS, run)
+        now = run.now
+        ttl = self.cache.max_ttl
+        if outcome.response is None:
+            raise Failure(EDE.DNSKEY_MISSING, f"no DS answer for {child}")
+        try:
+            if outcome.kind is Kind.ANSWER:
+                ttl = validate.check_answer(outcome.response, child, DS, zone, keys.keys,
+                                            self._wall())
+                ds = [Ds.parse(rr.rdata) for rr in outcome.answer if rr.rtype == DS]
+                if not any(d.usable for d in ds):
+                    found = ZoneKeys(INSECURE, expires=now + min(ttl, 3600))
+                else:
+                    found = yield from self._fetch_keys(child, servers, list(ds), run)
+                    found.expires = min(found.expires, now + max(ttl, 1))
+            elif outcome.kind is Kind.NODATA:
+                validate.check_negative(outcome.response, child, DS, zone, keys.keys,
+                                        self._wall(), nxdomain=False)
+                found = ZoneKeys(INSECURE, expires=now + min(ttl, 3600))
+            else:
+                raise Failure(EDE.DNSSEC_BOGUS, f"no DS and no proof of none for {child}")
+        except (Bogus, BadRecord) as exc:
+            raise Failure(EDE(int(getattr(exc, "verdict", Verdict.BOGUS))), str(exc)) \
+                from None
+        self.delegations[child] = (found.expires, servers)
+        return self._store_keys(child, found)
 
     def _validate(self, outcome: Classified, qname: str, qtype: int, zone: str,
                   keys: ZoneKeys | None, now: float) -> None:

@@ -22,6 +22,7 @@ from .dnssec import (
     Ds,
     Nsec,
     Nsec3,
+    Rrsig,
     Verdict,
     canonical_key,
     nsec3_hash,
@@ -62,6 +63,23 @@ def in_zone(name: str, zone: str) -> bool:
 
 
 _under = in_zone
+
+
+def cut_below(response: Message, zone: str) -> str | None:
+    """A zone apex strictly below `zone` that the response shows (an RRSIG's signer, or
+    an SOA's owner): the child a server for both parent and child answered from."""
+    for rr in (*response.answer, *response.authority):
+        name = ""
+        if rr.rtype == SOA:
+            name = rr.name
+        elif rr.rtype == RRSIG and len(rr.rdata) >= 19:
+            try:
+                name = Rrsig.parse(rr.rdata).signer
+            except BadRecord:
+                continue
+        if name and name != zone and in_zone(name, zone):
+            return name
+    return None
 
 
 def denial_records(response: Message, zone: str, also: tuple[int, ...]) -> list[Record]:
