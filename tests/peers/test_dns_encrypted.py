@@ -168,3 +168,19 @@ def test_a_tls_listener_without_a_certificate_is_a_config_error() -> None:
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "tls_listen and https_listen need [dns.tls]" in out.stderr
+
+
+def test_a_reload_with_a_missing_certificate_keeps_dot_serving(resolver, netkit_ca, hierarchy,  # type: ignore[no-untyped-def]
+                                                               tmp_path) -> None:
+    config = {"dns": {"root_hints": str(hierarchy.root_hints),
+                      "query_private_authorities": True,
+                      "server_timeout": 0.3, "total_timeout": 1.5,
+                      "tls_listen": ["127.0.0.1:0"], "https_listen": ["127.0.0.1:0"],
+                      "tls": {"cert": str(tmp_path / "gone.pem"),
+                              "key": str(tmp_path / "gone.key")}}}
+    with pytest.raises(Exception, match="file not found"):
+        resolver.reload(config)
+    with _tls_socket(resolver, netkit_ca) as sock:
+        q = DNSRecord.question("www.example.com", "A")
+        sock.sendall(struct.pack("!H", len(q.pack())) + q.pack())
+        assert str(_read(sock).a.rdata) == "192.0.2.10"

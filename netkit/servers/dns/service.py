@@ -460,6 +460,7 @@ class DNSService:
                                "to apply"])
         presets = listen_changes(self.tcp, self.config.listen, config.listen, SECTION,
                                  self.worker, udp_too=True)
+        tls_presets = None
         try:
             resolver = _build_resolver(config, self.resolver.cache)
             unchecked = _build_resolver(config, self.unchecked.cache if self.unchecked else
@@ -467,15 +468,17 @@ class DNSService:
                 if config.dnssec == "validate" else None
             policy = _build_policy(config)
             policies = Policies(config.policy, self.policies)
+            tls_presets = listen_changes(self.dot, self.config.tls_listen, config.tls_listen,
+                                         "dns-tls", self.worker)
+            # what changes the running server in place comes last, after all that can fail
+            # without changing anything
             if self.tls is not None and config.tls is not None:
                 self.tls.replace(_with_alpn(config.tls, ("dot",)))
             if self.doh is not None:
                 from .doh import http_config
                 self.doh.reload(http_config(config))
-            tls_presets = listen_changes(self.dot, self.config.tls_listen, config.tls_listen,
-                                         "dns-tls", self.worker)
         except ConfigError:
-            for sock in (presets or {}).values():
+            for sock in [*(presets or {}).values(), *(tls_presets or {}).values()]:
                 sock.close()
             raise
         if tls_presets is not None:
