@@ -116,3 +116,13 @@ def test_denial_proofs_of_garbage_are_bogus_never_a_crash(records, nxdomain: boo
         return
     assert state in (validate.SECURE, validate.INSECURE)
     assert records  # nothing proven from no records at all
+
+
+def test_signature_windows_allow_clock_skew_as_unbound_does() -> None:
+    from netkit.proto.dns.dnssec import clock_skew
+
+    def sig(inception: int, expiration: int) -> Rrsig:
+        return Rrsig(1, 13, 2, 300, expiration, inception, 1, "example.", b"", b"")
+    assert clock_skew(sig(0, 30 * 86400)) == 86400  # a tenth, at most a day
+    assert clock_skew(sig(0, 5 * 86400)) == 43200
+    assert clock_skew(sig(0, 600)) == 3600  # at least an hour

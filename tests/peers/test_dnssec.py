@@ -29,6 +29,7 @@ CASES = [
     ("www.insecure.lab.", "A"), ("www.unsigned.optout.lab.", "A"),  # insecure
     ("www.badsig.lab.", "A"), ("www.expired.lab.", "A"), ("www.future.lab.", "A"),
     ("www.badds.lab.", "A"), ("nope.nonsec3.lab.", "A"),  # bogus
+    ("www.skewed.lab.", "A"),  # signed 10 minutes "in the future": within the skew
     ("x.wild.secure.lab.", "A"), ("x.wild.nsec3.lab.", "A"),  # wildcards
     ("x.wild.secure.lab.", "TXT"), ("x.wild.nsec3.lab.", "TXT"),  # wildcard NODATA
     ("nope.secure.lab.", "A"), ("nope.nsec3.lab.", "A"), ("nope.lab.", "A"),  # NXDOMAIN

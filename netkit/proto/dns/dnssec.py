@@ -346,10 +346,11 @@ def verify_rrset(rrset: Sequence[Record], rrsigs: Iterable[Record], keys: Sequen
             continue
         usable_algorithm = True
         now32 = int(now) & 0xFFFFFFFF
-        if _serial_lt(now32, sig.inception):
+        skew = clock_skew(sig)
+        if _serial_diff(sig.inception, now32) > skew:
             seen, why = Verdict.SIGNATURE_NOT_YET_VALID, f"RRSIG for {owner} not yet valid"
             continue
-        if _serial_lt(sig.expiration, now32):
+        if _serial_diff(now32, sig.expiration) > skew:
             seen, why = Verdict.SIGNATURE_EXPIRED, f"RRSIG for {owner} expired"
             continue
         candidates = [k for k in keys if k.algorithm == sig.algorithm and
@@ -373,6 +374,14 @@ def verify_rrset(rrset: Sequence[Record], rrsigs: Iterable[Record], keys: Sequen
             _covers(rr, rtype) for rr in rrsigs):
         return Checked(Verdict.UNSUPPORTED, why="signed with algorithms we do not validate")
     return Checked(seen, why=why)
+
+
+def clock_skew(sig: Rrsig) -> int:
+    """How far outside its window a signature is still taken: a tenth of its validity,
+    at least an hour, at most a day (Unbound's val-sig-skew-min/max), so that a signer's
+    clock or ours being off by minutes does not make a zone bogus."""
+    lifetime = max(_serial_diff(sig.expiration, sig.inception), 0)
+    return min(max(lifetime // 10, 3600), 86400)
 
 
 def _covers(rr: Record, rtype: int) -> bool:
