@@ -301,12 +301,13 @@ def _reload_failed(name: str, problems: list[str]) -> list[str]:
 def netkit_main(argv: list[str] | None = None) -> int:
     """`netkit <server> ...`, `netkit run`, `netkit ctl` and `netkit cert`."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = (*REGISTRY, "run", "ctl", "cert")
+    commands = (*REGISTRY, "run", "ctl", "cert", "lab")
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: netkit {" + ",".join(commands) + "} [options]\n"
               "       netkit SERVER --help for a server's options\n"
               "       netkit run --config FILE   every server section of FILE, one process\n"
-              "       netkit ctl [--socket PATH] status|reload|COMMAND [KEY=VALUE]...")
+              "       netkit ctl [--socket PATH] status|reload|COMMAND [KEY=VALUE]...\n"
+              "       netkit lab up|down|status|check|exec NODE -- CMD|shell NODE  (root)")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "cert":
@@ -317,6 +318,9 @@ def netkit_main(argv: list[str] | None = None) -> int:
     if command == "ctl":
         from .control import ctl_main
         return ctl_main(rest)
+    if command == "lab":
+        from .lab.cli import main as lab_main
+        return lab_main(rest)
     if command not in REGISTRY:
         print(f"netkit: unknown command {command!r}; expected one of "
               f"{', '.join(commands)}", file=sys.stderr)

@@ -8,7 +8,7 @@ PACKAGES=(openssl ca-certificates curl stunnel4 wrk procps iproute2 python3-venv
           openssh-client swaks libnet-ssleay-perl libio-socket-ssl-perl postfix
           isc-dhcp-client udhcpc dnsmasq-base kea-dhcp4-server kea-admin socat rinetd
           traceroute iperf3 nftables iputils-ping prometheus chromium redis-server
-          haproxy postgresql bind9-utils)
+          haproxy postgresql bind9-utils netcat-openbsd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

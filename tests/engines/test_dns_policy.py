@@ -78,3 +78,13 @@ def test_a_local_record_that_does_not_parse_is_a_config_error_naming_it():
         Policy(allow=PRIVATE, local=[Rec("ok.lan", "A", "10.0.0.1"),
                                      Rec("nas.lan", "A", "not-an-ip")])
     assert caught.value.problems[0].startswith("dns.local[1]: cannot parse A 'not-an-ip'")
+
+
+def test_test_is_answered_here_unless_nodefault_names_it() -> None:
+    q = DNSRecord.question("www.example.test", "A")
+    here = Policy(allow=PRIVATE).answer_locally(q)
+    assert here is not None and here.header.rcode == 3  # RFC 6761: NXDOMAIN, not resolved
+    assert Policy(allow=PRIVATE, nodefault=["test"]).answer_locally(q) is None  # resolved
+    still = Policy(allow=PRIVATE, nodefault=["test"]).answer_locally(
+        DNSRecord.question("x.invalid", "A"))
+    assert still is not None and still.header.rcode == 3  # only what nodefault names

@@ -194,3 +194,9 @@ def test_every_record_written_is_answered_and_nothing_else(
         assert all(rr.ttl == 120 for rr in a.answer)
     missing = zs.answer("zz-not-written.p.test", QTYPE.A)
     assert missing is not None and missing.rcode == 3
+
+
+def test_a_root_zone_from_inline_records_gets_its_soa() -> None:
+    zone = Zone.from_records(".", parse_records(". 86400 IN NS a.root.test.", "."),
+                             need_soa=False)
+    assert zone.soa.rtype == QTYPE.SOA and str(zone.soa.rname) == "."

@@ -73,11 +73,12 @@ class Policy:
                  rate_burst: int = 20, local: Iterable[Any] = (),
                  forward_zones: Iterable[str] = (), identity: str = "",
                  version: str = "", zones: ZoneSet | None = None,
-                 recursion: bool = True) -> None:
+                 recursion: bool = True, nodefault: Iterable[str] = ()) -> None:
         self.allow = tuple(allow)
         self.zones = zones if zones is not None else ZoneSet()
         self.recursion = recursion
         self.forward_zones = tuple(name_key(z) for z in forward_zones)
+        self.nodefault = frozenset(name_key(z) for z in nodefault)  # resolved after all
         self.chaos = {"identity": identity, "version": version}
         self.rate_limit = rate_limit
         self.rate_burst = float(rate_burst)
@@ -133,7 +134,7 @@ class Policy:
         for i in range(len(labels) - 1):
             zone = ".".join(labels[i:])
             if zone in LOCALLY_SERVED:
-                return zone
+                return zone if zone not in self.nodefault else None
         return None
 
     def answer_locally(self, request: DNSRecord) -> DNSRecord | None:

@@ -93,7 +93,9 @@ class Zone:
         if QTYPE.SOA not in zone.rrsets.get(zone.origin, {}):
             if need_soa:
                 raise ZoneDataError(f"zone {zone.origin} has no SOA record at its apex")
-            zone.add(parse_records(DEFAULT_SOA.format(origin=zone.origin), ".")[0])
+            # (the root's hostmaster is "hostmaster." : "hostmaster.." is no name)
+            zone.add(parse_records(DEFAULT_SOA.format(origin=zone.origin).replace(
+                "hostmaster..", "hostmaster."), ".")[0])
         return zone
 
     @property

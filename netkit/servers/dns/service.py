@@ -172,6 +172,10 @@ class Config:
     on a local miss before recursing; what is resolved is stored there). Empty: off."""
     shared_cache_timeout: Duration = field(Duration(0.05), min=0.001, max=5)
     """How long a question waits for the shared cache before recursing anyway."""
+    nodefault: tuple[str, ...] = ()
+    """Locally-served zones (RFC 6761/6303: test., invalid., the private reverse zones
+    ...) to resolve like any other name instead of answering NXDOMAIN here, as Unbound's
+    `local-zone: "test." nodefault` (a lab whose own root serves test.)."""
     dhcp_domain: str = ""
     """Answer NAME.<this domain> (and its PTR) for every lease with a host name that the
     DHCP server of the same process gives (`netkit run`, servers/home-router.toml), as
@@ -272,7 +276,8 @@ def _build_policy(config: Config) -> Policy:
                   rate_burst=config.rate_burst, local=config.local,
                   forward_zones=[f.zone for f in config.forward],
                   identity=config.identity, version=config.version,
-                  zones=_build_zones(config), recursion=config.recursion)
+                  zones=_build_zones(config), recursion=config.recursion,
+                  nodefault=config.nodefault)
 
 
 class DNSService:

@@ -1,0 +1,200 @@
+"""`netkit lab up`: the namespaces and links of topology.py, the configs, the servers.
+
+Order: namespaces and links; the lab's CA and the web certificate; the authoritative DNS
+servers and the web server on the internet side; the router (`netkit run`: DHCP, the
+resolver, the relay in packet mode), whose TUN devices are then wired (the outside one
+moved into the ISP); last the PC asks for its address by DHCP.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from netkit.testing.ca import DevCA
+
+from . import net
+from . import topology as t
+
+ROOT_ZONE = [". 86400 IN NS a.root.test.", f"a.root.test. 86400 IN A {t.ROOT}",
+             "test. 86400 IN NS ns.nic.test.", f"ns.nic.test. 86400 IN A {t.TLD}"]
+TLD_ZONE = ["test. 86400 IN NS ns.nic.test.", f"ns.nic.test. 86400 IN A {t.TLD}",
+            f"a.root.test. 86400 IN A {t.ROOT}",  # the root server's own name lives here
+            "example.test. 86400 IN NS ns.example.test.",
+            f"ns.example.test. 86400 IN A {t.EXAMPLE}"]
+EXAMPLE_ZONE = ["example.test. 3600 IN NS ns.example.test.",
+                f"ns.example.test. 3600 IN A {t.EXAMPLE}",
+                f"www.example.test. 300 IN A {t.WEB}",
+                f"example.test. 300 IN A {t.WEB}"]
+TUN_IN, TUN_OUT = t.PREFIX + "tin", t.PREFIX + "tout"
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(x) for x in items) + "]"
+
+
+def _authority(d: Path, name: str, address: str, records: list[str]) -> Path:
+    conf = d / f"dns-{name}.toml"
+    conf.write_text(f"""[dns]
+listen = ["{address}:53"]
+recursion = false
+allow = ["0.0.0.0/0"]
+[[dns.zone]]
+name = "{name}"
+records = {_toml_list(records)}
+""")
+    return conf
+
+
+def up(state: net.State | None = None, lab: t.Lab | None = None) -> net.State:
+    """Build the lab (LabError when it cannot be; what was made is recorded and `down`
+    removes it)."""
+    lab = lab or t.Lab()
+    state = state or net.State()
+    if net.is_up(state):
+        return state
+    conflicts = net.host_conflicts(lab)
+    if conflicts:
+        raise net.LabError("the host already uses the lab's addresses: " +
+                           ", ".join(conflicts))
+    d = state.directory
+    d.mkdir(parents=True, exist_ok=True)
+    logs = d / "logs"
+    logs.mkdir(exist_ok=True)
+    for node in lab.nodes:
+        net._ip("netns", "add", node.netns)
+        state.add("namespaces", node.netns)
+        net._ip("link", "set", "lo", "up", ns=node.netns)
+    router, isp = lab.node("router").netns, lab.node("isp").netns
+    # the LAN: a bridge in the router, the PC's eth0 on it
+    net._ip("link", "add", "br-lan", "type", "bridge", ns=router)
+    net._ip("addr", "add", f"{t.ROUTER_LAN}/24", "dev", "br-lan", ns=router)
+    net._ip("link", "set", "br-lan", "up", ns=router)
+    # the internet: a bridge in the ISP, every server's eth0 on it
+    net._ip("link", "add", "br-net", "type", "bridge", ns=isp)
+    net._ip("addr", "add", f"{t.ISP_INTERNET}/24", "dev", "br-net", ns=isp)
+    net._ip("link", "set", "br-net", "up", ns=isp)
+    for node in lab.nodes:
+        if not node.bridge:
+            continue
+        owner, bridge = (router, "br-lan") if node.bridge == "lan" else (isp, "br-net")
+        port = f"{t.PREFIX}{node.name}"
+        net._ip("link", "add", "eth0", "netns", node.netns, "type", "veth", "peer", "name",
+                port, "netns", owner)
+        net._ip("link", "set", port, "master", bridge, "up", ns=owner)
+        net._ip("link", "set", "eth0", "up", ns=node.netns)
+        for address in node.addresses:
+            net._ip("addr", "add", address, "dev", "eth0", ns=node.netns)
+        if node.gateway:
+            net._ip("route", "add", "default", "via", node.gateway, ns=node.netns)
+    for ns in (router, isp):
+        subprocess.run(net.in_ns(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]),
+                       check=True)
+    # the lab's CA, trusted inside the nodes only (ip netns exec mounts /etc/netns/NODE/*
+    # over /etc)
+    (d / "ca").mkdir(exist_ok=True)
+    ca = DevCA(d / "ca")
+    cert, key = ca.issue("www.example.test", "example.test", t.WEB)
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    system = bundle.read_text() if bundle.exists() else ""
+    for node in lab.nodes:
+        etc = net.ETC_NETNS / node.netns
+        (etc / "ssl" / "certs").mkdir(parents=True, exist_ok=True)
+        (etc / "ssl" / "certs" / "ca-certificates.crt").write_text(
+            system + ca.ca_file.read_text())
+        (etc / "resolv.conf").write_text(
+            f"nameserver {t.ROUTER_LAN if node.name in ('pc', 'router') else t.EXAMPLE}\n")
+    # the internet's servers
+    dns_ns = lab.node("dns").netns
+    for zone, address, records in ((".", t.ROOT, ROOT_ZONE), ("test.", t.TLD, TLD_ZONE),
+                                   ("example.test.", t.EXAMPLE, EXAMPLE_ZONE)):
+        conf = _authority(d, zone, address, records)
+        net.start(state, f"dns {zone}", dns_ns,
+                  [*net.python(), "-m", "netkit.servers.dns", "--config", str(conf)],
+                  logs / f"dns-{address}.log")
+    www = d / "www"
+    www.mkdir(exist_ok=True)
+    (www / "index.html").write_text("<h1>www.example.test</h1>\n<p>Served in the lab.</p>\n")
+    web_ns = lab.node("web").netns
+    net.start(state, "web http", web_ns,
+              [*net.python(), "-m", "netkit.servers.http", "--listen", f"{t.WEB}:80",
+               "--set", f"http.root={www}"], logs / "web-http.log")
+    net.start(state, "web https", web_ns,
+              [*net.python(), "-m", "netkit.servers.http", "--listen", f"{t.WEB}:443",
+               "--set", f"http.root={www}", "--set", f"http.tls.cert={cert}",
+               "--set", f"http.tls.key={key}"], logs / "web-https.log")
+    # the router: DHCP, the resolver, NAT
+    hints = d / "root.hints"
+    hints.write_text(f".  3600000  NS  A.ROOT.TEST.\nA.ROOT.TEST.  3600000  A  {t.ROOT}\n")
+    router_conf = d / "router.toml"
+    router_conf.write_text(f"""[dhcp]
+interface = "br-lan"
+subnet = "{t.LAN}"
+pool = ["192.168.50.100-192.168.50.199"]
+router = ["{t.ROUTER_LAN}"]
+dns = ["{t.ROUTER_LAN}"]
+domain = "lan"
+lease_time = "1h"
+lease_db = "{d / 'leases.db'}"
+
+[dns]
+listen = ["{t.ROUTER_LAN}:53", "127.0.0.1:53"]
+allow = ["{t.LAN}", "127.0.0.0/8"]
+root_hints = "{hints}"
+query_private_authorities = true
+nodefault = ["test"]
+dhcp_domain = "lan"
+
+[relay.packet]
+tun = "{TUN_IN}"
+outside_tun = "{TUN_OUT}"
+outside = "{t.ROUTER_OUTSIDE}"
+inside_router = "{t.ROUTER_LAN}"
+""")
+    control = d / "router.sock"
+    net.start(state, "router", router,
+              [*net.python(), "-m", "netkit", "run", "--config", str(router_conf),
+               "--control", str(control)], logs / "router.log")
+    net.wait_for("the router's TUN devices", lambda: _has_link(router, TUN_OUT))
+    net._ip("link", "set", TUN_OUT, "netns", isp, ns=router)
+    net._ip("addr", "add", f"{t.ISP_OUTSIDE}/24", "dev", TUN_OUT, ns=isp)
+    net._ip("link", "set", TUN_OUT, "up", ns=isp)
+    net._ip("link", "set", TUN_IN, "up", ns=router)
+    net._ip("route", "add", "default", "dev", TUN_IN, ns=router)
+    net.wait_for("the router's DHCP and DNS", lambda: (logs / "router.log").exists() and
+                 "dhcp: listening" in (logs / "router.log").read_text())
+    state.add("files", str(control))
+    dhcp_pc(state, lab)
+    return state
+
+
+def _has_link(ns: str, name: str) -> bool:
+    return subprocess.run(["ip", "-n", ns, "link", "show", name],
+                          capture_output=True).returncode == 0
+
+
+def dhcp_pc(state: net.State, lab: t.Lab) -> str:
+    """The PC asks for an address (netkit's DHCP client) and puts it on eth0 with the
+    default route and the DNS server the lease names; the address."""
+    pc = lab.node("pc").netns
+    last = ""
+    for _ in range(5):
+        r = subprocess.run(net.in_ns(pc, [*net.python(), "-m", "netkit.clients.dhcp",
+                                          "--interface", "eth0", "--hostname", "pc"]),
+                           capture_output=True, text=True, timeout=60)
+        last = r.stdout + r.stderr
+        if r.returncode == 0:
+            break
+        time.sleep(0.5)
+    else:
+        raise net.LabError(f"the PC got no address by DHCP: {last.strip()}")
+    fields = {line[:13].strip(): line[13:].strip() for line in r.stdout.splitlines()}
+    address = fields["address"].split()[0]
+    router = fields["router"].split(",")[0].strip()
+    net._ip("addr", "add", address, "dev", "eth0", ns=pc)
+    net._ip("route", "add", "default", "via", router, ns=pc)
+    state.data["pc"] = address
+    state.save()
+    return address

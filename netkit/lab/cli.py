@@ -1,0 +1,188 @@
+"""`netkit lab up|down|status|exec|shell|check` (root).
+
+    netkit lab up                      # build the small internet (netkit/lab/topology.py)
+    netkit lab exec pc -- dig www.example.test
+    netkit lab shell pc                # a shell inside the PC
+    netkit lab status                  # nodes, addresses, servers, the router's NAT table
+    netkit lab check                   # run the exercises of docs/lab.md, say which work
+    netkit lab down                    # remove everything (also after a crash)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import build, net
+from . import topology as t
+
+
+@dataclass
+class Exercise:
+    name: str
+    node: str
+    argv: list[str]
+    expect: Callable[[subprocess.CompletedProcess[str]], bool]
+    timeout: float = 20
+
+
+def exercises() -> list[Exercise]:
+    """The exercises of docs/lab.md that are built, in the book's order."""
+    www = "www.example.test"
+    return [
+        Exercise("the PC's address came by DHCP", "pc", ["ip", "-4", "-o", "addr", "show",
+                                                          "eth0"],
+                 lambda r: re.search(r"inet 192\.168\.50\.1\d\d/24", r.stdout) is not None),
+        Exercise("ping the router", "pc", ["ping", "-c", "1", "-W", "2", t.ROUTER_LAN],
+                 lambda r: r.returncode == 0),
+        Exercise("ping the web server through the NAT", "pc",
+                 ["ping", "-c", "1", "-W", "2", t.WEB], lambda r: r.returncode == 0),
+        Exercise("traceroute across the router", "pc",
+                 ["traceroute", "-n", "-w", "1", "-q", "1", t.WEB],
+                 lambda r: t.ISP_OUTSIDE in r.stdout and t.WEB in r.stdout.splitlines()[-1]),
+        Exercise("host www.example.test", "pc", ["host", www],
+                 lambda r: f"has address {t.WEB}" in r.stdout),
+        Exercise("dig +trace from the lab's root", "pc",
+                 ["dig", "+trace", f"@{t.ROOT}", www],
+                 lambda r: "Received" in r.stdout and f"{www}.\t" in r.stdout and
+                 t.WEB in r.stdout),
+        Exercise("HTTP by hand (nc)", "pc",
+                 ["sh", "-c", f"printf 'GET / HTTP/1.1\\r\\nHost: {www}\\r\\n"
+                              f"Connection: close\\r\\n\\r\\n' | nc -w 3 {www} 80"],
+                 lambda r: r.stdout.startswith("HTTP/1.1 200")),
+        Exercise("curl -i over HTTPS, the lab's CA trusted", "pc",
+                 ["curl", "-sS", "-i", "--max-time", "5", f"https://{www}/"],
+                 lambda r: r.stdout.startswith("HTTP/1.1 200")),
+        Exercise("a 304 with If-Modified-Since", "pc",
+                 ["curl", "-sS", "-i", "--max-time", "5", "-H",
+                  "If-Modified-Since: Fri, 01 Jan 2100 00:00:00 GMT", f"https://{www}/"],
+                 lambda r: r.stdout.startswith("HTTP/1.1 304")),
+        Exercise("openssl s_client verifies the certificate", "pc",
+                 ["sh", "-c", f"openssl s_client -connect {www}:443 -servername {www} "
+                              "-verify_return_error </dev/null"],
+                 lambda r: "Verify return code: 0 (ok)" in r.stdout),
+        Exercise("nc -l on the web server, nc from the PC", "pc",
+                 ["sh", "-c", f"ip netns exec {t.PREFIX}web nc -l -w 3 {t.WEB} 9000 "
+                              f"> /tmp/.nkl-nc & sleep 0.5; echo hello | nc -w 2 {t.WEB} 9000;"
+                              f" wait; cat /tmp/.nkl-nc; rm -f /tmp/.nkl-nc"],
+                 lambda r: "hello" in r.stdout),
+    ]
+
+
+def run_exercise(e: Exercise) -> tuple[bool, str]:
+    try:
+        r = subprocess.run(net.in_ns(t.PREFIX + e.node, e.argv), capture_output=True,
+                           text=True, timeout=e.timeout)
+    except subprocess.TimeoutExpired:
+        return False, "timed out"
+    ok = e.expect(r)
+    return ok, "" if ok else (r.stdout + r.stderr).strip()[-400:]
+
+
+def nat_seen(state: net.State) -> tuple[bool, str]:
+    """The web server logged the router's outside address, and the router's table
+    shows the mapping (the book's NAT chapter)."""
+    log = state.directory / "logs" / "web-https.log"
+    logged = log.exists() and t.ROUTER_OUTSIDE in log.read_text()
+    table = subprocess.run([sys.executable, "-m", "netkit", "ctl", "--socket",
+                            str(state.directory / "router.sock"), "--json", "table"],
+                           capture_output=True, text=True, timeout=20)
+    return logged and t.ROUTER_OUTSIDE in table.stdout, table.stdout[-400:]
+
+
+def check(state: net.State) -> int:
+    failed = 0
+    for e in exercises():
+        ok, why = run_exercise(e)
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {e.name}" + (f"\n     {why}" if why else ""))
+    ok, why = nat_seen(state)
+    failed += not ok
+    print(f"{'ok  ' if ok else 'FAIL'} the NAT seen: the web log and the router's table" +
+          ("" if ok else f"\n     {why}"))
+    print(f"{len(exercises()) + 1 - failed} of {len(exercises()) + 1} work")
+    return 1 if failed else 0
+
+
+def status(state: net.State) -> int:
+    if not net.is_up(state):
+        print("the lab is down")
+        return 1
+    for node in t.Lab().nodes:
+        addrs = subprocess.run(["ip", "-n", node.netns, "-4", "-o", "addr"],
+                               capture_output=True, text=True).stdout
+        shown = sorted({m for m in re.findall(r"inet (\S+)", addrs) if
+                        not m.startswith("127.")})
+        print(f"{node.name:<7} {', '.join(shown) or '-':<44} {node.about}")
+    for name, pid in state.data["pids"].items():
+        print(f"  {'up  ' if net._alive(pid) else 'DOWN'} {name} (pid {pid})")
+    table = subprocess.run([sys.executable, "-m", "netkit", "ctl", "--socket",
+                            str(state.directory / "router.sock"), "table"],
+                           capture_output=True, text=True, timeout=20)
+    print("\nthe router's connection table:\n" + (table.stdout or table.stderr).rstrip())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="netkit lab", description="A small internet in network "
+                                "namespaces, built from netkit's servers (root).")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("up")
+    sub.add_parser("down")
+    sub.add_parser("status")
+    sub.add_parser("check")
+    e = sub.add_parser("exec")
+    e.add_argument("node")
+    e.add_argument("argv", nargs=argparse.REMAINDER)
+    s = sub.add_parser("shell")
+    s.add_argument("node")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print("netkit lab: network namespaces need root", file=sys.stderr)
+        return 2
+    state = net.State()
+    if args.command == "up":
+        if net.is_up(state):
+            print("the lab is up already")
+            return 0
+        started = time.monotonic()
+        try:
+            build.up(state)
+        except (net.LabError, OSError, subprocess.SubprocessError) as exc:
+            print(f"netkit lab: {exc}; removing what was made", file=sys.stderr)
+            net.down(state)
+            return 1
+        print(f"the lab is up ({time.monotonic() - started:.1f} s); the PC is "
+              f"{state.data.get('pc')}: netkit lab exec pc -- curl https://www.example.test/")
+        return 0
+    if args.command == "down":
+        removed = net.down(state)
+        print("removed: " + (", ".join(removed) if removed else "nothing (the lab was down)"))
+        return 0
+    if args.command == "status":
+        return status(state)
+    if args.command == "check":
+        if not net.is_up(state):
+            print("the lab is down: netkit lab up", file=sys.stderr)
+            return 1
+        return check(state)
+    try:
+        t.Lab().node(args.node)
+    except KeyError as exc:
+        print(f"netkit lab: {exc.args[0]}", file=sys.stderr)
+        return 2
+    ns = t.PREFIX + args.node
+    if args.command == "shell":
+        return subprocess.call(net.in_ns(ns, [os.environ.get("SHELL", "/bin/sh")]))
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not command:
+        print("netkit lab exec NODE -- COMMAND", file=sys.stderr)
+        return 2
+    return subprocess.call(net.in_ns(ns, command))
+
