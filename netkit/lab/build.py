@@ -27,6 +27,7 @@ TLD_ZONE = ["test. 86400 IN NS ns.nic.test.", f"ns.nic.test. 86400 IN A {t.TLD}"
 EXAMPLE_ZONE = ["example.test. 3600 IN NS ns.example.test.",
                 f"ns.example.test. 3600 IN A {t.EXAMPLE}",
                 f"www.example.test. 300 IN A {t.WEB}",
+                f"proxy.example.test. 300 IN A {t.PROXY}",
                 f"example.test. 300 IN A {t.WEB}"]
 TUN_IN, TUN_OUT = t.PREFIX + "tin", t.PREFIX + "tout"
 
@@ -104,6 +105,8 @@ def up(state: net.State | None = None, lab: t.Lab | None = None) -> net.State:
         (etc / "ssl" / "certs").mkdir(parents=True, exist_ok=True)
         (etc / "ssl" / "certs" / "ca-certificates.crt").write_text(
             system + ca.ca_file.read_text())
+        # the PC asks the router; the servers ask example.test's authority (all the
+        # names they need are there)
         (etc / "resolv.conf").write_text(
             f"nameserver {t.ROUTER_LAN if node.name in ('pc', 'router') else t.EXAMPLE}\n")
     # the internet's servers
@@ -119,8 +122,13 @@ def up(state: net.State | None = None, lab: t.Lab | None = None) -> net.State:
     (www / "index.html").write_text("<h1>www.example.test</h1>\n<p>Served in the lab.</p>\n")
     web_ns = lab.node("web").netns
     net.start(state, "web http", web_ns,
-              [*net.python(), "-m", "netkit.servers.http", "--listen", f"{t.WEB}:80",
+              [*net.python(), "-m", "netkit.servers.http", "--set",
+               f'http.listen=["{t.WEB}:80", "{t.WEB}:{t.BLOCKED_PORT}"]',
                "--set", f"http.root={www}"], logs / "web-http.log")
+    net.start(state, "proxy", lab.node("proxy").netns,
+              [*net.python(), "-m", "netkit.servers.proxy", "--set",
+               f'proxy.listen=["{t.PROXY}:8080"]', "--set", 'proxy.allow=["0.0.0.0/0"]'],
+              logs / "proxy.log")
     net.start(state, "web https", web_ns,
               [*net.python(), "-m", "netkit.servers.http", "--listen", f"{t.WEB}:443",
                "--set", f"http.root={www}", "--set", f"http.tls.cert={cert}",
@@ -152,6 +160,17 @@ tun = "{TUN_IN}"
 outside_tun = "{TUN_OUT}"
 outside = "{t.ROUTER_OUTSIDE}"
 inside_router = "{t.ROUTER_LAN}"
+
+# the firewall: the LAN may go anywhere but to the web server's port {t.BLOCKED_PORT}
+[[relay.rule]]
+action = "reject"
+proto = "tcp"
+dst = ["{t.WEB}/32"]
+dport = {t.BLOCKED_PORT}
+
+[[relay.rule]]
+action = "allow"
+src = ["{t.LAN}"]
 """)
     control = d / "router.sock"
     net.start(state, "router", router,

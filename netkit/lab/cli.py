@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -67,6 +68,16 @@ def exercises() -> list[Exercise]:
                  ["sh", "-c", f"openssl s_client -connect {www}:443 -servername {www} "
                               "-verify_return_error </dev/null"],
                  lambda r: "Verify return code: 0 (ok)" in r.stdout),
+        Exercise("a firewall rule that blocks (the router rejects port 8081)", "pc",
+                 ["curl", "-sS", "--max-time", "5", f"http://{www}:{t.BLOCKED_PORT}/"],
+                 lambda r: r.returncode != 0 and "200" not in r.stdout),
+        Exercise("and one that allows (the LAN to anywhere else)", "pc",
+                 ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                  f"http://{www}/"], lambda r: r.stdout == "200"),
+        Exercise("a request through the proxy", "pc",
+                 ["curl", "-sS", "-i", "--max-time", "5", "-x",
+                  "http://proxy.example.test:8080", f"http://{www}/"],
+                 lambda r: r.stdout.startswith("HTTP/1.1 200") and "Via:" in r.stdout),
         Exercise("nc -l on the web server, nc from the PC", "pc",
                  ["sh", "-c", f"ip netns exec {t.PREFIX}web nc -l -w 3 {t.WEB} 9000 "
                               f"> /tmp/.nkl-nc & sleep 0.5; echo hello | nc -w 2 {t.WEB} 9000;"
@@ -83,6 +94,19 @@ def run_exercise(e: Exercise) -> tuple[bool, str]:
         return False, "timed out"
     ok = e.expect(r)
     return ok, "" if ok else (r.stdout + r.stderr).strip()[-400:]
+
+
+def rule_counted(state: net.State) -> tuple[bool, str]:
+    """The router's rules show the reject rule's hits (`netkit ctl rules`)."""
+    rules = subprocess.run([sys.executable, "-m", "netkit", "ctl", "--socket",
+                            str(state.directory / "router.sock"), "--json", "rules"],
+                           capture_output=True, text=True, timeout=20)
+    try:
+        view = json.loads(rules.stdout)
+    except ValueError:
+        return False, rules.stdout + rules.stderr
+    rejected = [r for r in view if isinstance(r, dict) and r.get("action") == "reject"]
+    return bool(rejected) and rejected[0].get("hits", 0) > 0, rules.stdout[-400:]
 
 
 def nat_seen(state: net.State) -> tuple[bool, str]:
@@ -102,11 +126,14 @@ def check(state: net.State) -> int:
         ok, why = run_exercise(e)
         failed += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {e.name}" + (f"\n     {why}" if why else ""))
-    ok, why = nat_seen(state)
-    failed += not ok
-    print(f"{'ok  ' if ok else 'FAIL'} the NAT seen: the web log and the router's table" +
-          ("" if ok else f"\n     {why}"))
-    print(f"{len(exercises()) + 1 - failed} of {len(exercises()) + 1} work")
+    extra = (("the NAT seen: the web log and the router's table", nat_seen),
+             ("the firewall's counter: `netkit ctl rules` on the router", rule_counted))
+    for name, test in extra:
+        ok, why = test(state)
+        failed += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {name}" + ("" if ok else f"\n     {why}"))
+    total = len(exercises()) + len(extra)
+    print(f"{total - failed} of {total} work")
     return 1 if failed else 0
 
 

@@ -4,6 +4,7 @@
                                                                                    │
               internet bridge 198.51.100.0/24 ─────────────────────────────────────┘
               ├── dns   .2 root, .3 test. TLD, .4 example.test (authoritative only)
+              ├── proxy .8 proxy.example.test (HTTP forward proxy)
               └── web   .10 www.example.test (HTTPS with the lab's CA)
 
 The router's outside address is 203.0.113.1 (TEST-NET-3); the ISP's end of the outside
@@ -24,6 +25,8 @@ OUTSIDE = ipaddress.ip_network("203.0.113.0/24")
 ROUTER_LAN, ROUTER_OUTSIDE, ISP_OUTSIDE = "192.168.50.1", "203.0.113.1", "203.0.113.254"
 ISP_INTERNET = "198.51.100.1"
 ROOT, TLD, EXAMPLE, WEB = "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.10"
+PROXY = "198.51.100.8"
+BLOCKED_PORT = 8081  # the web server listens here too; the router's firewall rejects it
 
 
 @dataclass(frozen=True)
@@ -64,4 +67,6 @@ NODES: tuple[Node, ...] = (
          "authoritative DNS: the root, test., example.test"),
     Node("web", (f"{WEB}/24",), "internet", ISP_INTERNET,
          "www.example.test: HTTP and HTTPS (the lab's CA)"),
+    Node("proxy", (f"{PROXY}/24",), "internet", ISP_INTERNET,
+         "proxy.example.test: an HTTP forward proxy on port 8080"),
 )

@@ -55,7 +55,7 @@ def test_up_check_and_down_twice(env: dict[str, str]) -> None:
     status = lab("status", env=env)
     assert "203.0.113.1:" in status.stdout and "masquerade" in status.stdout
     pids = [int(p) for p in __import__("re").findall(r"\(pid (\d+)\)", status.stdout)]
-    assert len(pids) == 6
+    assert len(pids) == 7
     assert lab("exec", "pc", "--", "dig", "+short", "www.example.test",
                env=env).stdout.split() == ["198.51.100.10"]
     down = lab("down", env=env)
