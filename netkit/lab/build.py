@@ -1,22 +1,28 @@
 """`netkit lab up`: the namespaces and links of topology.py, the configs, the servers.
 
-Order: namespaces and links; the lab's CA and the web certificate; the authoritative DNS
-servers and the web server on the internet side; the router (`netkit run`: DHCP, the
+Order: the configs (checked before anything is made); namespaces and links; the lab's
+CA and the web certificate; each node's own /etc (the CA trusted, its resolver, root's
+home in the lab's directory); the authoritative DNS servers, the web server, the proxy,
+sshd and the mail relay on the internet side; the router (`netkit run`: DHCP, the
 resolver, the relay in packet mode), whose TUN devices are then wired (the outside one
 moved into the ISP); last the PC asks for its address by DHCP.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
 
+from netkit.servers.relay.service import RuleConfig
 from netkit.testing.ca import DevCA
 
 from . import net
 from . import topology as t
+from .config import LabConfig, nodes
 
 ROOT_ZONE = [". 86400 IN NS a.root.test.", f"a.root.test. 86400 IN A {t.ROOT}",
              "test. 86400 IN NS ns.nic.test.", f"ns.nic.test. 86400 IN A {t.TLD}"]
@@ -28,8 +34,18 @@ EXAMPLE_ZONE = ["example.test. 3600 IN NS ns.example.test.",
                 f"ns.example.test. 3600 IN A {t.EXAMPLE}",
                 f"www.example.test. 300 IN A {t.WEB}",
                 f"proxy.example.test. 300 IN A {t.PROXY}",
+                f"ssh.example.test. 300 IN A {t.SSH}",
+                f"mail.example.test. 300 IN A {t.MAIL}",
+                "example.test. 300 IN MX 10 mail.example.test.",
                 f"example.test. 300 IN A {t.WEB}"]
 TUN_IN, TUN_OUT = t.PREFIX + "tin", t.PREFIX + "tout"
+# the router's firewall unless lab.toml has [[lab.rule]]: the LAN may go anywhere but to
+# the web server's port BLOCKED_PORT
+DEFAULT_RULES = (
+    RuleConfig(action="reject", proto="tcp", dst=(ipaddress.ip_network(f"{t.WEB}/32"),),
+               dport=t.BLOCKED_PORT),
+    RuleConfig(action="allow", src=(t.LAN,)),
+)
 
 
 def _toml_list(items: list[str]) -> str:
@@ -49,10 +65,131 @@ records = {_toml_list(records)}
     return conf
 
 
-def up(state: net.State | None = None, lab: t.Lab | None = None) -> net.State:
+def _rules_toml(rules: tuple[RuleConfig, ...]) -> str:
+    out = []
+    for r in rules:
+        out.append(f'[[relay.rule]]\naction = "{r.action}"\nproto = "{r.proto}"\n'
+                   f"src = {_toml_list([str(n) for n in r.src])}\n"
+                   f"dst = {_toml_list([str(n) for n in r.dst])}\n" +
+                   ("" if r.dport is None else f"dport = {json.dumps(r.dport)}\n"))
+    return "\n".join(out)
+
+
+def _configs(d: Path, config: LabConfig) -> dict[str, Path]:
+    """Every server's config file, written and checked before anything is made."""
+    d.mkdir(parents=True, exist_ok=True)
+    example = [*EXAMPLE_ZONE, *(f"{h.name}.example.test. 300 IN A {h.address}"
+                                for h in config.host), *config.records]
+    files = {zone: _authority(d, zone, address, records) for zone, address, records in
+             ((".", t.ROOT, ROOT_ZONE), ("test.", t.TLD, TLD_ZONE),
+              ("example.test.", t.EXAMPLE, example))}
+    hints = d / "root.hints"
+    hints.write_text(f".  3600000  NS  A.ROOT.TEST.\nA.ROOT.TEST.  3600000  A  {t.ROOT}\n")
+    files["router"] = d / "router.toml"
+    files["router"].write_text(f"""[dhcp]
+interface = "br-lan"
+subnet = "{t.LAN}"
+pool = ["192.168.50.100-192.168.50.199"]
+router = ["{t.ROUTER_LAN}"]
+dns = ["{t.ROUTER_LAN}"]
+domain = "lan"
+lease_time = {float(config.lease_time)}
+lease_db = "{d / 'leases.db'}"
+
+[dns]
+listen = ["{t.ROUTER_LAN}:53", "127.0.0.1:53"]
+allow = ["{t.LAN}", "127.0.0.0/8"]
+root_hints = "{hints}"
+query_private_authorities = true
+nodefault = ["test"]
+dhcp_domain = "lan"
+
+[relay.packet]
+tun = "{TUN_IN}"
+outside_tun = "{TUN_OUT}"
+outside = "{t.ROUTER_OUTSIDE}"
+inside_router = "{t.ROUTER_LAN}"
+
+# the firewall: every packet the relay forwards, first match wins
+{_rules_toml(DEFAULT_RULES if config.rule is None else config.rule)}
+""")
+    files["mail"] = d / "mail.toml"
+    files["mail"].write_text(f"""[smtp]
+listen = ["{t.MAIL}:25"]
+hostname = "mail.example.test"
+local_domains = ["example.test"]
+queue_dir = "{d / 'mail' / 'queue'}"
+maildir = "{d / 'mail' / 'maildir'}"
+relay_networks = []   # an open relay never: mail for example.test only
+""")
+    checks = [(f"dns {zone}", "netkit.servers.dns", files[zone]) for zone in
+              (".", "test.", "example.test.")]
+    checks += [("the router", "netkit", files["router"]),
+               ("the mail relay", "netkit.servers.smtp", files["mail"])]
+    for what, module, conf in checks:
+        argv = [*net.python(), "-m", module, *(["run"] if module == "netkit" else []),
+                "--config", str(conf), "--check-config"]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise net.LabError(f"{what}'s config ({conf}): {(r.stdout + r.stderr).strip()}")
+    return files
+
+
+def _node_etc(d: Path, lab: t.Lab, ca: DevCA) -> None:
+    """Each node's own /etc files (`ip netns exec` mounts /etc/netns/NODE/* over /etc):
+    the lab's CA trusted, its resolver, and root's home in the lab's directory, so that
+    ~/.ssh in the PC is the PC's own."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
+    system = bundle.read_text() if bundle.exists() else ""
+    passwd = Path("/etc/passwd").read_text().splitlines()
+    for node in lab.nodes:
+        etc = net.ETC_NETNS / node.netns
+        (etc / "ssl" / "certs").mkdir(parents=True, exist_ok=True)
+        (etc / "ssl" / "certs" / "ca-certificates.crt").write_text(
+            system + ca.ca_file.read_text())
+        # the PC asks the router; the servers ask example.test's authority (all the
+        # names they need are there)
+        (etc / "resolv.conf").write_text(
+            f"nameserver {t.ROUTER_LAN if node.name in ('pc', 'router') else t.EXAMPLE}\n")
+        home = net.home(d, node.name)
+        (home / ".ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
+        lines = [":".join([*f[:5], str(home), *f[6:]]) if f[:1] == ["root"] else line
+                 for line in passwd for f in [line.split(":")]]
+        (etc / "passwd").write_text("\n".join(lines) + "\n")
+
+
+def _sshd(d: Path) -> Path:
+    """OpenSSH's sshd config for the ssh node: root by key only, forwarding allowed."""
+    sd = d / "ssh"
+    sd.mkdir(exist_ok=True)
+    host_key = sd / "ssh_host_ed25519_key"
+    if not host_key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ssh.example.test",
+                        "-f", str(host_key)], check=True)
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege separation directory
+    conf = sd / "sshd_config"
+    conf.write_text(f"""ListenAddress {t.SSH}:22
+HostKey {host_key}
+PidFile {sd / 'sshd.pid'}
+AuthorizedKeysFile .ssh/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+GatewayPorts no
+LogLevel VERBOSE
+""")
+    return conf
+
+
+def up(state: net.State | None = None, config: LabConfig | None = None,
+       config_path: Path | None = None) -> net.State:
     """Build the lab (LabError when it cannot be; what was made is recorded and `down`
     removes it)."""
-    lab = lab or t.Lab()
+    config = config or LabConfig()
+    lab = t.Lab(nodes(config))
     state = state or net.State()
     if net.is_up(state):
         return state
@@ -61,7 +198,10 @@ def up(state: net.State | None = None, lab: t.Lab | None = None) -> net.State:
         raise net.LabError("the host already uses the lab's addresses: " +
                            ", ".join(conflicts))
     d = state.directory
-    d.mkdir(parents=True, exist_ok=True)
+    files = _configs(d, config)
+    state.data["hosts"] = [[h.name, h.address] for h in config.host]
+    state.data["config"] = str(config_path) if config_path else ""
+    state.save()
     logs = d / "logs"
     logs.mkdir(exist_ok=True)
     for node in lab.nodes:
@@ -93,88 +233,43 @@ def up(state: net.State | None = None, lab: t.Lab | None = None) -> net.State:
     for ns in (router, isp):
         subprocess.run(net.in_ns(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"]),
                        check=True)
-    # the lab's CA, trusted inside the nodes only (ip netns exec mounts /etc/netns/NODE/*
-    # over /etc)
     (d / "ca").mkdir(exist_ok=True)
     ca = DevCA(d / "ca")
     cert, key = ca.issue("www.example.test", "example.test", t.WEB)
-    bundle = Path("/etc/ssl/certs/ca-certificates.crt")
-    system = bundle.read_text() if bundle.exists() else ""
-    for node in lab.nodes:
-        etc = net.ETC_NETNS / node.netns
-        (etc / "ssl" / "certs").mkdir(parents=True, exist_ok=True)
-        (etc / "ssl" / "certs" / "ca-certificates.crt").write_text(
-            system + ca.ca_file.read_text())
-        # the PC asks the router; the servers ask example.test's authority (all the
-        # names they need are there)
-        (etc / "resolv.conf").write_text(
-            f"nameserver {t.ROUTER_LAN if node.name in ('pc', 'router') else t.EXAMPLE}\n")
+    _node_etc(d, lab, ca)
     # the internet's servers
     dns_ns = lab.node("dns").netns
-    for zone, address, records in ((".", t.ROOT, ROOT_ZONE), ("test.", t.TLD, TLD_ZONE),
-                                   ("example.test.", t.EXAMPLE, EXAMPLE_ZONE)):
-        conf = _authority(d, zone, address, records)
+    for zone, address in ((".", t.ROOT), ("test.", t.TLD), ("example.test.", t.EXAMPLE)):
         net.start(state, f"dns {zone}", dns_ns,
-                  [*net.python(), "-m", "netkit.servers.dns", "--config", str(conf)],
+                  [*net.python(), "-m", "netkit.servers.dns", "--config", str(files[zone])],
                   logs / f"dns-{address}.log")
-    www = d / "www"
-    www.mkdir(exist_ok=True)
-    (www / "index.html").write_text("<h1>www.example.test</h1>\n<p>Served in the lab.</p>\n")
+    www = config.web_root or d / "www"
+    if config.web_root is None:
+        www.mkdir(exist_ok=True)
+        (www / "index.html").write_text(
+            "<h1>www.example.test</h1>\n<p>Served in the lab.</p>\n")
     web_ns = lab.node("web").netns
     net.start(state, "web http", web_ns,
               [*net.python(), "-m", "netkit.servers.http", "--set",
                f'http.listen=["{t.WEB}:80", "{t.WEB}:{t.BLOCKED_PORT}"]',
                "--set", f"http.root={www}"], logs / "web-http.log")
-    net.start(state, "proxy", lab.node("proxy").netns,
-              [*net.python(), "-m", "netkit.servers.proxy", "--set",
-               f'proxy.listen=["{t.PROXY}:8080"]', "--set", 'proxy.allow=["0.0.0.0/0"]'],
-              logs / "proxy.log")
     net.start(state, "web https", web_ns,
               [*net.python(), "-m", "netkit.servers.http", "--listen", f"{t.WEB}:443",
                "--set", f"http.root={www}", "--set", f"http.tls.cert={cert}",
                "--set", f"http.tls.key={key}"], logs / "web-https.log")
-    # the router: DHCP, the resolver, NAT
-    hints = d / "root.hints"
-    hints.write_text(f".  3600000  NS  A.ROOT.TEST.\nA.ROOT.TEST.  3600000  A  {t.ROOT}\n")
-    router_conf = d / "router.toml"
-    router_conf.write_text(f"""[dhcp]
-interface = "br-lan"
-subnet = "{t.LAN}"
-pool = ["192.168.50.100-192.168.50.199"]
-router = ["{t.ROUTER_LAN}"]
-dns = ["{t.ROUTER_LAN}"]
-domain = "lan"
-lease_time = "1h"
-lease_db = "{d / 'leases.db'}"
-
-[dns]
-listen = ["{t.ROUTER_LAN}:53", "127.0.0.1:53"]
-allow = ["{t.LAN}", "127.0.0.0/8"]
-root_hints = "{hints}"
-query_private_authorities = true
-nodefault = ["test"]
-dhcp_domain = "lan"
-
-[relay.packet]
-tun = "{TUN_IN}"
-outside_tun = "{TUN_OUT}"
-outside = "{t.ROUTER_OUTSIDE}"
-inside_router = "{t.ROUTER_LAN}"
-
-# the firewall: the LAN may go anywhere but to the web server's port {t.BLOCKED_PORT}
-[[relay.rule]]
-action = "reject"
-proto = "tcp"
-dst = ["{t.WEB}/32"]
-dport = {t.BLOCKED_PORT}
-
-[[relay.rule]]
-action = "allow"
-src = ["{t.LAN}"]
-""")
+    net.start(state, "proxy", lab.node("proxy").netns,
+              [*net.python(), "-m", "netkit.servers.proxy", "--set",
+               f'proxy.listen=["{t.PROXY}:8080"]', "--set", 'proxy.allow=["0.0.0.0/0"]'],
+              logs / "proxy.log")
+    net.start(state, "sshd", lab.node("ssh").netns,
+              ["/usr/sbin/sshd", "-D", "-e", "-f", str(_sshd(d))], logs / "sshd.log")
+    net.start(state, "mail", lab.node("mail").netns,
+              [*net.python(), "-m", "netkit.servers.smtp", "--config", str(files["mail"])],
+              logs / "mail.log")
+    # the router: DHCP, the resolver, NAT and the firewall
     control = d / "router.sock"
     net.start(state, "router", router,
-              [*net.python(), "-m", "netkit", "run", "--config", str(router_conf),
+              [*net.python(), "-m", "netkit", "run", "--config", str(files["router"]),
                "--control", str(control)], logs / "router.log")
     net.wait_for("the router's TUN devices", lambda: _has_link(router, TUN_OUT))
     net._ip("link", "set", TUN_OUT, "netns", isp, ns=router)
@@ -182,11 +277,25 @@ src = ["{t.LAN}"]
     net._ip("link", "set", TUN_OUT, "up", ns=isp)
     net._ip("link", "set", TUN_IN, "up", ns=router)
     net._ip("route", "add", "default", "dev", TUN_IN, ns=router)
+    # the relay's ICMP errors (reject, TTL, fragmentation needed) come from the router's
+    # LAN address, which is this namespace's own: the kernel drops such packets as
+    # martians unless the device accepts local sources
+    subprocess.run(net.in_ns(router, ["sysctl", "-q", "-w",
+                                      f"net.ipv4.conf.{TUN_IN}.accept_local=1"]), check=True)
     net.wait_for("the router's DHCP and DNS", lambda: (logs / "router.log").exists() and
                  "dhcp: listening" in (logs / "router.log").read_text())
     state.add("files", str(control))
     dhcp_pc(state, lab)
+    for node, port, address in (("ssh", 22, t.SSH), ("mail", 25, t.MAIL)):
+        ns = lab.node(node).netns
+        net.wait_for(f"the {node} server", lambda n=ns, a=address, p=port: _listening(n, a, p))
     return state
+
+
+def _listening(ns: str, address: str, port: int) -> bool:
+    out = subprocess.run(net.in_ns(ns, ["ss", "-Htln", f"src {address}:{port}"]),
+                         capture_output=True, text=True).stdout
+    return bool(out.strip())
 
 
 def _has_link(ns: str, name: str) -> bool:

@@ -37,8 +37,16 @@ def _ip(*args: str, ns: str | None = None, check: bool = True) -> str:
     return r.stdout
 
 
-def in_ns(ns: str, argv: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", ns, *argv]
+def in_ns(ns: str, argv: list[str], home: Path | None = None) -> list[str]:
+    """`argv` inside a node; with `home`, $HOME is the node's own (root's home in the
+    node's /etc/passwd is already: ssh and ssh-keygen read that one)."""
+    env = ["env", f"HOME={home}"] if home is not None else []
+    return ["ip", "netns", "exec", ns, *env, *argv]
+
+
+def home(directory: Path, node: str) -> Path:
+    """root's home inside a node: its ~/.ssh, its shell history."""
+    return directory / "home" / node
 
 
 class State:
@@ -110,7 +118,15 @@ def down(state: State | None = None) -> list[str]:
         if _alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
-    for ns in sorted(set(state.data.get("namespaces", [])) | set(lab_namespaces())):
+    namespaces = sorted(set(state.data.get("namespaces", [])) | set(lab_namespaces()))
+    # whatever else runs inside the lab's nodes (ssh sessions, an `nc -l` left by a
+    # reader) was started in them through the lab: it ends with them
+    for ns in namespaces:
+        for pid in _ip("netns", "pids", ns, check=False).split():
+            with contextlib.suppress(ProcessLookupError, PermissionError, ValueError):
+                os.kill(int(pid), signal.SIGKILL)
+                removed.append(f"process {pid} in {ns}")
+    for ns in namespaces:
         if ns in lab_namespaces():
             _ip("netns", "del", ns, check=False)
             removed.append(f"namespace {ns}")

@@ -5,7 +5,9 @@
               internet bridge 198.51.100.0/24 ─────────────────────────────────────┘
               ├── dns   .2 root, .3 test. TLD, .4 example.test (authoritative only)
               ├── proxy .8 proxy.example.test (HTTP forward proxy)
-              └── web   .10 www.example.test (HTTPS with the lab's CA)
+              ├── web   .10 www.example.test (HTTPS with the lab's CA)
+              ├── ssh   .22 ssh.example.test (OpenSSH's sshd)
+              └── mail  .25 mail.example.test (the SMTP relay, a maildir)
 
 The router's outside address is 203.0.113.1 (TEST-NET-3); the ISP's end of the outside
 TUN is 203.0.113.254. Every address is in a test or private range, never routed
@@ -25,7 +27,7 @@ OUTSIDE = ipaddress.ip_network("203.0.113.0/24")
 ROUTER_LAN, ROUTER_OUTSIDE, ISP_OUTSIDE = "192.168.50.1", "203.0.113.1", "203.0.113.254"
 ISP_INTERNET = "198.51.100.1"
 ROOT, TLD, EXAMPLE, WEB = "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.10"
-PROXY = "198.51.100.8"
+PROXY, SSH, MAIL = "198.51.100.8", "198.51.100.22", "198.51.100.25"
 BLOCKED_PORT = 8081  # the web server listens here too; the router's firewall rejects it
 
 
@@ -69,4 +71,8 @@ NODES: tuple[Node, ...] = (
          "www.example.test: HTTP and HTTPS (the lab's CA)"),
     Node("proxy", (f"{PROXY}/24",), "internet", ISP_INTERNET,
          "proxy.example.test: an HTTP forward proxy on port 8080"),
+    Node("ssh", (f"{SSH}/24",), "internet", ISP_INTERNET,
+         "ssh.example.test: OpenSSH's sshd (root, by key)"),
+    Node("mail", (f"{MAIL}/24",), "internet", ISP_INTERNET,
+         "mail.example.test: the SMTP relay, example.test's MX, a maildir"),
 )
