@@ -1,11 +1,12 @@
 """`netkit lab up`: the namespaces and links of topology.py, the configs, the servers.
 
-Order: the configs (checked before anything is made); namespaces and links; the lab's
-CA and the web certificate; each node's own /etc (the CA trusted, its resolver, root's
-home in the lab's directory); the authoritative DNS servers, the web server, the proxy,
-sshd and the mail relay on the internet side; the router (`netkit run`: DHCP, the
-resolver, the relay in packet mode), whose TUN devices are then wired (the outside one
-moved into the ISP); last the PC asks for its address by DHCP.
+Order: the configs and zone files (checked before anything is made); namespaces and
+links; the lab's CA and the web certificate; each node's own /etc (the CA trusted, its
+resolver, root's home in the lab's directory); the authoritative DNS servers, the web
+server, the proxy, sshd and the mail relay on the internet side; the router (`netkit
+run` of servers/home-router.toml: DHCP, the resolver, the relay in packet mode), whose
+TUN devices are then wired (the outside one moved into the ISP); last the PC asks for
+its address by DHCP.
 """
 
 from __future__ import annotations
@@ -48,71 +49,78 @@ DEFAULT_RULES = (
 )
 
 
-def _toml_list(items: list[str]) -> str:
-    return "[" + ", ".join(json.dumps(x) for x in items) + "]"
+ROUTER_CONFIG = Path(__file__).with_name("home-router.toml")  # servers/home-router.toml
 
 
 def _authority(d: Path, name: str, address: str, records: list[str]) -> Path:
-    conf = d / f"dns-{name}.toml"
+    """A zone file (the reader can open it: d/zones/) and its authoritative server's
+    config."""
+    label = "root" if name == "." else name.rstrip(".")
+    primary = {".": "a.root.test.", "test.": "ns.nic.test."}.get(name, f"ns.{name}")
+    zones = d / "zones"
+    zones.mkdir(exist_ok=True)
+    zone = zones / f"{label}.zone"
+    mailbox = "hostmaster." + ("root.test." if name == "." else name)
+    zone.write_text(f"$ORIGIN {name}\n$TTL 3600\n"
+                    f"{name} 3600 IN SOA {primary} {mailbox} 1 7200 3600 1209600 300\n" +
+                    "\n".join(records) + "\n")
+    conf = d / f"dns-{label}.toml"
     conf.write_text(f"""[dns]
 listen = ["{address}:53"]
 recursion = false
 allow = ["0.0.0.0/0"]
 [[dns.zone]]
 name = "{name}"
-records = {_toml_list(records)}
+file = "{zone}"
 """)
     return conf
 
 
-def _rules_toml(rules: tuple[RuleConfig, ...]) -> str:
-    out = []
-    for r in rules:
-        out.append(f'[[relay.rule]]\naction = "{r.action}"\nproto = "{r.proto}"\n'
-                   f"src = {_toml_list([str(n) for n in r.src])}\n"
-                   f"dst = {_toml_list([str(n) for n in r.dst])}\n" +
-                   ("" if r.dport is None else f"dport = {json.dumps(r.dport)}\n"))
-    return "\n".join(out)
+def _inline(value: object) -> str:
+    """A TOML inline value (for --set)."""
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_inline(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_inline(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool | int | float):
+        return json.dumps(value)
+    return json.dumps(str(value))
+
+
+def _rules(rules: tuple[RuleConfig, ...]) -> str:
+    return _inline([{"action": r.action, "proto": r.proto, "src": [str(n) for n in r.src],
+                     "dst": [str(n) for n in r.dst],
+                     **({} if r.dport is None else {"dport": r.dport})} for r in rules])
+
+
+def router_argv(d: Path, config: LabConfig) -> list[str]:
+    """servers/home-router.toml (DHCP, the resolver, the relay in packet mode), with the
+    lab's own state paths, root, TUN devices and firewall set over it."""
+    sets = {"dhcp.lease_db": str(d / "leases.db"),
+            "dhcp.lease_time": float(config.lease_time),
+            "dns.root_hints": str(d / "root.hints"),
+            "dns.query_private_authorities": True,  # the lab's authorities are private
+            "dns.nodefault": ["test"],  # resolve .test (RFC 6761 would answer NXDOMAIN)
+            "relay.packet.tun": TUN_IN, "relay.packet.outside_tun": TUN_OUT,
+            "relay.packet.outside": t.ROUTER_OUTSIDE,
+            "relay.packet.inside_router": t.ROUTER_LAN}
+    argv = [*net.python(), "-m", "netkit", "run", "--config", str(ROUTER_CONFIG)]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={_inline(value)}"]
+    rules = DEFAULT_RULES if config.rule is None else config.rule
+    return [*argv, "--set", f"relay.rule={_rules(rules)}"]
 
 
 def _configs(d: Path, config: LabConfig) -> dict[str, Path]:
-    """Every server's config file, written and checked before anything is made."""
+    """The servers' config files, written and checked before anything is made."""
     d.mkdir(parents=True, exist_ok=True)
     example = [*EXAMPLE_ZONE, *(f"{h.name}.example.test. 300 IN A {h.address}"
                                 for h in config.host), *config.records]
     files = {zone: _authority(d, zone, address, records) for zone, address, records in
              ((".", t.ROOT, ROOT_ZONE), ("test.", t.TLD, TLD_ZONE),
               ("example.test.", t.EXAMPLE, example))}
-    hints = d / "root.hints"
-    hints.write_text(f".  3600000  NS  A.ROOT.TEST.\nA.ROOT.TEST.  3600000  A  {t.ROOT}\n")
-    files["router"] = d / "router.toml"
-    files["router"].write_text(f"""[dhcp]
-interface = "br-lan"
-subnet = "{t.LAN}"
-pool = ["192.168.50.100-192.168.50.199"]
-router = ["{t.ROUTER_LAN}"]
-dns = ["{t.ROUTER_LAN}"]
-domain = "lan"
-lease_time = {float(config.lease_time)}
-lease_db = "{d / 'leases.db'}"
-
-[dns]
-listen = ["{t.ROUTER_LAN}:53", "127.0.0.1:53"]
-allow = ["{t.LAN}", "127.0.0.0/8"]
-root_hints = "{hints}"
-query_private_authorities = true
-nodefault = ["test"]
-dhcp_domain = "lan"
-
-[relay.packet]
-tun = "{TUN_IN}"
-outside_tun = "{TUN_OUT}"
-outside = "{t.ROUTER_OUTSIDE}"
-inside_router = "{t.ROUTER_LAN}"
-
-# the firewall: every packet the relay forwards, first match wins
-{_rules_toml(DEFAULT_RULES if config.rule is None else config.rule)}
-""")
+    (d / "root.hints").write_text(
+        f".  3600000  NS  A.ROOT.TEST.\nA.ROOT.TEST.  3600000  A  {t.ROOT}\n")
     files["mail"] = d / "mail.toml"
     files["mail"].write_text(f"""[smtp]
 listen = ["{t.MAIL}:25"]
@@ -122,16 +130,16 @@ queue_dir = "{d / 'mail' / 'queue'}"
 maildir = "{d / 'mail' / 'maildir'}"
 relay_networks = []   # an open relay never: mail for example.test only
 """)
-    checks = [(f"dns {zone}", "netkit.servers.dns", files[zone]) for zone in
-              (".", "test.", "example.test.")]
-    checks += [("the router", "netkit", files["router"]),
-               ("the mail relay", "netkit.servers.smtp", files["mail"])]
-    for what, module, conf in checks:
-        argv = [*net.python(), "-m", module, *(["run"] if module == "netkit" else []),
-                "--config", str(conf), "--check-config"]
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    checks = [(f"dns {zone}", [*net.python(), "-m", "netkit.servers.dns", "--config",
+                               str(files[zone])]) for zone in (".", "test.", "example.test.")]
+    checks += [("the router", router_argv(d, config)),
+               ("the mail relay", [*net.python(), "-m", "netkit.servers.smtp", "--config",
+                                   str(files["mail"])])]
+    for what, argv in checks:
+        r = subprocess.run([*argv, "--check-config"], capture_output=True, text=True,
+                           timeout=60)
         if r.returncode != 0:
-            raise net.LabError(f"{what}'s config ({conf}): {(r.stdout + r.stderr).strip()}")
+            raise net.LabError(f"{what}'s config: {(r.stdout + r.stderr).strip()}")
     return files
 
 
@@ -266,11 +274,10 @@ def up(state: net.State | None = None, config: LabConfig | None = None,
     net.start(state, "mail", lab.node("mail").netns,
               [*net.python(), "-m", "netkit.servers.smtp", "--config", str(files["mail"])],
               logs / "mail.log")
-    # the router: DHCP, the resolver, NAT and the firewall
+    # the router: DHCP, the resolver, NAT and the firewall (servers/home-router.toml)
     control = d / "router.sock"
-    net.start(state, "router", router,
-              [*net.python(), "-m", "netkit", "run", "--config", str(files["router"]),
-               "--control", str(control)], logs / "router.log")
+    net.start(state, "router", router, [*router_argv(d, config), "--control", str(control)],
+              logs / "router.log")
     net.wait_for("the router's TUN devices", lambda: _has_link(router, TUN_OUT))
     net._ip("link", "set", TUN_OUT, "netns", isp, ns=router)
     net._ip("addr", "add", f"{t.ISP_OUTSIDE}/24", "dev", TUN_OUT, ns=isp)

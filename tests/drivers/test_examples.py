@@ -141,7 +141,8 @@ def test_home_router_composition_answers_dhcp_clients_by_name(spawn, tmp_path):
 
     (tmp_path / "servers").mkdir()
     dns_port = free_port()
-    text = (ROOT / "servers" / "home-router.toml").read_text()
+    # the relay's packet mode (TUN devices, root) is exercised by netkit lab's test
+    text = (ROOT / "servers" / "home-router.toml").read_text().split("[relay.packet]")[0]
     text = text.replace('interface = "br-lan"', 'interface = "lo"\nport = 0')
     text = text.replace("192.168.50.", "127.0.10.")
     text = text.replace('["127.0.10.1:53", "127.0.0.1:53"]', f'["127.0.0.1:{dns_port}"]')

@@ -134,11 +134,46 @@ def test_down_after_an_up_killed_half_way(env: dict[str, str]) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "netkit", "lab", "up"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while "nkl-web" not in lab_namespaces():  # half-way: namespaces made, servers starting
+    while "nkl-web" not in lab_namespaces() or not in_lab():  # half-way: servers starting
         assert time.monotonic() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
+    left = in_lab()
     down = lab("down", env=env)
     assert down.returncode == 0
     assert lab_namespaces() == []
+    time.sleep(0.2)
+    assert [pid for pid in left if alive(pid)] == []
+
+
+def test_up_refuses_when_the_host_has_a_lab_address(env: dict[str, str]) -> None:
+    """The "host" here is a namespace of the test's own with 198.51.100.10 on a veth
+    link: `lab up` run inside it refuses, and makes nothing."""
+    host = "nkt-labhost"
+    subprocess.run(["ip", "netns", "add", host], check=True)
+    try:
+        for argv in (["link", "add", "d0", "type", "veth", "peer", "name", "d1"],
+                     ["addr", "add", "198.51.100.10/24", "dev", "d0"],
+                     ["link", "set", "d0", "up"]):
+            subprocess.run(["ip", "-n", host, *argv], check=True)
+        up = subprocess.run(["ip", "netns", "exec", host, sys.executable, "-m", "netkit",
+                             "lab", "up"], capture_output=True, text=True, timeout=60, env=env)
+        assert up.returncode == 1
+        assert "the host already uses the lab's addresses: 198.51.100.10 on d0" in up.stderr
+        assert lab_namespaces() == []
+    finally:
+        subprocess.run(["ip", "netns", "del", host], check=True)
+
+
+def in_lab() -> list[int]:
+    """Every process inside the lab's namespaces."""
+    return [int(pid) for ns in lab_namespaces() for pid in subprocess.run(
+        ["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
