@@ -180,7 +180,12 @@ def test_garbage_gets_smtp_errors_never_a_traceback(relay) -> None:
             s.sendall(line + b"\r\n")
             reply = s.recv(200)
             assert reply[:1] == b"5", (line, reply)
-    assert "Traceback" not in proc.log
+        s.sendall(b"EHLO garbage.test\r\n")
+        s.recv(400)
+        for line in (b"MAIL FROM:<", b"MAIL FROM:a@[", b"MAIL FROM:<a@"):
+            s.sendall(line + b"\r\n")  # the email parser raises on the first two
+            assert s.recv(200) == b"553 5.1.3 Error: malformed address\r\n", line
+    assert "Traceback" not in proc.log and "session exception" not in proc.log
 
 
 def test_delivery_to_the_mx_and_retry_until_it_is_up(relay, zones: DNSZones,
