@@ -80,3 +80,25 @@ def test_the_fast_path_parser_agrees_with_aiosmtpd(arg: str, limit: int) -> None
     except Exception:  # aiosmtpd: a 500 with a traceback ("MAIL FROM:<"); ours: a 553
         expected = (None, None)
     assert ours._getaddr(arg) == expected
+
+
+def test_contents_kept_for_the_first_attempt_are_capped(tmp_path, monkeypatch) -> None:
+    """The relay keeps just-accepted contents in memory for their first delivery attempt,
+    never more than HOT_BYTES in all; past it, delivery reads the queue file."""
+    from netkit.servers.smtp import service as smtp
+
+    monkeypatch.setattr(smtp, "HOT_BYTES", 5000)
+
+    async def main() -> None:
+        service = SMTPService(Config(queue_dir=tmp_path / "q"))
+        service.store.open()
+        body = b"Subject: x\r\n\r\n" + b"y" * 1500 + b"\r\n"
+        ids = [await service.accept("a@s.test", ["b@r.test"], body, "127.0.0.1", "s.test")
+               for _ in range(4)]
+        assert service.hot_bytes <= 5000 and list(service.hot) == ids[:len(service.hot)]
+        assert 2 <= len(service.hot) < 4
+        for i in ids:  # what is kept is what the file holds
+            assert service.hot.get(i, service.store.content(i)) == service.store.content(i)
+        service.committer.close()
+
+    asyncio.run(main())

@@ -48,6 +48,7 @@ from .store import Committer, QueueStore, deliver_to_maildir, new_id
 
 log = logging.getLogger("netkit.smtp")
 SECTION = "smtp"
+HOT_BYTES = 32 << 20  # contents of just-accepted messages kept for their first attempt
 LOOPBACK = ("127.0.0.1/32", "::1/128")
 
 
@@ -149,6 +150,10 @@ class SMTPService:
         self.ready: set[str] = set()  # message ids to try on the next pass
         self.later: list[tuple[float, str]] = []  # (next attempt, id): a heap
         self.committer: Committer | None = None
+        # the content of messages accepted and not yet tried, kept for their first attempt
+        # (no read of the file just written, no thread hop), up to HOT_BYTES in all
+        self.hot: dict[str, bytes] = {}
+        self.hot_bytes = 0
 
     async def start(self, tg: anyio.abc.TaskGroup, presets: SocketPresets) -> None:
 
@@ -275,6 +280,9 @@ class SMTPService:
                             len(content), peer, helo)
         await self._commit(envelope, content)
         self.stats["accepted"] += 1
+        if self.hot_bytes + len(content) <= HOT_BYTES:
+            self.hot[message_id] = content
+            self.hot_bytes += len(content)
         self.ready.add(message_id)
         if log.isEnabledFor(logging.INFO):
             log.info("smtp: %s: queued %s from <%s> for %s (%d bytes)", peer, message_id,
@@ -317,10 +325,12 @@ class SMTPService:
                 self.ready.add(heapq.heappop(self.later)[1])
             batch, self.ready = self.ready, set()
             envelopes = [e for e in map(self.store.get, sorted(batch)) if e is not None]
+            hot = {i: self.hot.pop(i) for i in batch if i in self.hot}
+            self.hot_bytes -= sum(map(len, hot.values()))
             if envelopes:
-                await anyio.to_thread.run_sync(self._deliver_local, envelopes)
+                await anyio.to_thread.run_sync(self._deliver_local, envelopes, hot)
                 await self._deliver_remote([e for e in envelopes
-                                            if self.store.get(e.id) is not None])
+                                            if self.store.get(e.id) is not None], hot)
                 for e in envelopes:
                     pending = [r.next_attempt for r in e.recipients if r.state == "pending"]
                     if pending and self.store.get(e.id) is not None:
@@ -331,9 +341,11 @@ class SMTPService:
             with anyio.move_on_after(wait):
                 await self.wake.wait()
 
-    async def _deliver_remote(self, envelopes: list[Envelope]) -> None:
+    async def _deliver_remote(self, envelopes: list[Envelope],
+                              hot: Mapping[str, bytes] | None = None) -> None:
         """What is due of these, by destination domain (one task per domain, sessions
-        reused within it); then each touched message saved, bounced recipients reported."""
+        reused within it); then each touched message saved, bounced recipients reported
+        (`hot`: contents already in memory)."""
         from .delivery import deliver_destination, dsn
         local = self.config.local_domains
         now = time.time()
@@ -344,7 +356,8 @@ class SMTPService:
                    if r.address.rpartition("@")[2].lower() not in local]
             if not due:
                 continue
-            content = await anyio.to_thread.run_sync(self.store.content, envelope.id)
+            content = (hot or {}).get(envelope.id) or \
+                await anyio.to_thread.run_sync(self.store.content, envelope.id)
             touched.append((envelope, due, content,
                             {r.address: r.state for r in envelope.recipients}))
             by_domain: dict[str, list[Recipient]] = {}
@@ -365,10 +378,16 @@ class SMTPService:
             if bounced and envelope.sender:  # never a bounce to the null sender
                 await self.accept("", [envelope.sender], dsn(self, envelope, bounced, content),
                                   "127.0.0.1", self.config.hostname)
+        # the files of the batch in one trip to a thread (renames wait for the journal)
+        await anyio.to_thread.run_sync(self._save, [e for e, *_ in touched])
+
+    def _save(self, envelopes: list[Envelope]) -> None:
+        """Done messages leave the queue; the others' envelopes are rewritten."""
+        for envelope in envelopes:
             if envelope.done:
-                await anyio.to_thread.run_sync(self.store.remove, envelope.id)
+                self.store.remove(envelope.id)
             else:
-                await anyio.to_thread.run_sync(self.store.update, envelope)
+                self.store.update(envelope)
 
     async def _deliver_safely(self, deliver: Any, domain: str, jobs: list[Any]) -> None:
         """One destination's delivery; a failure nobody foresaw defers its recipients
@@ -384,9 +403,10 @@ class SMTPService:
                     if r.state == "pending":
                         defer(r, f"internal error: {exc}", now, schedule)
 
-    def _deliver_local(self, envelopes: list[Envelope]) -> None:
+    def _deliver_local(self, envelopes: list[Envelope],
+                       hot: Mapping[str, bytes] | None = None) -> None:
         """Local recipients into their Maildirs; a message leaves the queue when nothing
-        is pending."""
+        is pending (`hot`: contents already in memory)."""
         local = self.config.local_domains
         for envelope in envelopes:
             changed = False
@@ -395,7 +415,7 @@ class SMTPService:
                 if r.state != "pending" or r.address.rpartition("@")[2].lower() not in local:
                     continue
                 if content is None:
-                    content = self.store.content(envelope.id)
+                    content = (hot or {}).get(envelope.id) or self.store.content(envelope.id)
                 deliver_to_maildir(self.config.maildir / r.address.lower(), content)
                 r.state = "delivered"
                 changed = True
