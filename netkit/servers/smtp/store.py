@@ -81,7 +81,7 @@ class Committer:
     commit).
 
     The event loop hands over the message (its parts, where it goes, a spare file to
-    reuse); this thread writes each file of a batch, fsyncs it, renames it into active/,
+    write over); this thread writes each file of a batch, fsyncs it, renames it into active/,
     fsyncs active/ once for the whole batch, and only then reports every message of the
     batch done, through `notify` (one call per batch: the event loop's
     call_soon_threadsafe). Even the open and the write stay off the event loop: on ext4
@@ -100,8 +100,8 @@ class Committer:
 
     def submit(self, tmp: Path, final: Path, parts: tuple[bytes, ...], spare: Path | None,
                done: Done) -> None:
-        """Write `parts` to `tmp` (reusing the file `spare`), make it durable as `final`,
-        then `done(None)`, or `done(error)`."""
+        """Write `parts` over the file `spare` (or into a new file `tmp`), make it durable
+        as `final`, then `done(None)`, or `done(error)`."""
         self._queue.put((tmp, final, parts, spare, done))
 
     def close(self) -> None:
@@ -120,13 +120,16 @@ class Committer:
                     break
             results: list[tuple[Done, BaseException | None]] = []
             for tmp, final, parts, spare, done in batch:
+                # a spare is written where it lies (spare/ holds nothing anyone reads: a
+                # crash mid-write leaves a spare), then renamed into active/
+                path = spare or tmp
                 try:
-                    _write_file(tmp, parts, spare)
-                    os.rename(tmp, final)
+                    _write_file(path, parts, truncate=spare is not None)
+                    os.rename(path, final)
                     results.append((done, None))
                 except OSError as exc:
                     with contextlib.suppress(OSError):
-                        tmp.unlink()
+                        path.unlink()
                     results.append((done, exc))
             if any(exc is None for _, exc in results):
                 try:
@@ -138,20 +141,19 @@ class Committer:
                 return
 
 
-def _write_file(tmp: Path, parts: tuple[bytes, ...], spare: Path | None) -> None:
-    """`parts` in `tmp`, fsynced; `spare` (an old queue file) renamed to `tmp` and written
-    over (a new inode costs more on ext4: docs/performance.md), cut to the new length."""
-    if spare is not None:
-        os.rename(spare, tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+def _write_file(path: Path, parts: tuple[bytes, ...], truncate: bool) -> None:
+    """`parts` in `path` (created, or an old file written over and cut to the new length
+    when `truncate`), fsynced. One writev, not a write per part: every system call hands
+    the GIL to the event loop and back."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
-        size = 0
-        for part in parts:
-            view = memoryview(part)
-            size += len(view)
+        size = sum(map(len, parts))
+        written = os.writev(fd, parts)
+        if written < size:  # a short write: the rest, piece by piece
+            view = memoryview(b"".join(parts))[written:]
             while view:
                 view = view[os.write(fd, view):]
-        if spare is not None:
+        if truncate:
             os.ftruncate(fd, size)
         os.fsync(fd)
     finally:
