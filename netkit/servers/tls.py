@@ -385,6 +385,19 @@ class TLSWrapper:
                 total[key] = total.get(key, 0) + value
         return total
 
+    def labelled(self) -> dict[str, tuple[Any, ...]]:
+        """For the admin endpoint: each tunnel's connections open now (a gauge), accepted,
+        refused and TLS failures, by tunnel (its name, else its index in the config)."""
+        names = [rt.tunnel.name or str(i) for i, rt in enumerate(self.tunnels)]
+        snaps = [rt.server.counters for rt in self.tunnels]
+
+        def by(key: str) -> dict[str, int]:
+            return {n: getattr(c, key) for n, c in zip(names, snaps, strict=True)}
+        return {"tunnel_connections": ("tunnel", by("active"), "gauge"),
+                "tunnel_accepted": ("tunnel", by("accepted")),
+                "tunnel_refused": ("tunnel", by("refused")),
+                "tunnel_tls_failures": ("tunnel", by("tls_failures"))}
+
     async def drain(self, timeout: float) -> None:
         async with anyio.create_task_group() as tg:
             for rt in self.tunnels:

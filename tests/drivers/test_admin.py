@@ -279,3 +279,35 @@ retry_schedule = ["1h"]
     assert by_state == {"pending": 2, "delivered": 0, "bounced": 0}
     with pytest.raises(OSError):  # plain HTTP is not spoken there (URLError is one too)
         urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=5)
+
+
+def test_tls_tunnels_are_labelled_metrics(netkit_tls, netkit_ca, tmp_path: Path) -> None:
+    """Each tunnel of the TLS wrapper by name: connections open now (a gauge), accepted
+    and TLS failures (counters), in the exposition text."""
+    import socket
+    import ssl
+
+    from netkit.admin.metrics import render
+
+    backend = socket.create_server(("127.0.0.1", 0))
+    try:
+        front = netkit_tls(f"127.0.0.1:{backend.getsockname()[1]}", "localhost",
+                           name="web")
+        port = front.addresses[0][1]
+        ctx = ssl.create_default_context(cafile=str(netkit_ca.ca_file))
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                ctx.wrap_socket(raw, server_hostname="localhost"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as bad:
+                bad.sendall(b"not a TLS hello\r\n\r\n")
+                bad.recv(100)
+            metrics = front.call(lambda: render([front]))
+    finally:
+        backend.close()
+    families = {f.name: f for f in text_string_to_metric_families(metrics.decode())}
+    open_now = families["netkit_tls_tunnel_connections"]
+    assert open_now.type == "gauge"
+    assert {s.labels["tunnel"]: s.value for s in open_now.samples} == {"web": 1}
+    accepted = families["netkit_tls_tunnel_accepted"]
+    assert {s.labels["tunnel"]: s.value for s in accepted.samples} == {"web": 2}
+    failures = families["netkit_tls_tunnel_tls_failures"]
+    assert {s.labels["tunnel"]: s.value for s in failures.samples} == {"web": 1}
