@@ -46,6 +46,10 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     lab("down", env=environment)
     assert lab_namespaces() == []
     assert not list(Path("/etc/netns").glob("nkl-*"))
+    # no veth, bridge or TUN of the lab's on the host either (they all live in its
+    # namespaces and went with them)
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "nkl-" not in links and "br-lan" not in links and "br-net" not in links
 
 
 LAB_TOML = """
