@@ -328,7 +328,8 @@ class SMTPService:
             hot = {i: self.hot.pop(i) for i in batch if i in self.hot}
             self.hot_bytes -= sum(map(len, hot.values()))
             if envelopes:
-                await anyio.to_thread.run_sync(self._deliver_local, envelopes, hot)
+                if any(map(self._has_local, envelopes)):  # else no trip to a thread
+                    await anyio.to_thread.run_sync(self._deliver_local, envelopes, hot)
                 await self._deliver_remote([e for e in envelopes
                                             if self.store.get(e.id) is not None], hot)
                 for e in envelopes:
@@ -378,16 +379,29 @@ class SMTPService:
             if bounced and envelope.sender:  # never a bounce to the null sender
                 await self.accept("", [envelope.sender], dsn(self, envelope, bounced, content),
                                   "127.0.0.1", self.config.hostname)
-        # the files of the batch in one trip to a thread (renames wait for the journal)
-        await anyio.to_thread.run_sync(self._save, [e for e, *_ in touched])
+        # done messages leave the queue by the committer's thread, nobody waiting; the
+        # others' envelopes are rewritten durably, in one trip to a thread
+        changed = []
+        for envelope, *_ in touched:
+            if envelope.done and self.committer is not None:
+                self.store.remove(envelope.id, self.committer)
+            else:
+                changed.append(envelope)
+        if changed:
+            await anyio.to_thread.run_sync(self._save, changed)
 
     def _save(self, envelopes: list[Envelope]) -> None:
-        """Done messages leave the queue; the others' envelopes are rewritten."""
         for envelope in envelopes:
             if envelope.done:
                 self.store.remove(envelope.id)
             else:
                 self.store.update(envelope)
+
+    def _has_local(self, envelope: Envelope) -> bool:
+        """A recipient for _deliver_local."""
+        local = self.config.local_domains
+        return any(r.state == "pending" and r.address.rpartition("@")[2].lower() in local
+                   for r in envelope.recipients)
 
     async def _deliver_safely(self, deliver: Any, domain: str, jobs: list[Any]) -> None:
         """One destination's delivery; a failure nobody foresaw defers its recipients

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import queue
 import secrets
@@ -28,9 +29,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from netkit.proto.smtp.envelope import Envelope
+
+log = logging.getLogger("netkit.smtp")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,6 +76,7 @@ class DirSync:
                 self._cond.notify_all()
 
 
+FSYNC_THREADS = 8  # fsyncs of one batch in flight together
 Done = Callable[[BaseException | None], None]
 _Job = tuple[Path, Path, tuple[bytes, ...], Path | None, Done]  # Committer.submit's
 
@@ -93,7 +98,8 @@ class Committer:
     def __init__(self, directory: Path, notify: Callable[[Callable[[], None]], None]) -> None:
         self.directory = directory
         self.notify = notify
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | Callable[[], None] | None] = queue.SimpleQueue()
+        self._pool = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="netkit-smtp-fsync")
         self._thread = threading.Thread(target=self._run, name="netkit-smtp-commit",
                                         daemon=True)
         self._thread.start()
@@ -104,6 +110,12 @@ class Committer:
         as `final`, then `done(None)`, or `done(error)`."""
         self._queue.put((tmp, final, parts, spare, done))
 
+    def run_soon(self, chore: Callable[[], None]) -> None:
+        """`chore()` on this thread, after what was submitted before it; nobody waits for
+        it (a delivered message's file going back to spare/: a trip to a thread of its
+        own and back cost the event loop more than the rename)."""
+        self._queue.put(chore)
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(5)
@@ -111,40 +123,88 @@ class Committer:
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            batch = []
+            batch: list[_Job] = []
+            chores: list[Callable[[], None]] = []
             while item is not None:
-                batch.append(item)
+                if callable(item):
+                    chores.append(item)
+                else:
+                    batch.append(item)
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            results: list[tuple[Done, BaseException | None]] = []
-            for tmp, final, parts, spare, done in batch:
-                # a spare is written where it lies (spare/ holds nothing anyone reads: a
-                # crash mid-write leaves a spare), then renamed into active/
-                path = spare or tmp
+            if batch:
+                results = self._commit(batch)
+                self.notify(lambda results=results: [done(exc) for done, exc in results])
+            for chore in chores:
                 try:
-                    _write_file(path, parts, truncate=spare is not None)
-                    os.rename(path, final)
-                    results.append((done, None))
-                except OSError as exc:
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                    results.append((done, exc))
-            if any(exc is None for _, exc in results):
-                try:
-                    _fsync_dir(self.directory)
-                except OSError as exc:
-                    results = [(done, e or exc) for done, e in results]
-            self.notify(lambda results=results: [done(exc) for done, exc in results])
+                    chore()
+                except OSError as exc:  # a file left behind is found again at start
+                    log.warning("smtp: queue: %s", exc)
             if item is None:
+                self._pool.shutdown()
                 return
 
+    def _commit(self, batch: list[_Job]) -> list[tuple[Done, BaseException | None]]:
+        """Write every file of the batch, fsync them all at once, rename them into
+        active/, fsync active/ once."""
+        written: list[tuple[int, Path, Path, Done]] = []
+        results: list[tuple[Done, BaseException | None]] = []
+        for tmp, final, parts, spare, done in batch:
+            # a spare is written where it lies (spare/ holds nothing anyone reads: a
+            # crash mid-write leaves a spare), then renamed into active/
+            path = spare or tmp
+            try:
+                written.append((_write_file(path, parts, truncate=spare is not None),
+                                path, final, done))
+            except OSError as exc:
+                _discard(path)
+                results.append((done, exc))
+        synced = self._fsync_all([fd for fd, *_ in written])
+        for (fd, path, final, done), error in zip(written, synced, strict=True):
+            os.close(fd)
+            try:
+                if error is not None:
+                    raise error
+                os.rename(path, final)
+                results.append((done, None))
+            except OSError as exc:
+                _discard(path)
+                results.append((done, exc))
+        if any(exc is None for _, exc in results):
+            try:
+                _fsync_dir(self.directory)
+            except OSError as exc:
+                results = [(done, e or exc) for done, e in results]
+        return results
 
-def _write_file(path: Path, parts: tuple[bytes, ...], truncate: bool) -> None:
+    def _fsync_all(self, fds: list[int]) -> list[OSError | None]:
+        """fdatasync each file, all in flight together: the block layer merges the cache
+        flushes of concurrent syncs, so a batch waits for about one flush, not one per
+        file. fdatasync still writes what reading the data back needs (the size, the
+        blocks: POSIX), and skips only the times, whose inode write a full fsync adds."""
+        def fsync(fd: int) -> OSError | None:
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                return exc
+            return None
+        if len(fds) <= 1:
+            return [fsync(fd) for fd in fds]
+        return list(self._pool.map(fsync, fds))
+
+
+def _discard(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def _write_file(path: Path, parts: tuple[bytes, ...], truncate: bool) -> int:
     """`parts` in `path` (created, or an old file written over and cut to the new length
-    when `truncate`), fsynced. One writev, not a write per part: every system call hands
-    the GIL to the event loop and back."""
+    when `truncate`); the open descriptor, not yet synced. One writev, not a write per
+    part: every system call hands the GIL to the event loop and back. A spare of the
+    same length is not truncated: that would dirty its inode for nothing."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         size = sum(map(len, parts))
@@ -153,11 +213,12 @@ def _write_file(path: Path, parts: tuple[bytes, ...], truncate: bool) -> None:
             view = memoryview(b"".join(parts))[written:]
             while view:
                 view = view[os.write(fd, view):]
-        if truncate:
+        if truncate and os.fstat(fd).st_size != size:
             os.ftruncate(fd, size)
-        os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
 def _write_durably(tmp: Path, final: Path, parts: list[bytes],
@@ -242,10 +303,11 @@ class QueueStore:
                        [envelope.to_json(), b"\n", content], self._dirsync)
         self._remember(envelope)
 
-    def remove(self, message_id: str) -> None:
+    def remove(self, message_id: str, committer: Committer | None = None) -> None:
         """The message is done: its file becomes a spare (or is unlinked when there are
-        enough). Not fsynced: a crash can only bring the message back, delivered twice,
-        which SMTP allows (RFC 5321 6.1); losing one it does not."""
+        enough), by `committer`'s thread when given. Not fsynced: a crash can only bring
+        the message back, delivered twice, which SMTP allows (RFC 5321 6.1); losing one
+        it does not."""
         path = self.active / message_id
         with self._lock:
             if self._index is not None:
@@ -254,8 +316,14 @@ class QueueStore:
             if keep:
                 self._serial += 1
                 spare = self.spare / f"{self._serial}"
+        if committer is not None:
+            committer.run_soon(lambda: self._retire(path, spare if keep else None))
+        else:
+            self._retire(path, spare if keep else None)
+
+    def _retire(self, path: Path, spare: Path | None) -> None:
         try:
-            if keep:
+            if spare is not None:
                 os.rename(path, spare)
                 with self._lock:
                     self._spares.append(spare)
