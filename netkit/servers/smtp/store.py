@@ -86,8 +86,8 @@ class Committer:
     commit).
 
     The event loop hands over the message (its parts, where it goes, a spare file to
-    write over); this thread writes each file of a batch, fsyncs it, renames it into active/,
-    fsyncs active/ once for the whole batch, and only then reports every message of the
+    write over); this thread writes the files of a batch, syncs them all together, renames
+    them into active/, fsyncs active/ once for the whole batch, and only then reports every message of the
     batch done, through `notify` (one call per batch: the event loop's
     call_soon_threadsafe). Even the open and the write stay off the event loop: on ext4
     they wait for the journal while another file's fsync commits it (seen as 15% of the
