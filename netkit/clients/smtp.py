@@ -25,7 +25,8 @@ import email.utils
 import socket
 import ssl
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,9 @@ class _Pipe(asyncio.Protocol):
         return self.replies.popleft()
 
 
+Job = tuple[bytes, str, list[str]]  # message, sender, recipients
+
+
 def _path(address: str, utf8: bool) -> bytes:
     if any(c in address for c in "\r\n<>"):
         raise ValueError(f"not a mailbox: {address!r}")
@@ -163,6 +167,15 @@ class Session:
         self.tls = False
         self.timeout = timeout
         self.pipe: _Pipe | None = None
+        self.opened_at = 0.0  # time.monotonic() once open
+
+    def usable(self) -> bool:
+        """Open, owing nothing, and not closed (nor spoken to) by the server since."""
+        if self.pipe is not None:
+            pipe = self.pipe
+            return pipe.error is None and not pipe.transport.is_closing() and \
+                not pipe.outstanding and not pipe.replies
+        return self.smtp.is_connected
 
     def _error(self, exc: BaseException) -> DeliveryError:
         if isinstance(exc, aiosmtplib.SMTPResponseException):
@@ -187,6 +200,7 @@ class Session:
             if not isinstance(smtp, _Traced) and smtp.supports_extension("pipelining") and \
                     transport is not None and hasattr(transport, "set_protocol"):
                 self.pipe = _Pipe(transport, self.timeout)
+            self.opened_at = time.monotonic()
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             smtp.close()
             raise self._error(exc) from None
@@ -198,8 +212,103 @@ class Session:
                           recipients: list[str]) -> Result:
         """MAIL, one RCPT per recipient (each answered on its own), DATA for those
         accepted. DeliveryError when the connection fails (it cannot be used again)."""
-        if self.pipe is not None:
-            return await self._pipelined(message, sender, recipients)
+        async with contextlib.aclosing(self.transactions([(message, sender,
+                                                             recipients)])) as results:
+            async for result in results:
+                return result
+        raise AssertionError("a transaction without a result")  # pragma: no cover
+
+    async def transactions(self, jobs: Iterable[Job]) -> AsyncIterator[Result]:
+        """The result of each (message, sender, recipients), in order; DeliveryError when
+        the connection fails, the results before it already given. Pipelined when the
+        server offers it: MAIL, the RCPTs and DATA in one write, and from the second
+        message on, that write also carries the previous message's content (RFC 2920 3.1
+        lets the content open a group): one write and one wait a message."""
+        if self.pipe is None:
+            for message, sender, recipients in jobs:
+                yield await self._one_by_one(message, sender, recipients)
+            return
+        pipe = self.pipe
+        carry, owed = b"", None  # a content sent with the next group; whose it is
+        try:
+            for message, sender, recipients in jobs:
+                result = Result(self.host, tls=self.tls)
+                group = self._envelope(sender, recipients, result)
+                if group is None:  # refused before a byte was sent
+                    if owed is not None:
+                        pipe.send(carry)
+                        carry, done, owed = b"", owed, None
+                        yield await self._content_reply(done)
+                    yield result
+                    continue
+                pipe.send(carry + group, replies=(owed is not None) + len(recipients) + 2)
+                carry = b""
+                if owed is not None:
+                    done, owed = owed, None
+                    yield await self._content_reply(done)
+                mail = await pipe.reply()
+                rcpts = [await pipe.reply() for _ in recipients]
+                data = await pipe.reply()
+                if mail.code // 100 != 2:
+                    if not 400 <= mail.code < 600:
+                        raise DeliveryError(f"{self.host}:{self.port}: {mail.code} "
+                                            f"{mail.text}", mail.code)
+                    result.refused = dict.fromkeys(recipients, (mail.code, mail.text))
+                else:
+                    for rcpt, reply in zip(recipients, rcpts, strict=True):
+                        (result.accepted if reply.code // 100 == 2 else result.refused)[rcpt] = \
+                            (reply.code, reply.text)
+                if data.code == 354:  # the content, or "." alone when nobody is to get it
+                    carry = data_block(message) if result.accepted else b".\r\n"
+                    owed = result
+                    continue
+                for rcpt in result.accepted:  # DATA refused: the transaction is undone
+                    result.refused[rcpt] = (data.code, data.text)
+                result.accepted.clear()
+                pipe.send(b"RSET\r\n")  # rare: not worth carrying
+                await pipe.reply()
+                yield result
+            if owed is not None:
+                pipe.send(carry)
+                done, owed = owed, None
+                yield await self._content_reply(done)
+        except (ReplyError, OSError, TimeoutError) as exc:
+            self.smtp.close()
+            raise DeliveryError(f"{self.host}:{self.port}: {exc}") from None
+        finally:  # left half-way (replies owed, a content unsent): the session is over
+            if pipe.outstanding or owed is not None:
+                pipe.transport.close()
+                self.smtp.close()
+
+    def _envelope(self, sender: str, recipients: list[str], result: Result) -> bytes | None:
+        """MAIL, the RCPTs and DATA as one group; None (and `result` says why) when they
+        cannot be sent to this server."""
+        utf8 = not all(a.isascii() for a in (sender, *recipients))
+        if utf8 and not self.smtp.supports_extension("smtputf8"):
+            result.refused = dict.fromkeys(recipients, (553, "5.6.7 the server does not "
+                                                        "take SMTPUTF8 addresses"))
+            return None
+        try:
+            return (b"MAIL FROM:" + _path(sender, utf8) + (b" SMTPUTF8" if utf8 else b"") +
+                    b"\r\n" + b"".join(b"RCPT TO:" + _path(r, utf8) + b"\r\n"
+                                        for r in recipients) + b"DATA\r\n")
+        except ValueError as exc:
+            result.refused = dict.fromkeys(recipients, (501, f"5.1.3 {exc}"))
+            return None
+
+    async def _content_reply(self, owed: Result) -> Result:
+        """`owed`, done by the reply to its message's content."""
+        assert self.pipe is not None
+        reply = await self.pipe.reply()
+        if owed.accepted and reply.code // 100 == 2:
+            owed.accepted = dict.fromkeys(owed.accepted, (reply.code, reply.text))
+        else:  # refused at the end of the content: the transaction is over all the same
+            for rcpt in owed.accepted:
+                owed.refused[rcpt] = (reply.code, reply.text)
+            owed.accepted.clear()
+        return owed
+
+    async def _one_by_one(self, message: bytes, sender: str, recipients: list[str]) -> Result:
         smtp = self.smtp
         result = Result(self.host, tls=self.tls)
         try:
@@ -231,50 +340,6 @@ class Session:
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             smtp.close()
             raise self._error(exc) from None
-        return result
-
-    async def _pipelined(self, message: bytes, sender: str,
-                         recipients: list[str]) -> Result:
-        """The transaction as RFC 2920 has it: MAIL, the RCPTs and DATA in one write, their
-        replies read in order, then the content (or "." alone) if DATA was accepted."""
-        assert self.pipe is not None
-        pipe, result = self.pipe, Result(self.host, tls=self.tls)
-        utf8 = not all(a.isascii() for a in (sender, *recipients))
-        if utf8 and not self.smtp.supports_extension("smtputf8"):
-            result.refused = dict.fromkeys(recipients, (553, "5.6.7 the server does not "
-                                                        "take SMTPUTF8 addresses"))
-            return result
-        try:
-            pipe.send(b"MAIL FROM:" + _path(sender, utf8) + (b" SMTPUTF8" if utf8 else b"") +
-                      b"\r\n" + b"".join(b"RCPT TO:" + _path(r, utf8) + b"\r\n"
-                                          for r in recipients) + b"DATA\r\n",
-                      replies=len(recipients) + 2)
-            mail = await pipe.reply()
-            rcpts = [await pipe.reply() for _ in recipients]
-            data = await pipe.reply()
-            if mail.code // 100 != 2:
-                if not 400 <= mail.code < 600:
-                    raise DeliveryError(f"{self.host}:{self.port}: {mail.code} {mail.text}",
-                                        mail.code)
-                result.refused = dict.fromkeys(recipients, (mail.code, mail.text))
-            else:
-                for rcpt, reply in zip(recipients, rcpts, strict=True):
-                    (result.accepted if reply.code // 100 == 2 else result.refused)[rcpt] = \
-                        (reply.code, reply.text)
-            if data.code == 354:  # the content, or "." alone when nobody is to get it
-                pipe.send(data_block(message) if result.accepted else b".\r\n")
-                data = await pipe.reply()
-                if result.accepted and data.code // 100 == 2:
-                    result.accepted = dict.fromkeys(result.accepted, (data.code, data.text))
-                    return result
-            for rcpt in result.accepted:  # DATA, or the content, was refused
-                result.refused[rcpt] = (data.code, data.text)
-            result.accepted.clear()
-            pipe.send(b"RSET\r\n")
-            await pipe.reply()
-        except (ReplyError, OSError, TimeoutError, ValueError) as exc:
-            self.smtp.close()
-            raise DeliveryError(f"{self.host}:{self.port}: {exc}") from None
         return result
 
     async def close(self) -> None:

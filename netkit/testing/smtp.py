@@ -29,6 +29,7 @@ class SMTPSink:
     def __init__(self, port: int = 0) -> None:
         self.messages: list[Received] = []
         self.sessions = 0  # EHLOs seen: one per session
+        self.quits = 0  # sessions the client ended with QUIT
         self.refuse: dict[str, int] = {}  # recipient -> code (550, 451...) for RCPT
         self._port = port
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -36,6 +37,7 @@ class SMTPSink:
         self._server: Any = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._sessions: list[Any] = []
 
     def start(self) -> SMTPSink:
         self._sock = bind_socket("tcp", Address("127.0.0.1", self._port))
@@ -57,6 +59,10 @@ class SMTPSink:
                 session.host_name = hostname
                 return responses
 
+            async def handle_QUIT(self, server, session, envelope):  # type: ignore[no-untyped-def]
+                sink.quits += 1
+                return "221 Bye"
+
             async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
                 code = sink.refuse.get(address.lower())
                 if code:
@@ -71,7 +77,7 @@ class SMTPSink:
                                                   session.peer[0]))
                 return "250 2.0.0 kept"
 
-        sessions: list[SMTP] = []
+        sessions = self._sessions = []
 
         def session() -> SMTP:
             smtp = SMTP(Handler(), hostname="sink.test", decode_data=False)
@@ -99,6 +105,18 @@ class SMTPSink:
             await asyncio.sleep(0)  # the transports' close callbacks
         loop.run_until_complete(finish())
         loop.close()
+
+    def drop_sessions(self) -> None:
+        """Close every open session from the server's side (as a server's idle timeout
+        would), without a word."""
+        def drop() -> None:
+            for smtp in self._sessions:
+                if smtp.transport is not None:
+                    smtp.transport.close()
+        if self._loop is not None:
+            done = threading.Event()
+            self._loop.call_soon_threadsafe(lambda: (drop(), done.set()))
+            done.wait(10)
 
     def stop(self) -> None:
         if self._loop is not None and self._thread is not None:

@@ -473,6 +473,34 @@ def test_one_session_carries_several_messages_to_a_destination(relay, zones: DNS
         assert len(sink.messages) == 3 and sink.sessions == 1  # one connection, reused
 
 
+def test_sessions_stay_open_between_passes_and_close_when_idle(relay, zones: DNSZones,
+                                                               tmp_path: Path) -> None:
+    """A session kept from one delivery pass carries the next message; one the server
+    has closed meanwhile is not used (a new one is opened, nothing deferred); an idle
+    one is ended with QUIT after a couple of seconds."""
+    from netkit.testing.smtp import SMTPSink
+    from tests.support.fixtures import free_port
+    zones.add("kept.test", "MX", "10 mx.kept.test.")
+    zones.add("mx.kept.test", "A", "127.0.0.1")
+    mx_port = free_port()
+    with SMTPSink(port=mx_port) as sink:
+        proc, port = relay("--set", f"smtp.mx_port={mx_port}")
+        for i in range(2):
+            assert swaks(port, "--to", f"r{i}@kept.test").returncode == 0
+            proc.wait_for(rf"delivered to <r{i}@kept.test>")
+        assert sink.sessions == 1 and sink.quits == 0  # the second message: same session
+        sink.drop_sessions()
+        time.sleep(0.2)
+        assert swaks(port, "--to", "r2@kept.test").returncode == 0
+        proc.wait_for(r"delivered to <r2@kept.test>")
+        assert sink.sessions == 2 and "deferred" not in proc.log
+        deadline = time.monotonic() + 8
+        while sink.quits < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sink.quits == 1  # the idle one, ended politely
+    assert len(sink.messages) == 3 and drained(tmp_path)
+
+
 def test_sighup_with_a_broken_credentials_file_keeps_serving(spawn, tmp_path: Path,
                                                              zones: DNSZones) -> None:
     conf = tmp_path / "smtp.toml"

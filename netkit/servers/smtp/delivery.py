@@ -11,6 +11,7 @@ of a bounce cannot happen.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import time
@@ -93,6 +94,12 @@ async def _session(service: SMTPService, domain: str, targets: list[tuple[str, i
     code = 0  # of the last refusal: 5xx at the greeting bounces, anything else defers
     session = None
     for host, port in targets:  # the first host that takes a connection gets them all
+        session, stale = service.session_cache.take((host, port, starttls))
+        for dead in stale:
+            await dead.close()
+        if session is not None:
+            service.stats["sessions_reused"] += 1
+            break
         candidate = Session(host, port, starttls=starttls, helo=config.hostname, timeout=60)
         try:
             await candidate.open()
@@ -103,6 +110,7 @@ async def _session(service: SMTPService, domain: str, targets: list[tuple[str, i
                 break
             continue
         session = candidate
+        service.stats["sessions_opened"] += 1
         break
     now = time.time()
     if session is None:
@@ -110,28 +118,31 @@ async def _session(service: SMTPService, domain: str, targets: list[tuple[str, i
             for r in recipients:
                 _failed(service, envelope, r, code, "; ".join(errors), now)
         return
+    done = 0
     try:
-        for i, (envelope, recipients, content) in enumerate(jobs):
-            try:
-                result = await session.transaction(content, envelope.sender,
-                                                   [r.address for r in recipients])
-            except DeliveryError as exc:  # the connection broke: the rest wait their turn
-                for env, rs, _ in jobs[i:]:
-                    for r in rs:
-                        _failed(service, env, r, exc.code, str(exc), time.time())
-                return
-            for r in recipients:
-                if r.address in result.accepted:
-                    r.state = "delivered"
-                    service.stats["delivered_remote"] += 1
-                    log.info("smtp: %s: delivered to <%s> via %s", envelope.id, r.address,
-                             session.host)
-                else:
-                    code, text = result.refused.get(r.address, (451, "no reply"))
-                    _failed(service, envelope, r, code, f"{session.host} said {code} {text}",
-                            time.time())
-    finally:
-        await session.close()
+        async with contextlib.aclosing(session.transactions(
+                [(content, envelope.sender, [r.address for r in recipients])
+                 for envelope, recipients, content in jobs])) as results:
+            async for result in results:
+                envelope, recipients, _ = jobs[done]
+                done += 1
+                for r in recipients:
+                    if r.address in result.accepted:
+                        r.state = "delivered"
+                        service.stats["delivered_remote"] += 1
+                        log.info("smtp: %s: delivered to <%s> via %s", envelope.id,
+                                 r.address, session.host)
+                    else:
+                        code, text = result.refused.get(r.address, (451, "no reply"))
+                        _failed(service, envelope, r, code,
+                                f"{session.host} said {code} {text}", time.time())
+    except DeliveryError as exc:  # the connection broke: the rest wait their turn
+        for env, rs, _ in jobs[done:]:
+            for r in rs:
+                _failed(service, env, r, exc.code, str(exc), time.time())
+    finally:  # kept open for the next pass when it ended cleanly
+        if not service.session_cache.give((session.host, session.port, starttls), session):
+            await session.close()
 
 
 def _failed(service: SMTPService, envelope: Envelope, r: Recipient, code: int, why: str,

@@ -44,6 +44,7 @@ from netkit.tlsconf import ListenerContext, ListenerTLS
 from netkit.transport.listeners import SocketPresets, bind_socket
 
 from ..proxyauth import Credentials, verify_password
+from .sessions import IDLE, SessionCache
 from .store import Committer, QueueStore, deliver_to_maildir, new_id
 
 log = logging.getLogger("netkit.smtp")
@@ -135,7 +136,9 @@ class SMTPService:
         self.tasks = TaskSet()
         self.wake = asyncio.Event()
         self.stats = dict.fromkeys(("accepted", "refused_relay", "delivered_local",
-                                    "delivered_remote", "bounced", "deferred"), 0)
+                                    "delivered_remote", "bounced", "deferred",
+                                    "sessions_opened", "sessions_reused"), 0)
+        self.session_cache = SessionCache(config.max_connections_per_destination)
         from netkit.clients.dns import Resolver
         self.resolver = Resolver(list(config.resolver) or None, timeout=3.0, attempts=2,
                                  cache=True)
@@ -186,6 +189,7 @@ class SMTPService:
         for envelope in self.store.envelopes():  # what the queue held at start
             self.ready.add(envelope.id)
         tg.start_soon(self._deliver_loop)
+        tg.start_soon(self._close_idle_sessions)
         self.wake.set()
 
     def reload(self, config: Config) -> None:
@@ -207,11 +211,15 @@ class SMTPService:
         self.resolver = Resolver(list(config.resolver) or None, timeout=3.0, attempts=2,
                                  cache=True)
         self.credentials, self.dkim_keys, self.config = credentials, dkim_keys, config
+        self.session_cache.per_key = config.max_connections_per_destination
 
     async def drain(self, timeout: float) -> None:
         for server in self.servers:
             server.close()
         self.tasks.cancel_all()
+        with anyio.move_on_after(min(timeout, 5.0)):
+            for session in self.session_cache.clear():
+                await session.close()
         if self.committer is not None:
             await anyio.to_thread.run_sync(self.committer.close)
 
@@ -341,6 +349,14 @@ class SMTPService:
             wait = max(0.05, self.later[0][0] - time.time()) if self.later else None
             with anyio.move_on_after(wait):
                 await self.wake.wait()
+
+    async def _close_idle_sessions(self) -> None:
+        """Kept delivery sessions closed (QUIT) once idle for sessions.IDLE seconds."""
+        while True:
+            await anyio.sleep(IDLE / 2)
+            for session in self.session_cache.expired():
+                with anyio.move_on_after(5):
+                    await session.close()
 
     async def _deliver_remote(self, envelopes: list[Envelope],
                               hot: Mapping[str, bytes] | None = None) -> None:

@@ -86,14 +86,14 @@ class Committer:
     commit).
 
     The event loop hands over the message (its parts, where it goes, a spare file to
-    write over); this thread writes the files of a batch, syncs them all together, renames
-    them into active/, fsyncs active/ once for the whole batch, and only then reports every message of the
-    batch done, through `notify` (one call per batch: the event loop's
-    call_soon_threadsafe). Even the open and the write stay off the event loop: on ext4
-    they wait for the journal while another file's fsync commits it (seen as 15% of the
-    loop's time in open(O_TRUNC) before they moved here). One thread instead of a worker
-    per message: thread hand-offs and GIL switches cost more CPU than the disk here
-    (bench/smtp.py)."""
+    write over); this thread writes the files of a batch, syncs them all together,
+    renames them into active/, fsyncs active/ once for the whole batch, and only then
+    reports every message of the batch done, through `notify` (one call per batch: the
+    event loop's call_soon_threadsafe). Even the open and the write stay off the event
+    loop: on ext4 they wait for the journal while another file's fsync commits it (seen
+    as 15% of the loop's time in open(O_TRUNC) before they moved here). One thread
+    instead of a worker per message: thread hand-offs and GIL switches cost more CPU
+    than the disk here (bench/smtp.py)."""
 
     def __init__(self, directory: Path, notify: Callable[[Callable[[], None]], None]) -> None:
         self.directory = directory
