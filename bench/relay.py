@@ -9,7 +9,8 @@ Relays on core 0, forwarding to backends on core 1; the loads on core 1:
 
     python bench/relay.py [--mib 512] [--seconds 5] [--rounds 3]   (root: NSD on port 53)
 prints  relay-tcp-bulk-vs-socat, relay-connections-vs-socat, relay-connections-vs-rinetd,
-        relay-udp-vs-socat
+        relay-connections-bare-uvloop-vs-rinetd (a 60-line uvloop relay, BARE below: the
+        floor of any relay on asyncio's protocols), relay-udp-vs-socat
 """
 
 from __future__ import annotations
@@ -38,6 +39,75 @@ from common import (
 
 sys.path.insert(0, str(ROOT))
 from netkit.testing.nsd import start_hierarchy
+
+BARE = """
+# The least a uvloop TCP relay does for a connection: accept, connect onward, copy both
+# ways with half-close. No firewall, table, limits, timers or counters: the floor of a
+# relay on asyncio's protocols, measured beside ours and rinetd.
+import asyncio, sys
+import uvloop
+
+
+class Side(asyncio.Protocol):
+    def __init__(self, other=None):
+        self.other, self.t, self.ready, self.pending, self.eof = other, None, False, [], False
+
+    def connection_made(self, t):
+        self.t = t
+
+    def data_received(self, d):
+        if self.other is not None and self.other.ready:
+            self.other.t.write(d)
+        else:
+            self.pending.append(d)
+
+    def eof_received(self):
+        self.eof = True
+        if self.other is not None and self.other.ready:
+            self.other.t.write_eof()
+            if self.other.eof:
+                self.t.close()
+                self.other.t.close()
+        return True
+
+    def connection_lost(self, exc):
+        if self.other is not None and self.other.t is not None:
+            self.other.t.close()
+
+
+async def main(port, target):
+    loop = asyncio.get_running_loop()
+
+    async def connect(inside):
+        out = Side(inside)
+        try:
+            await loop.create_connection(lambda: out, "127.0.0.1", target)
+        except OSError:
+            inside.t.abort()
+            return
+        inside.other = out
+        for side, other in ((inside, out), (out, inside)):
+            for d in side.pending:
+                other.t.write(d)
+            if side.eof:
+                other.t.write_eof()
+        inside.ready = out.ready = True
+        if inside.eof and out.eof:
+            inside.t.close()
+            out.t.close()
+        inside.t.resume_reading()
+
+    class Inside(Side):
+        def connection_made(self, t):
+            self.t = t
+            t.pause_reading()
+            loop.create_task(connect(self))
+
+    server = await loop.create_server(Inside, "127.0.0.1", port, backlog=1024)
+    await server.serve_forever()
+
+uvloop.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
 
 
 def wrk_close(port: int, seconds: float) -> float:
@@ -85,7 +155,8 @@ def main() -> int:
     queries.write_text(". SOA\n. NS\ncom. NS\n")
     nginx, sink = free_port(), free_port()
     ports = {name: {kind: free_port() for kind in ("bulk", "conn", "udp")}
-             for name in ("ours", "socat", "rinetd")}
+             for name in ("ours", "socat", "rinetd", "bare")}
+    (tmp / "bare.py").write_text(BARE)
     (tmp / "nginx.conf").write_text(f"""worker_processes 1;
 pid {tmp}/nginx.pid;
 error_log {tmp}/error.log;
@@ -120,9 +191,10 @@ http {{
         start([require("socat"), "-T", "60", f"UDP4-LISTEN:{s['udp']},fork,reuseaddr",
                f"UDP4:{dns_target}"]),
         start([require("rinetd"), "-f", "-c", str(tmp / "rinetd.conf")]),
+        start([sys.executable, str(tmp / "bare.py"), str(ports["bare"]["conn"]), str(nginx)]),
     ]
     bulk: dict[str, list[float]] = {"ours": [], "socat": []}
-    conns: dict[str, list[float]] = {"ours": [], "socat": [], "rinetd": []}
+    conns: dict[str, list[float]] = {"ours": [], "socat": [], "rinetd": [], "bare": []}
     udp: dict[str, list[float]] = {"ours": [], "socat": []}
     try:
         wait_port(nginx)
@@ -130,10 +202,11 @@ http {{
         for name in ("ours", "socat", "rinetd"):
             wait_port(ports[name]["bulk"])
             wait_port(ports[name]["conn"])
+        wait_port(ports["bare"]["conn"])
         for _ in range(args.rounds):
             for name in ("ours", "socat"):
                 bulk[name].append(push(ports[name]["bulk"], args.mib))
-            for name in ("ours", "socat", "rinetd"):
+            for name in ("ours", "socat", "rinetd", "bare"):
                 conns[name].append(wrk_close(ports[name]["conn"], args.seconds))
             for name in ("ours", "socat"):
                 udp[name].append(dnsperf(ports[name]["udp"], queries, args.seconds))
@@ -144,6 +217,9 @@ http {{
     report("relay-tcp-bulk-vs-socat", bulk["ours"], bulk["socat"], "MiB/s")
     report("relay-connections-vs-socat", conns["ours"], conns["socat"], "conn/s")
     report("relay-connections-vs-rinetd", conns["ours"], conns["rinetd"], "conn/s")
+    # the floor of any relay on asyncio's protocols: what 1x rinetd would ask of ours
+    report("relay-connections-bare-uvloop-vs-rinetd", conns["bare"], conns["rinetd"],
+           "conn/s")
     report("relay-udp-vs-socat", udp["ours"], udp["socat"], "queries/s")
     return 0
 
