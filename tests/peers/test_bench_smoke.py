@@ -124,7 +124,8 @@ def test_relay_bench_runs():
         need(program)
     assert set(run("bench/relay.py", "--mib", "16", "--seconds", "1", "--rounds", "1")) == {
         "relay-tcp-bulk-vs-socat", "relay-connections-vs-socat",
-        "relay-connections-vs-rinetd", "relay-udp-vs-socat"}
+        "relay-connections-vs-rinetd", "relay-connections-bare-uvloop-vs-rinetd",
+        "relay-udp-vs-socat"}
 
 
 def test_relay_packets_bench_runs():
