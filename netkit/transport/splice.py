@@ -74,6 +74,7 @@ class Splice:
         self.forward: object = None  # where the outbound side goes, for logs
         self.started = time.monotonic()
         self.done = False
+        self.timed_out = False  # the onward connect took too long (a relay's timer)
         self.error: BaseException | None = None
         self._on_done = on_done
 

@@ -83,6 +83,31 @@ def test_tcp_is_relayed_byte_identical_with_half_close(make_backend) -> None:
         assert r.counters["flows"] == 0  # the flow left the table with its connection
 
 
+def test_a_target_that_never_answers_is_given_up_after_connect_timeout(caplog) -> None:
+    """The target's accept queue is full, so its SYNs go unanswered: the client gets an
+    RST once `connect_timeout` has passed, the flow leaves the table, and the relay
+    goes on relaying."""
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        fillers = [socket.socket() for _ in range(2)]
+        for f in fillers:
+            f.setblocking(False)
+            f.connect_ex(full.getsockname())
+        time.sleep(0.1)
+        try:
+            with relay({"listen": "127.0.0.1:0", "to": f"127.0.0.1:{full.getsockname()[1]}",
+                        "connect_timeout": 0.5}) as r:
+                t0 = time.monotonic()
+                assert reset_by_relay(r.addresses[0][1])
+                assert 0.4 < time.monotonic() - t0 < 3
+                assert r.counters["flows"] == 0
+        finally:
+            for f in fillers:
+                f.close()
+    assert "no answer in 0.5 s" in caplog.text
+
+
 def test_rules_allow_deny_and_reject_by_source(make_backend) -> None:
     backend = make_backend("echo")
     rules = [{"action": "deny", "src": ["127.0.0.2/32"]},
