@@ -102,3 +102,21 @@ def test_contents_kept_for_the_first_attempt_are_capped(tmp_path, monkeypatch) -
         service.committer.close()
 
     asyncio.run(main())
+
+
+def test_aiosmtpd_still_logs_commands_when_its_logger_asks(caplog) -> None:
+    """The relay makes aiosmtpd's sanitized_log ask the logger's level first: at INFO
+    the command lines are logged as before, AUTH's secret hidden; at WARNING nothing."""
+    import logging
+
+    import aiosmtpd.smtp
+
+    _limited_smtp()
+    log = logging.getLogger("mail.log")
+    with caplog.at_level(logging.INFO, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(log.info, "%r >> %r", "peer", b"AUTH PLAIN c2VjcmV0\r\n")
+    assert "AUTH PLAIN ********" in caplog.text and "c2VjcmV0" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mail.log"):
+        aiosmtpd.smtp.sanitized_log(log.info, "%r >> %r", "peer", b"NOOP\r\n")
+    assert caplog.text == ""

@@ -560,7 +560,24 @@ def _limited_smtp() -> Any:
     global _LIMITED
     if _LIMITED is not None:
         return _LIMITED
+    import aiosmtpd.smtp
     from aiosmtpd.smtp import SMTP, _AuthMechAttr
+
+    # aiosmtpd logs every command line twice (debug, info) through sanitized_log, which
+    # builds a sanitized copy of the line (a regular expression) before the logger
+    # looks at its level: ten a message, for nothing at the relay's level (warnings).
+    # The same function, asking the logger first.
+    original_log = aiosmtpd.smtp.sanitized_log
+    levels = {"debug": logging.DEBUG, "info": logging.INFO}
+
+    def sanitized_log(func: Any, msg: Any, *args: Any, **kwargs: Any) -> None:
+        logger = getattr(func, "__self__", None)
+        level = levels.get(getattr(func, "__name__", ""))
+        if level is not None and isinstance(logger, logging.Logger) and \
+                not logger.isEnabledFor(level):
+            return
+        original_log(func, msg, *args, **kwargs)
+    aiosmtpd.smtp.sanitized_log = sanitized_log
 
     class LimitedSMTP(SMTP):
         def __init__(self, service: SMTPService, **kwargs: Any) -> None:
