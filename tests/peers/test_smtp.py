@@ -271,6 +271,27 @@ def test_starttls_and_submission_with_auth_over_tls_only(relay, tmp_path: Path) 
     assert "authenticated as ann" in proc.log
 
 
+def test_an_idle_session_is_closed_a_busy_one_is_not(relay) -> None:
+    """`smtp.idle_timeout` counts from the last command: NOOPs every 0.6 s keep a
+    session for longer than its 1 s; a silent one is closed after about 1 s."""
+    proc, port = relay("--set", "smtp.idle_timeout=1")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as busy:
+        assert busy.recv(100).startswith(b"220 ")
+        for _ in range(4):
+            time.sleep(0.6)
+            busy.sendall(b"NOOP\r\n")
+            assert busy.recv(100).startswith(b"250 ")
+        t0 = time.monotonic()
+        assert busy.recv(100) == b""  # now silent: closed
+        assert 0.7 < time.monotonic() - t0 < 2.5
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as quiet:
+        assert quiet.recv(100).startswith(b"220 ")
+        t0 = time.monotonic()
+        assert quiet.recv(100) == b""
+        assert 0.7 < time.monotonic() - t0 < 2.5
+    assert "Traceback" not in proc.log
+
+
 def test_sessions_per_client_are_capped(relay) -> None:
     _, port = relay("--set", "smtp.max_sessions_per_client=2")
     held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]

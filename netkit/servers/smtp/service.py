@@ -585,6 +585,8 @@ def _limited_smtp() -> Any:
             self._netkit_peer: str | None = None
             self._netkit_may_relay = False
             self._netkit_lines: list[bytes] = []
+            self._netkit_when: float | None = None  # when the idle timer is set to fire
+            self._netkit_deadline = 0.0  # when the session really times out
             super().__init__(**kwargs)
 
         @classmethod
@@ -680,6 +682,27 @@ def _limited_smtp() -> Any:
                 await self.push(status)
                 return
             self._set_post_data_state()
+
+        def _reset_timeout(self, duration: float | None = None) -> None:
+            """aiosmtpd's idle timeout with one timer a session, moved only when it fires
+            (aiosmtpd cancelled it and made a new one for every command, six a message).
+            """
+            deadline = self.loop.time() + (duration or self._timeout_duration)
+            self._netkit_deadline = deadline
+            if self._netkit_when is None or self._netkit_when > deadline:
+                if self._timeout_handle is not None:
+                    self._timeout_handle.cancel()
+                self._netkit_when = deadline
+                self._timeout_handle = self.loop.call_at(deadline, self._netkit_timer)
+
+        def _netkit_timer(self) -> None:
+            self._netkit_when = None
+            if self.loop.time() < self._netkit_deadline:  # a command came since: the rest
+                self._netkit_when = self._netkit_deadline
+                self._timeout_handle = self.loop.call_at(self._netkit_deadline,
+                                                         self._netkit_timer)
+                return
+            self._timeout_cb()
 
         async def push(self, status: str | bytes) -> None:
             """A reply's lines leave together: aiosmtpd writes each line of a multi-line
