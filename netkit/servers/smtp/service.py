@@ -652,7 +652,8 @@ def _limited_smtp() -> Any:
             a one-message session's Python. Same replies and limits (the size counted
             while the data comes in, past it nothing kept; a line over 1000 octets: 500
             after the end); tests/drivers/test_smtp_data.py runs both on the same bytes."""
-            if self._decode_data or not self.data_size_limit:  # not the relay's settings
+            if self._decode_data or not self.data_size_limit or \
+                    "DATA" not in self._handle_hooks:  # not the relay's settings
                 await super().smtp_DATA(arg)
                 return
             if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
